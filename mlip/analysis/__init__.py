@@ -1,0 +1,1 @@
+"""Reports on trained models: parity plots and result tables."""

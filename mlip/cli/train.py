@@ -1,0 +1,170 @@
+"""``python train.py`` / ``mlip-train``: read data, train, validate, test and export.
+
+Outputs in Hydra's run directory: ``config.yaml`` (resolved), ``split.json``, ``metrics.json``,
+``parity_energy.png``, ``parity_forces.png``, ``checkpoints/{best,last}.ckpt``, ``model.pt``
+and CSV / TensorBoard logs.
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mlip.cli.config_path import CONFIG_DIR
+
+log = logging.getLogger("mlip")
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _resolve_ckpt(ckpt_path, run_dir: Path):
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        path = run_dir / "checkpoints" / "last.ckpt"
+        return str(path) if path.exists() else None
+    if not Path(ckpt_path).exists():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: checkpoint not found")
+    return str(ckpt_path)
+
+
+def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
+    from mlip.training.datamodule import FrameDataModule
+
+    kinds = [k for k, s in cfg.loss.sigma.items() if s is not None and k in ("energy", "forces", "stress")]
+    require = [k for k in kinds if k not in set(cfg.data.allow_missing or [])]
+    return FrameDataModule(
+        train=cfg.data.train, val=cfg.data.get("val"), test=cfg.data.get("test"), format=cfg.data.get("format"),
+        keys=OmegaConf.to_container(cfg.data["keys"]), e0=OmegaConf.to_container(cfg.data.e0)
+        if isinstance(cfg.data.e0, DictConfig) else cfg.data.e0,
+        e0_file=cfg.data.get("e0_file"), require=require, cutoff=cfg.model.cutoff,
+        val_fraction=cfg.split.val_fraction, test_fraction=cfg.split.test_fraction, seed=cfg.split.seed,
+        batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
+        num_workers=cfg.data.num_workers, dtype=dtype)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
+    """Train, test and export as configured; returns the metrics written to ``metrics.json``."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from mlip.analysis.parity import parity_plot
+    from mlip.export import export_torchscript
+    from mlip.training.checkpoint_io import AtomicCheckpointIO
+    from mlip.training.evaluate import evaluate
+    from mlip.training.module import PotentialModule
+
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"dtype={cfg.dtype!r}: use float32 or float64")
+    dtype = DTYPES[cfg.dtype]
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    t_start = time.time()
+
+    dm = build_datamodule(cfg, dtype)
+    dm.prepare()
+    stats = dm.statistics
+    model_config = dict(OmegaConf.to_container(cfg.model, resolve=True))
+    model_config.update(species=dm.species, e0=dm.e0, avg_num_neighbors=stats["avg_num_neighbors"],
+                        scale=stats["force_rms"] if "forces" in cfg.loss.sigma and cfg.loss.sigma.forces
+                        else stats["energy_std"], shift=stats["energy_shift"])
+    module = PotentialModule(model_config, OmegaConf.to_container(cfg.loss, resolve=True),
+                             OmegaConf.to_container(cfg.optimizer, resolve=True), dm.config_types)
+    module.to(dtype)
+    ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
+    if ckpt_path is None:
+        loader = dm.eval_loader("train")
+        batches = [b for _, b in zip(range(cfg.model.get("normalization_batches", 8)), loader)]
+        module.energy_model.fit_feature_normalization(batches)
+
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True,
+                        enable_version_counter=False),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if cfg.optimizer.get("ema_decay"):
+        callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay))
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = L.Trainer(
+        **trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks,
+        logger=[CSVLogger(str(run_dir), name="logs"), TensorBoardLogger(str(run_dir), name="tb")],
+        plugins=[AtomicCheckpointIO()], inference_mode=False, use_distributed_sampler=False,
+        precision="64-true" if dtype == torch.float64 else "32-true", deterministic=False,
+    )
+    if trainer.is_global_zero:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        dm.save_split(str(run_dir / "split.json"))
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:
+        return {}
+
+    # final evaluation on rank 0 only, with the best (EMA) weights, outside Lightning's loop
+    best = ckpt_dir / "best.ckpt"
+    if best.exists():
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    module.cpu()
+    results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
+                               "best_checkpoint": str(best), "wall_time_s": None}
+    for name in ("val", "test"):
+        if name in dm.datasets:
+            metrics, parity = evaluate(module.model, dm.eval_loader(name), dm.config_types)
+            results[name] = metrics
+    if "test" in dm.datasets:
+        parity_plot(parity["energy_ref"], parity["energy_pred"], str(run_dir / "parity_energy.png"),
+                    "energy", "meV/atom", 1000.0)
+        parity_plot(parity["forces_ref"], parity["forces_pred"], str(run_dir / "parity_forces.png"),
+                    "force component", "meV/Å", 1000.0)
+    if cfg.export:
+        export_torchscript(module.model, str(run_dir / "model.pt"))
+        results["exported_model"] = str(run_dir / "model.pt")
+    results["wall_time_s"] = time.time() - t_start
+    with open(run_dir / "metrics.json", "w") as fh:
+        json.dump(results, fh, indent=1)
+    _print_summary(results, run_dir)
+    return results
+
+
+def _print_summary(results: Dict[str, Any], run_dir: Path) -> None:
+    lines = [f"mlip: run directory {run_dir}", f"  E0 (eV): {results['data']['e0_eV']}"]
+    for name in ("val", "test"):
+        m = results.get(name)
+        if not m:
+            continue
+        parts = [f"energy MAE {m['energy_mae']:.2f} meV/atom" if "energy_mae" in m else None,
+                 f"forces MAE {m['forces_mae']:.1f} meV/Å" if "forces_mae" in m else None,
+                 f"stress MAE {m['stress_mae']:.3f} GPa" if "stress_mae" in m else None]
+        lines.append(f"  {name}: " + ", ".join(p for p in parts if p))
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from mlip.data.errors import DataError
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, run_dir)
+    except (DataError, FloatingPointError, FileNotFoundError, ValueError) as err:
+        log.error("%s", err)
+        print(f"mlip: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def main() -> None:
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reading DFT data, checking it, splitting it and turning frames into graphs."""

@@ -1,0 +1,108 @@
+"""TorchScript export: ``model.pt`` runs in any process with torch, without importing mlip.
+
+    model = torch.jit.load("model.pt")
+    out = model(positions, atomic_numbers, cell, pbc)   # builds its own neighbour list
+    out = model.compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)  # engine's list
+
+Inputs: positions [N, 3] Å (model dtype), atomic_numbers [N] int64, cell [3, 3] Å (rows are
+lattice vectors), pbc [3] bool. Outputs (dict): ``energy`` [] eV, ``atomic_energies`` [N] eV,
+``forces`` [N, 3] eV/Å, ``stress`` [3, 3] eV/Å³ (ASE sign; zero unless fully periodic) and
+``virial`` [3, 3] eV (= -V stress). The file carries ``atomic_numbers``, ``cutoff`` (Å),
+``units``, ``dtype`` and ``mlip_version`` as attributes and as ``metadata.json``.
+"""
+
+import json
+from typing import Dict, List, Tuple
+
+import torch
+
+import mlip
+from mlip import keys
+from mlip.nn.neighbors import torch_neighbor_list
+from mlip.physics import ForcesAndStress
+
+UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3",
+         "virial": "eV"}
+
+
+class ExportedPotential(torch.nn.Module):
+    """One frame in, energy, forces and stress out. Works eagerly and under ``torch.jit.script``."""
+
+    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int], cutoff: float):
+        super().__init__()
+        self.model = model
+        self.atomic_numbers: List[int] = [int(z) for z in atomic_numbers]
+        self.cutoff: float = float(cutoff)
+        self.mlip_version: str = mlip.__version__
+        self.units: Dict[str, str] = dict(UNITS)
+        self.dtype_name: str = str(next(model.parameters()).dtype).replace("torch.", "")
+        table = torch.full((119,), -1, dtype=torch.long)
+        for k, z in enumerate(self.atomic_numbers):
+            table[z] = k
+        self.register_buffer("species_table", table)
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
+        edge_index, shifts = torch_neighbor_list(positions, cell, pbc, self.cutoff)
+        return self.compute(positions, atomic_numbers, cell, pbc, edge_index, shifts)
+
+    @torch.jit.export
+    def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        z = atomic_numbers.to(torch.long)
+        if bool((z < 0).any()) or bool((z > 118).any()):
+            raise RuntimeError("atomic number out of range 0..118")
+        species = self.species_table[z]
+        if bool((species < 0).any()):
+            bad = int(z[species < 0][0])
+            raise RuntimeError("element with atomic number " + str(bad) + " is not among the model's species "
+                               + str(self.atomic_numbers))
+        n = positions.shape[0]
+        data: Dict[str, torch.Tensor] = {
+            keys.POSITIONS: positions,
+            keys.ATOMIC_NUMBERS: z,
+            keys.SPECIES: species,
+            keys.BATCH: torch.zeros(n, dtype=torch.long, device=positions.device),
+            keys.CELL: cell.to(positions.dtype).unsqueeze(0),
+            keys.PBC: pbc.to(torch.bool).unsqueeze(0),
+            keys.N_ATOMS: torch.tensor([n], dtype=torch.long, device=positions.device),
+            keys.EDGE_INDEX: edge_index.to(torch.long),
+            keys.CELL_SHIFTS: cell_shifts.to(positions.dtype),
+        }
+        periodic = bool(pbc.all())
+        out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)
+        stress = out[keys.PRED_STRESS][0] if periodic else torch.zeros((3, 3), dtype=positions.dtype,
+                                                                           device=positions.device)
+        volume = torch.linalg.det(cell.to(positions.dtype)).abs()
+        return {
+            "energy": out[keys.TOTAL_ENERGY][0].detach(),
+            "atomic_energies": out[keys.ATOMIC_ENERGY].detach(),
+            "forces": out[keys.PRED_FORCES].detach(),
+            "stress": stress.detach(),
+            "virial": (-stress * volume).detach(),
+        }
+
+    def metadata(self) -> Dict[str, object]:
+        return {"atomic_numbers": self.atomic_numbers, "cutoff": self.cutoff, "units": self.units,
+                "dtype": self.dtype_name, "mlip_version": self.mlip_version}
+
+
+def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = None) -> torch.jit.ScriptModule:
+    """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``."""
+    import copy
+
+    model = copy.deepcopy(model).eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    energy_model = model.energy_model
+    wrapper = ExportedPotential(model, energy_model.species, energy_model.cutoff)
+    scripted = torch.jit.script(wrapper)
+    torch.jit.save(scripted, str(path), _extra_files={"metadata.json": json.dumps(wrapper.metadata())})
+    return scripted
+
+
+def load_exported(path: str, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, object]]:
+    """Load ``model.pt`` and its metadata."""
+    extra = {"metadata.json": ""}
+    module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    return module, json.loads(extra["metadata.json"])

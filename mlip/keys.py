@@ -1,0 +1,51 @@
+"""Names of the entries of a batch, a plain ``Dict[str, Tensor]``.
+
+Shapes use N = atoms in the batch, B = frames (configurations), E = directed edges.
+
+Inputs
+    POSITIONS      [N, 3]  float, Å
+    ATOMIC_NUMBERS [N]     long
+    SPECIES        [N]     long, index into the model's species list
+    BATCH          [N]     long, frame index of each atom
+    CELL           [B, 3, 3] float, Å, rows are lattice vectors (zeros for molecules)
+    PBC            [B, 3]  bool
+    N_ATOMS        [B]     long
+    EDGE_INDEX     [2, E]  long, (i = centre, j = neighbour)
+    CELL_SHIFTS    [E, 3]  float, integer lattice translations: r_ij = r_j - r_i + S @ cell
+    CONFIG_TYPE    [B]     long, index into the datamodule's list of config types
+
+Labels (and masks, True where the frame carries the label)
+    ENERGY [B] eV, FORCES [N, 3] eV/Å, STRESS [B, 3, 3] eV/Å³
+    ENERGY_MASK [B], FORCES_MASK [B], STRESS_MASK [B]  bool
+
+Outputs of a model
+    ATOMIC_ENERGY [N] eV, TOTAL_ENERGY [B] eV, PRED_FORCES [N, 3] eV/Å, PRED_STRESS [B, 3, 3] eV/Å³
+"""
+
+POSITIONS = "positions"
+ATOMIC_NUMBERS = "atomic_numbers"
+SPECIES = "species"
+BATCH = "batch"
+CELL = "cell"
+PBC = "pbc"
+N_ATOMS = "n_atoms"
+EDGE_INDEX = "edge_index"
+CELL_SHIFTS = "cell_shifts"
+CONFIG_TYPE = "config_type"
+
+ENERGY = "energy"
+FORCES = "forces"
+STRESS = "stress"
+ENERGY_MASK = "energy_mask"
+FORCES_MASK = "forces_mask"
+STRESS_MASK = "stress_mask"
+
+ATOMIC_ENERGY = "atomic_energy"
+TOTAL_ENERGY = "total_energy"
+PRED_FORCES = "pred_forces"
+PRED_STRESS = "pred_stress"
+
+#: Label kinds that a loss or metric can use, with the masks that say which frames carry them.
+LABEL_KINDS = (ENERGY, FORCES, STRESS)
+MASK_OF = {ENERGY: ENERGY_MASK, FORCES: FORCES_MASK, STRESS: STRESS_MASK}
+PREDICTION_OF = {ENERGY: TOTAL_ENERGY, FORCES: PRED_FORCES, STRESS: PRED_STRESS}

@@ -1,0 +1,26 @@
+"""Shared tail of every energy model: per-atom energies E_i = scale * y_i + shift + E0[Z_i],
+summed per frame. ``y_i`` comes from the model's body."""
+
+from typing import Dict, List
+
+import torch
+
+from mlip import keys
+from mlip.nn.scatter import scatter_sum
+
+
+class AtomicEnergies(torch.nn.Module):
+    """Scale, shift and E0 (eV), held as buffers so they are saved, exported and never trained."""
+
+    def __init__(self, e0: List[float], scale: float = 1.0, shift: float = 0.0):
+        super().__init__()
+        self.register_buffer("e0", torch.tensor(e0, dtype=torch.get_default_dtype()))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("shift", torch.tensor(float(shift)))
+
+    def forward(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        atomic = self.scale * y + self.shift + self.e0[data[keys.SPECIES]]
+        out = dict(data)
+        out[keys.ATOMIC_ENERGY] = atomic
+        out[keys.TOTAL_ENERGY] = scatter_sum(atomic, data[keys.BATCH], data[keys.N_ATOMS].shape[0])
+        return out

@@ -1,0 +1,1 @@
+"""Building blocks below the models: neighbour lists, batching, geometry, cutoffs, radial bases, scatter."""

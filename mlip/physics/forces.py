@@ -1,0 +1,64 @@
+"""Forces F = -dE/dR and stress sigma = (1/V) dE/d(epsilon), both by autograd.
+
+A symmetric strain epsilon [B, 3, 3] (zero) is applied to every frame's positions and cell,
+R' = R (1 + epsilon), cell' = cell (1 + epsilon), so the derivative of E with respect to it is
+the virial-like quantity whose division by the volume is the stress in ASE's convention
+(positive = tensile; virial W = -V sigma). Non-periodic frames get a zero stress.
+"""
+
+from typing import Dict
+
+import torch
+
+from mlip import keys
+from mlip.nn.geometry import cell_volume
+
+
+class ForcesAndStress(torch.nn.Module):
+    """Wraps an energy model; adds ``pred_forces`` [N, 3] eV/Å and ``pred_stress`` [B, 3, 3] eV/Å³.
+
+    ``create_graph`` must be True while training (the loss then differentiates the forces).
+    """
+
+    def __init__(self, energy_model: torch.nn.Module):
+        super().__init__()
+        self.energy_model = energy_model
+
+    def forward(self, data: Dict[str, torch.Tensor], compute_forces: bool = True,
+                compute_stress: bool = True, create_graph: bool = False) -> Dict[str, torch.Tensor]:
+        data = dict(data)
+        pos = data[keys.POSITIONS]
+        cell = data[keys.CELL]
+        batch = data[keys.BATCH]
+        n_frames = cell.shape[0]
+        strain = torch.zeros((n_frames, 3, 3), dtype=pos.dtype, device=pos.device)
+        if compute_forces or compute_stress:
+            pos = pos.detach().requires_grad_(True)
+        if compute_stress:
+            strain.requires_grad_(True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            data[keys.POSITIONS] = pos + torch.bmm(pos.unsqueeze(1), sym[batch]).squeeze(1)
+            data[keys.CELL] = cell + torch.bmm(cell, sym)
+        else:
+            data[keys.POSITIONS] = pos
+        out = self.energy_model(data)
+        out[keys.POSITIONS] = pos
+        out[keys.CELL] = cell
+        if not (compute_forces or compute_stress):
+            return out
+        energy = out[keys.TOTAL_ENERGY]
+        grads = torch.autograd.grad([energy.sum()], [pos, strain], create_graph=create_graph,
+                                    allow_unused=True)
+        if compute_forces:
+            g = grads[0]
+            out[keys.PRED_FORCES] = -g if g is not None else torch.zeros_like(pos)
+        if compute_stress:
+            g = grads[1]
+            if g is None:
+                g = torch.zeros_like(strain)
+            volume = cell_volume(cell)
+            periodic = data[keys.PBC].all(dim=1) & (volume > 0)
+            safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
+            stress = g / safe_volume.view(-1, 1, 1)
+            out[keys.PRED_STRESS] = torch.where(periodic.view(-1, 1, 1), stress, torch.zeros_like(stress))
+        return out

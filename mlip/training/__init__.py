@@ -1,0 +1,1 @@
+"""Loss, metrics, the Lightning module and data module, and evaluation."""

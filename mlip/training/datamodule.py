@@ -1,0 +1,153 @@
+"""``FrameDataModule``: files -> checked frames -> split -> E0 and statistics -> graph datasets."""
+
+import json
+import logging
+from functools import partial
+from typing import Any, Dict, List, Optional, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from mlip.data.dataset import GraphDataset
+from mlip.data.errors import DataError
+from mlip.data.graph import species_error
+from mlip.data.io import Frame, LabelKeys, read_frames, require_labels
+from mlip.data.reference import resolve_e0
+from mlip.data.split import random_split
+from mlip.data.statistics import dataset_statistics
+from mlip.nn.batch import collate
+
+log = logging.getLogger(__name__)
+
+
+class FrameDataModule(L.LightningDataModule):
+    """Reads ``train`` (and optional ``val``, ``test``) files and prepares everything a model
+    needs to be built: species, E0 (eV), statistics and the config-type vocabulary.
+
+    Without ``val``/``test`` files, frames of ``train`` are held out whole by a seeded random split
+    (``val_fraction``, ``test_fraction``). Isolated-atom frames in ``train`` (one atom, not periodic)
+    and the optional ``e0_file`` are used for E0 and not trained on.
+    """
+
+    def __init__(self, train: str, cutoff: float, val: Optional[str] = None, test: Optional[str] = None,
+                 format: Optional[str] = None, keys: Optional[Dict[str, str]] = None, e0: Any = "auto",
+                 e0_file: Optional[str] = None, require: Sequence[str] = ("energy", "forces"),
+                 val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
+                 batch_size: int = 8, eval_batch_size: int = 16, num_workers: int = 0,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.paths = {"train": train, "val": val, "test": test}
+        self.format = format
+        self.label_keys = LabelKeys(**dict(keys or {}))
+        self.e0_spec = e0
+        self.e0_file = e0_file
+        self.require = list(require)
+        self.cutoff = float(cutoff)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.dtype = dtype
+        self.prepared = False
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(self) -> None:
+        """Read, check, split and summarise. Idempotent; call before building the model."""
+        if self.prepared:
+            return
+        frames = read_frames(self.paths["train"], self.label_keys, format=self.format)
+        isolated = [f for f in frames if f.is_isolated_atom]
+        frames = [f for f in frames if not f.is_isolated_atom]
+        if self.e0_file:
+            isolated += read_frames(self.e0_file, self.label_keys, format=self.format)
+        if not frames:
+            raise DataError("no training frames (after removing isolated atoms used for E0)", self.paths["train"])
+
+        splits: Dict[str, List[Frame]] = {}
+        test_fraction = 0.0 if self.paths["test"] else self.test_fraction
+        val_fraction = 0.0 if self.paths["val"] else self.val_fraction
+        idx = random_split(len(frames), val_fraction, test_fraction, self.seed, self.paths["train"])
+        self.split_indices = {"train_file": self.paths["train"], **{k: v for k, v in idx.items()}}
+        for name in ("train", "val", "test"):
+            if self.paths[name] and name != "train":
+                splits[name] = [f for f in read_frames(self.paths[name], self.label_keys, format=self.format)
+                                if not f.is_isolated_atom]
+                self.split_indices[f"{name}_file"] = self.paths[name]
+            else:
+                splits[name] = [frames[i] for i in idx[name]]
+        for name in ("train", "val"):
+            if not splits[name]:
+                raise DataError(f"the {name} split is empty (set split.{name}_fraction > 0 or data.{name}=<file>)",
+                                self.paths[name] or self.paths["train"])
+        for name in ("train", "val"):
+            require_labels(splits[name], self.require)
+
+        self.species = sorted({int(z) for f in splits["train"] for z in f.numbers})
+        species_index = {z: k for k, z in enumerate(self.species)}
+        for name in ("val", "test"):
+            for f in splits[name]:
+                species_error(f, species_index)
+        e0 = resolve_e0(self.e0_spec, splits["train"], self.species, isolated)
+        self.e0 = [e0[z] for z in self.species]
+        self.config_types = sorted({f.config_type for fs in splits.values() for f in fs})
+        self.datasets = {name: GraphDataset(fs, self.cutoff, species_index, self.config_types)
+                         for name, fs in splits.items() if fs}
+        self.statistics = dataset_statistics(splits["train"], self.datasets["train"].graphs, e0)
+        self.prepared = True
+        from ase.data import chemical_symbols
+        log.info("frames: %s", {k: len(v) for k, v in splits.items()})
+        log.info("E0 (eV): %s", {chemical_symbols[z]: round(v, 6) for z, v in zip(self.species, self.e0)})
+        log.info("statistics: %s", {k: round(v, 6) for k, v in self.statistics.items()})
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self.prepare()
+
+    def summary(self) -> Dict[str, Any]:
+        from ase.data import chemical_symbols
+        return {
+            "species": [chemical_symbols[z] for z in self.species],
+            "e0_eV": {chemical_symbols[z]: v for z, v in zip(self.species, self.e0)},
+            "statistics": self.statistics,
+            "n_frames": {k: len(v) for k, v in self.datasets.items()},
+            "config_types": self.config_types,
+        }
+
+    def save_split(self, path: str) -> None:
+        """Write the frame indices of each split (whole configurations) as JSON."""
+        with open(path, "w") as fh:
+            json.dump(self.split_indices, fh, indent=1)
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        ds = self.datasets[name]
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        sampler = None
+        if world > 1:
+            # training: shuffled and padded; evaluation: each frame exactly once across ranks
+            sampler = (DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed) if shuffle
+                       else list(range(rank, len(ds), world)))
+        return DataLoader(
+            ds, batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle and sampler is None, sampler=sampler,
+            collate_fn=partial(collate, dtype=self.dtype), num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test" if "test" in self.datasets else "val", shuffle=False)
+
+    def eval_loader(self, name: str) -> DataLoader:
+        """Single-process loader over a whole split (for final evaluation on rank 0)."""
+        return DataLoader(self.datasets[name], batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=partial(collate, dtype=self.dtype))

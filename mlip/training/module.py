@@ -1,0 +1,95 @@
+"""``PotentialModule``: the LightningModule that trains any energy model of the registry.
+
+The checkpoint is self-contained: ``hparams.model_config`` holds the model's name, species, E0,
+scale and shift, so ``PotentialModule.load_from_checkpoint(path)`` rebuilds the model without
+the training data. No model-specific code lives here.
+"""
+
+from typing import Any, Dict, List, Optional
+
+import lightning as L
+import torch
+
+from mlip import keys
+from mlip.models import build_model
+from mlip.physics import ForcesAndStress
+from mlip.training.loss import WeightedLoss
+from mlip.training.metrics import MetricAccumulator
+
+
+def _sum_across_ranks(tensors: List[torch.Tensor]) -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for t in tensors:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+
+
+class PotentialModule(L.LightningModule):
+    def __init__(self, model_config: Dict[str, Any], loss_config: Dict[str, Any],
+                 optimizer_config: Dict[str, Any], config_types: Optional[List[str]] = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = ForcesAndStress(build_model(**model_config))
+        self.loss_fn = WeightedLoss(**loss_config)
+        self.config_types = list(config_types or ["default"])
+        self._val_metrics: Optional[MetricAccumulator] = None
+        self._val_loss = torch.zeros(2, dtype=torch.float64)
+
+    @property
+    def energy_model(self) -> torch.nn.Module:
+        return self.model.energy_model
+
+    def forward(self, batch: Dict[str, torch.Tensor], create_graph: bool = False) -> Dict[str, torch.Tensor]:
+        return self.model(batch, compute_forces=True, compute_stress=True, create_graph=create_graph)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        need_stress = keys.STRESS in self.loss_fn.kinds and bool(batch[keys.STRESS_MASK].any())
+        out = self.model(batch, compute_forces=True, compute_stress=need_stress, create_graph=True)
+        loss, terms = self.loss_fn(out, batch)
+        finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item() < 1.0:
+            raise FloatingPointError(
+                f"training loss is not finite (epoch {self.current_epoch}, batch {batch_idx}, terms "
+                f"{ {k: float(v) for k, v in terms.items()} }); stopping. Checkpoints already written are "
+                "kept unchanged: resume from last.ckpt with a lower optimizer.lr or a larger loss.sigma.")
+        n = int(batch[keys.N_ATOMS].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        for kind, term in terms.items():
+            self.log(f"train/loss_{kind}", term, batch_size=n)
+        return loss
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_metrics = MetricAccumulator(self.config_types, device=self.device)
+        self._val_loss = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
+        with torch.enable_grad():
+            out = self.model(batch, compute_forces=True, compute_stress=True, create_graph=False)
+        loss, _ = self.loss_fn(out, batch)
+        n = float(batch[keys.N_ATOMS].shape[0])
+        self._val_loss += torch.stack([loss.detach().double() * n, loss.new_tensor(n, dtype=torch.float64)])
+        assert self._val_metrics is not None
+        self._val_metrics.update(out, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        assert self._val_metrics is not None
+        _sum_across_ranks(self._val_metrics.tensors() + [self._val_loss])
+        val_loss = self._val_loss[0] / self._val_loss[1].clamp_min(1.0)
+        self.log("val/loss", val_loss.float(), prog_bar=True)
+        for name, value in self._val_metrics.compute().items():
+            show = name in ("energy_mae", "forces_mae")
+            self.log(f"val/{name}", value, prog_bar=show)
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        cfg = dict(self.hparams.optimizer_config)
+        opt = torch.optim.AdamW(self.parameters(), lr=cfg.get("lr", 5e-3),
+                                weight_decay=cfg.get("weight_decay", 0.0), amsgrad=cfg.get("amsgrad", True))
+        sched_cfg = dict(cfg.get("scheduler") or {})
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=sched_cfg.get("factor", 0.5), patience=sched_cfg.get("patience", 10),
+            min_lr=sched_cfg.get("min_lr", 1e-5))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
