@@ -47,8 +47,8 @@ class ForcesAndStress(torch.nn.Module):
         if not (compute_forces or compute_stress):
             return out
         energy = out[keys.TOTAL_ENERGY]
-        grads = torch.autograd.grad([energy.sum()], [pos, strain], create_graph=create_graph,
-                                    allow_unused=True)
+        inputs = [pos, strain] if compute_stress else [pos]
+        grads = torch.autograd.grad([energy.sum()], inputs, create_graph=create_graph, allow_unused=True)
         if compute_forces:
             g = grads[0]
             out[keys.PRED_FORCES] = -g if g is not None else torch.zeros_like(pos)
