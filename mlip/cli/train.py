@@ -102,7 +102,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         dm.save_split(str(run_dir / "split.json"))
+    t_fit = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    fit_time = time.time() - t_fit
     if not trainer.is_global_zero:
         return {}
 
@@ -113,7 +115,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         module.load_state_dict(state)
     module.cpu()
     results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
-                               "best_checkpoint": str(best), "wall_time_s": None}
+                               "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
+                               "n_parameters": sum(p.numel() for p in module.model.parameters())}
     for name in ("val", "test"):
         if name in dm.datasets:
             metrics, parity = evaluate(module.model, dm.eval_loader(name), dm.config_types)
