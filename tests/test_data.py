@@ -9,7 +9,7 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
-from mlip.data.errors import DataError
+from mlip.errors import DataError
 from mlip.data.graph import frame_to_graph
 from mlip.data.io import LabelKeys, read_frames, require_labels
 from mlip.data.reference import e0_least_squares, resolve_e0

@@ -127,3 +127,47 @@ def test_ddp_on_cpu_matches_single_process_metrics(tmp_path):
     best = min(rows, key=lambda r: float(r["val/loss"]))
     assert float(best["val/forces_mae"]) == pytest.approx(metrics["val"]["forces_mae"], rel=1e-4)
     assert metrics["test"]["forces_mae"] < 800
+
+
+def test_same_seed_repeats_a_run_exactly(tmp_path):
+    cfg = _compose([*QUICK, "trainer.max_epochs=1", "export=false", "seed=7"])
+    first = run(cfg, tmp_path / "a")
+    second = run(cfg, tmp_path / "b")
+    assert first["test"] == second["test"]
+    other = run(_compose([*QUICK, "trainer.max_epochs=1", "export=false", "seed=8"]), tmp_path / "c")
+    assert other["test"]["forces_mae"] != first["test"]["forces_mae"]
+
+
+def test_calculator_loads_checkpoint_and_export_alike(quick_run):
+    from ase.io import read
+
+    from mlip.calculator import MLIPCalculator
+
+    run_dir, _ = quick_run
+    atoms = read(REPO / "mlip" / "datasets" / "mlearn_si" / "Si_test.extxyz", index="0")
+    results = []
+    for name in ("checkpoints/best.ckpt", "model.pt"):
+        atoms.calc = MLIPCalculator(str(run_dir / name))
+        results.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+    assert abs(results[0][0] - results[1][0]) < 1e-3  # float32
+    assert abs(results[0][1] - results[1][1]).max() < 1e-4
+    assert abs(results[0][2] - results[1][2]).max() < 1e-6
+    assert abs(results[0][0] - read(REPO / "mlip" / "datasets" / "mlearn_si" / "Si_test.extxyz", index="0")
+               .get_potential_energy()) / len(atoms) < 1.0  # eV/atom: a trained model, not E0 = 0
+
+
+def test_float64_run_exports_float64(tmp_path):
+    from mlip.export import load_exported
+
+    results = run(_compose([*QUICK, "trainer.max_epochs=1", "dtype=float64"]), tmp_path)
+    _, meta = load_exported(results["exported_model"])
+    assert meta["dtype"] == "float64"
+
+
+def test_console_script_composes_the_same_config(tmp_path):
+    import shutil
+
+    exe = shutil.which("mlip-train") or str(Path(sys.executable).parent / "mlip-train")
+    res = subprocess.run([exe, "--cfg", "job", "loss.sigma.forces=0.07"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "forces: 0.07" in res.stdout and "name: invariant" in res.stdout

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict
 
@@ -18,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.config_path import CONFIG_DIR
+from mlip.errors import ConfigError, DataError
 
 log = logging.getLogger("mlip")
 
@@ -31,7 +33,7 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
         path = run_dir / "checkpoints" / "last.ckpt"
         return str(path) if path.exists() else None
     if not Path(ckpt_path).exists():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: checkpoint not found")
+        raise ConfigError(f"ckpt_path={ckpt_path}: checkpoint not found")
     return str(ckpt_path)
 
 
@@ -63,8 +65,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.training.module import PotentialModule
 
     if cfg.dtype not in DTYPES:
-        raise ValueError(f"dtype={cfg.dtype!r}: use float32 or float64")
+        raise ConfigError(f"dtype={cfg.dtype!r}: use float32 or float64")
     dtype = DTYPES[cfg.dtype]
+    run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.time()
 
@@ -137,28 +140,46 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
 
 
 def _print_summary(results: Dict[str, Any], run_dir: Path) -> None:
-    lines = [f"mlip: run directory {run_dir}", f"  E0 (eV): {results['data']['e0_eV']}"]
+    def fmt(m: Dict[str, float], prefix: str = "") -> str:
+        parts = [(f"{prefix}energy_mae", "energy MAE {:.2f} meV/atom"), (f"{prefix}forces_mae", "forces MAE {:.1f} meV/Å"),
+                 (f"{prefix}stress_mae", "stress MAE {:.3f} GPa")]
+        return ", ".join(text.format(m[key]) for key, text in parts if key in m)
+
+    lines = [f"mlip: run directory {run_dir}",
+             "  E0 (eV/atom): " + ", ".join(f"{k} {v:.6f}" for k, v in results["data"]["e0_eV"].items())]
     for name in ("val", "test"):
-        m = results.get(name)
-        if not m:
-            continue
-        parts = [f"energy MAE {m['energy_mae']:.2f} meV/atom" if "energy_mae" in m else None,
-                 f"forces MAE {m['forces_mae']:.1f} meV/Å" if "forces_mae" in m else None,
-                 f"stress MAE {m['stress_mae']:.3f} GPa" if "stress_mae" in m else None]
-        lines.append(f"  {name}: " + ", ".join(p for p in parts if p))
+        if results.get(name):
+            lines.append(f"  {name}: {fmt(results[name])}")
+    test = results.get("test") or {}
+    for ct in results["data"]["config_types"]:
+        if any(k.startswith(ct + "/") for k in test):
+            lines.append(f"    test {ct}: {fmt(test, ct + '/')}")
     print("\n".join(lines), flush=True)
+
+
+def _quiet_lightning_logging() -> None:
+    """Lightning adds its own console handler; Hydra's root handler already prints (and writes
+    train.log), so drop Lightning's to avoid every line appearing twice, and drop its adverts."""
+    import lightning  # noqa: F401  (its import installs the handlers removed here)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "Tip:" not in str(record.msg))
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from mlip.data.errors import DataError
-
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    _quiet_lightning_logging()
     try:
         run(cfg, run_dir)
-    except (DataError, FloatingPointError, FileNotFoundError, ValueError) as err:
+    except (DataError, ConfigError, FloatingPointError, FileNotFoundError) as err:
         log.error("%s", err)
         print(f"mlip: error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

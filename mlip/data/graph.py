@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mlip import keys
-from mlip.data.errors import DataError
+from mlip.errors import DataError
 from mlip.data.io import Frame
 from mlip.nn.neighbors import vesin_neighbor_list
 

@@ -18,7 +18,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from mlip.data.errors import DataError
+from mlip.errors import DataError
 
 #: A stress above this (eV/Å³, = 800 GPa) is taken as a unit mix-up (GPa or kbar read as eV/Å³).
 MAX_PLAUSIBLE_STRESS = 5.0

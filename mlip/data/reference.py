@@ -4,7 +4,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from mlip.data.errors import DataError
+from mlip.errors import DataError
 from mlip.data.io import Frame
 
 

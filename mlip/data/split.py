@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from mlip.data.errors import DataError
+from mlip.errors import DataError
 
 
 def random_split(

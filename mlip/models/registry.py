@@ -5,6 +5,8 @@ from typing import Any, Dict
 
 import torch
 
+from mlip.errors import ConfigError
+
 from mlip.models.invariant import InvariantDescriptorModel
 
 MODEL_REGISTRY = {"invariant": InvariantDescriptorModel}
@@ -13,12 +15,6 @@ MODEL_REGISTRY = {"invariant": InvariantDescriptorModel}
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     """Instantiate a registered energy model; unknown names give the list of known ones."""
     if name not in MODEL_REGISTRY:
-        raise ValueError(f"model.name={name!r} is not a known model; choose one of {sorted(MODEL_REGISTRY)}")
+        raise ConfigError(f"model.name={name!r} is not a known model; choose one of {sorted(MODEL_REGISTRY)}")
     return MODEL_REGISTRY[name](**kwargs)
 
-
-def model_kwargs(config: Dict[str, Any]) -> Dict[str, Any]:
-    """Split a model config into (name, constructor arguments)."""
-    config = dict(config)
-    config.pop("name", None)
-    return config

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mlip.data.dataset import GraphDataset
-from mlip.data.errors import DataError
+from mlip.errors import DataError
 from mlip.data.graph import species_error
 from mlip.data.io import Frame, LabelKeys, read_frames, require_labels
 from mlip.data.reference import resolve_e0

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from mlip import keys
+from mlip.errors import ConfigError
 
 
 def residuals(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], kind: str) -> torch.Tensor:
@@ -40,16 +41,16 @@ class WeightedLoss(torch.nn.Module):
         self.sigma: Dict[str, float] = {}
         for kind, value in dict(sigma).items():
             if kind not in keys.LABEL_KINDS:
-                raise ValueError(f"loss.sigma.{kind}: unknown kind; use {', '.join(keys.LABEL_KINDS)}")
+                raise ConfigError(f"loss.sigma.{kind}: unknown kind; use {', '.join(keys.LABEL_KINDS)}")
             if value is None:
                 continue
             if not float(value) > 0:
-                raise ValueError(f"loss.sigma.{kind}={value} must be > 0 (or null to leave {kind} out of the loss)")
+                raise ConfigError(f"loss.sigma.{kind}={value} must be > 0 (or null to leave {kind} out of the loss)")
             self.sigma[kind] = float(value)
         if not self.sigma:
-            raise ValueError("loss.sigma leaves every kind out: set at least one of energy, forces, stress")
+            raise ConfigError("loss.sigma leaves every kind out: set at least one of energy, forces, stress")
         if huber_delta is not None and not float(huber_delta) > 0:
-            raise ValueError(f"loss.huber_delta={huber_delta} must be > 0 or null")
+            raise ConfigError(f"loss.huber_delta={huber_delta} must be > 0 or null")
         self.huber_delta = None if huber_delta is None else float(huber_delta)
 
     @property

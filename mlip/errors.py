@@ -1,4 +1,4 @@
-"""Errors raised for bad input data: each names the file, the frame and the problem."""
+"""Errors for bad input: data (naming file, frame and problem) and configuration (naming the key)."""
 
 from typing import Optional
 
@@ -16,3 +16,7 @@ class DataError(ValueError):
         if frame is not None:
             where.append(f"frame {frame}")
         super().__init__((", ".join(where) + ": " if where else "") + problem)
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the config key at fault."""
