@@ -61,6 +61,13 @@ def test_three_epoch_run_writes_every_output(quick_run):
     assert not set(split["train"]) & set(split["val"])
     rows = [r for r in _csv_rows(run_dir) if r.get("val/forces_mae")]
     assert len(rows) == 3
+    # checkpoints hold the EMA weights as the model (used for validation, test, export) and the raw
+    # training weights apart, for resuming
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    name = "model.energy_model.descriptor.radial_weights"
+    assert not torch.equal(ckpt["state_dict"][name], ckpt["current_model_state"][name])
+    assert torch.equal(ckpt["state_dict"]["model.energy_model.descriptor.triu_flat"],
+                       ckpt["current_model_state"]["model.energy_model.descriptor.triu_flat"])
 
 
 def test_validation_metrics_logged_equal_final_evaluation(quick_run):

@@ -94,7 +94,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if cfg.optimizer.get("ema_decay"):
-        callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay))
+        # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
+        callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = L.Trainer(
         **trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks,
