@@ -117,13 +117,13 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     if best.exists():
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-    module.cpu()
+    device = module.device  # evaluate where training ran (rank 0's device)
     results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
                                "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
                                "n_parameters": sum(p.numel() for p in module.model.parameters())}
     for name in ("val", "test"):
         if name in dm.datasets:
-            metrics, parity = evaluate(module.model, dm.eval_loader(name), dm.config_types)
+            metrics, parity = evaluate(module.model, dm.eval_loader(name), dm.config_types, device)
             results[name] = metrics
     if "test" in dm.datasets:
         parity_plot(parity["energy_ref"], parity["energy_pred"], str(run_dir / "parity_energy.png"),

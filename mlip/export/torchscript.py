@@ -91,7 +91,7 @@ def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = N
     """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``."""
     import copy
 
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).cpu().eval()  # exported on CPU; load with map_location for GPUs
     if dtype is not None:
         model = model.to(dtype)
     energy_model = model.energy_model
