@@ -64,14 +64,14 @@ class SphericalPowerDescriptor(torch.nn.Module):
         if self.num_species == 1:
             radial = basis @ self.radial_weights[0]
         else:
-            radial = torch.bmm(basis.unsqueeze(1), self.radial_weights[pair]).squeeze(1)
+            radial = torch.bmm(basis.unsqueeze(1), self.radial_weights.index_select(0, pair)).squeeze(1)
         radial = radial.view(-1, self.num_channels, self.l_max + 1)  # [E, C, L+1]
         y = self.sh(vec)  # [E, (L+1)^2]
-        edge_feat = radial[:, :, self.l_of_m] * y.unsqueeze(1)  # [E, C, (L+1)^2]
+        edge_feat = radial.index_select(2, self.l_of_m) * y.unsqueeze(1)  # [E, C, (L+1)^2]
         a = scatter_sum(edge_feat, i, n_atoms) * self.inv_avg_neighbors  # [N, C, (L+1)^2]
         feats = [a[:, :, 0]]
         for lm in self.l_slices:
             al = a[:, :, lm[0]:lm[1]]
             p = torch.bmm(al, al.transpose(1, 2)).reshape(n_atoms, -1)  # [N, C*C]
-            feats.append(p[:, self.triu_flat])
+            feats.append(p.index_select(1, self.triu_flat))
         return torch.cat(feats, dim=1)

@@ -19,7 +19,7 @@ class AtomicEnergies(torch.nn.Module):
         self.register_buffer("shift", torch.tensor(float(shift)))
 
     def forward(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        atomic = self.scale * y + self.shift + self.e0[data[keys.SPECIES]]
+        atomic = self.scale * y + self.shift + self.e0.index_select(0, data[keys.SPECIES])
         out = dict(data)
         out[keys.ATOMIC_ENERGY] = atomic
         out[keys.TOTAL_ENERGY] = scatter_sum(atomic, data[keys.BATCH], data[keys.N_ATOMS].shape[0])

@@ -27,9 +27,11 @@ class PerSpeciesMLP(torch.nn.Module):
             torch.nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        if len(self.nets) == 1:
+            return self.nets[0](x).squeeze(1)
         out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for s, net in enumerate(self.nets):
             idx = torch.nonzero(species == s).squeeze(1)
             if idx.numel() > 0:
-                out = out.index_put((idx,), net(x[idx]).squeeze(1))
+                out = out.index_copy(0, idx, net(x.index_select(0, idx)).squeeze(1))
         return out

@@ -12,9 +12,10 @@ def edge_vectors(data: Dict[str, torch.Tensor]) -> torch.Tensor:
     pos = data[keys.POSITIONS]
     i = data[keys.EDGE_INDEX][0]
     j = data[keys.EDGE_INDEX][1]
-    cell = data[keys.CELL][data[keys.BATCH][i]]  # [E, 3, 3]
+    # index_select, not x[idx]: its backward is a fast index_add_ rather than index_put_
+    cell = data[keys.CELL].index_select(0, data[keys.BATCH].index_select(0, i))  # [E, 3, 3]
     shift = torch.bmm(data[keys.CELL_SHIFTS].unsqueeze(1), cell).squeeze(1)
-    return pos[j] - pos[i] + shift
+    return pos.index_select(0, j) - pos.index_select(0, i) + shift
 
 
 def cell_volume(cell: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ class ForcesAndStress(torch.nn.Module):
         if compute_stress:
             strain.requires_grad_(True)
             sym = 0.5 * (strain + strain.transpose(1, 2))
-            data[keys.POSITIONS] = pos + torch.bmm(pos.unsqueeze(1), sym[batch]).squeeze(1)
+            data[keys.POSITIONS] = pos + torch.bmm(pos.unsqueeze(1), sym.index_select(0, batch)).squeeze(1)
             data[keys.CELL] = cell + torch.bmm(cell, sym)
         else:
             data[keys.POSITIONS] = pos
