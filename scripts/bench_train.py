@@ -45,6 +45,14 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def train(name: str, budget: float, threads: int, extra: list, workdir: Path) -> dict:
     run_dir = workdir / name
     hh, rem = divmod(int(budget), 3600)
@@ -117,7 +125,7 @@ def main() -> None:
 
     command = "python scripts/bench_train.py " + " ".join(sys.argv[1:])
     lines = [f"\n## Training benchmark, {datetime.date.today().isoformat()}\n",
-             f"- command: `{command}`", f"- machine: {machine()}",
+             f"- command: `{command}` (mlip commit {commit()})", f"- machine: {machine()}",
              f"- budget: {args.budget:.0f} s of training per dataset, {args.threads} threads; default model "
              "(`model=invariant`) and loss unless overridden; test sets are the given files.\n",
              "| dataset | params | epochs | train frames/s | test E MAE (meV/atom) | test F MAE (meV/Å) "
