@@ -24,6 +24,8 @@ from mlip.errors import ConfigError, DataError
 log = logging.getLogger("mlip")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: training batches shown to a model's ``initialize_from_data`` before training
+INIT_BATCHES = 8
 
 
 def _resolve_ckpt(ckpt_path, run_dir: Path):
@@ -60,6 +62,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
 
     from mlip.analysis.parity import parity_plot
     from mlip.export import export_torchscript
+    from mlip.models.registry import initialize_from_data
     from mlip.training.checkpoint_io import AtomicCheckpointIO
     from mlip.training.evaluate import evaluate
     from mlip.training.module import PotentialModule
@@ -82,10 +85,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                              OmegaConf.to_container(cfg.optimizer, resolve=True), dm.config_types)
     module.to(dtype)
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
-    if ckpt_path is None:
-        loader = dm.eval_loader("train")
-        batches = [b for _, b in zip(range(cfg.model.get("normalization_batches", 8)), loader)]
-        module.energy_model.fit_feature_normalization(batches)
+    if ckpt_path is None:  # data-dependent initialisation (a resumed run loads it instead)
+        batches = [b for _, b in zip(range(INIT_BATCHES), dm.eval_loader("train"))]
+        initialize_from_data(module.energy_model, batches)
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
@@ -113,7 +115,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         return {}
 
     # final evaluation on rank 0 only, with the best (EMA) weights, outside Lightning's loop
-    best = ckpt_dir / "best.ckpt"
+    best = Path(callbacks[0].best_model_path) if callbacks[0].best_model_path else ckpt_dir / "best.ckpt"
     if best.exists():
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)

@@ -17,7 +17,7 @@ class InvariantDescriptorModel(torch.nn.Module):
     ``species``: atomic numbers in model order; ``e0``: eV per atom of each, same order;
     ``scale`` (eV) and ``shift`` (eV/atom) set the output range from training statistics.
     Descriptor features are standardised with means and deviations measured on training data at
-    set-up (``fit_feature_normalization``).
+    set-up (``initialize_from_data``).
     """
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
@@ -41,7 +41,7 @@ class InvariantDescriptorModel(torch.nn.Module):
         return self.energies(y, data)
 
     @torch.no_grad()
-    def fit_feature_normalization(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:
+    def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:
         """Set feature means and deviations from training batches (float64 accumulation)."""
         xs = [self.descriptor(b).double() for b in batches]
         x = torch.cat(xs)

@@ -1,5 +1,16 @@
-"""Model registry: ``model.name`` in the config -> class. Every model takes the same data-derived
-arguments (species, cutoff, e0, scale, shift, avg_num_neighbors) plus its own hyperparameters."""
+"""Model registry: ``model.name`` in the config -> class.
+
+The contract of an energy model (what the trainer, physics wrapper and export rely on):
+
+- constructor: the data-derived arguments ``species`` (atomic numbers), ``cutoff`` (Å), ``e0``
+  (eV per atom of each species), ``scale`` (eV), ``shift`` (eV/atom), ``avg_num_neighbors``, plus
+  its own hyperparameters from ``configs/model/<name>.yaml``;
+- attributes ``species: List[int]`` and ``cutoff: float``;
+- ``forward(batch) -> batch`` adding ``atomic_energy`` [N] and ``total_energy`` [B] (eV),
+  differentiable in positions and cell, TorchScript-compatible;
+- optionally ``initialize_from_data(batches)`` for data-dependent initialisation, called once
+  before training (not on resume: the checkpoint restores its result).
+"""
 
 from typing import Any, Dict
 
@@ -18,3 +29,10 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
         raise ConfigError(f"model.name={name!r} is not a known model; choose one of {sorted(MODEL_REGISTRY)}")
     return MODEL_REGISTRY[name](**kwargs)
 
+
+
+def initialize_from_data(model: torch.nn.Module, batches) -> None:
+    """Call the model's optional data-dependent initialisation hook."""
+    hook = getattr(model, "initialize_from_data", None)
+    if hook is not None:
+        hook(batches)

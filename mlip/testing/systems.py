@@ -9,6 +9,7 @@ from ase.build import bulk, molecule
 
 from mlip.data.graph import atoms_to_graph
 from mlip.models import build_model
+from mlip.models.registry import initialize_from_data
 from mlip.nn.batch import collate
 from mlip.physics import ForcesAndStress
 
@@ -54,7 +55,7 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
     model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
                         scale=0.5, shift=0.05, avg_num_neighbors=10.0, **SMALL_MODEL_CONFIGS[name]).double()
     if calibrate_on:
-        model.fit_feature_normalization([batch_of(calibrate_on, model)])
+        initialize_from_data(model, [batch_of(calibrate_on, model)])
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2 and p.shape[0] == 1:  # readout output layers
