@@ -144,9 +144,6 @@ class FrameDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test" if "test" in self.datasets else "val", shuffle=False)
-
     def eval_loader(self, name: str) -> DataLoader:
         """Single-process loader over a whole split (for final evaluation on rank 0)."""
         return DataLoader(self.datasets[name], batch_size=self.eval_batch_size, shuffle=False,
