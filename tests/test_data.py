@@ -195,3 +195,25 @@ def test_stress_in_wrong_units(tmp_path):
 def test_empty_split():
     with pytest.raises(DataError, match="empty training split"):
         random_split(2, 0.5, 0.5)
+
+
+def test_e0_from_isolated_atoms_and_auto_fallback(tmp_path):
+    from mlip.data.io import atoms_to_frame
+
+    def frame(symbols, energy, pbc=False):
+        atoms = Atoms(symbols, positions=np.arange(3 * len(symbols)).reshape(-1, 3) * 1.0, pbc=pbc,
+                      cell=[10, 10, 10] if pbc else None)
+        return atoms_to_frame(labelled(atoms, energy=energy), LabelKeys(), "mem", 0)
+
+    isolated = [frame("H", -0.5), frame("O", -75.0)]
+    train = [frame("H2O", -76.4), frame("H4O2", -152.9)]
+    assert isolated[0].is_isolated_atom and not train[0].is_isolated_atom
+    assert resolve_e0("auto", train, [1, 8], isolated) == {1: -0.5, 8: -75.0}
+    assert resolve_e0("isolated", train, [1, 8], isolated) == {1: -0.5, 8: -75.0}
+    # without an isolated O, auto falls back to least squares and isolated refuses
+    fit = resolve_e0("auto", train, [1, 8], isolated[:1])
+    assert fit == e0_least_squares(train, [1, 8])
+    with pytest.raises(DataError, match="no isolated-atom frame for O"):
+        resolve_e0("isolated", train, [1, 8], isolated[:1])
+    with pytest.raises(DataError, match="data.e0='median'"):
+        resolve_e0("median", train, [1, 8])
