@@ -201,8 +201,8 @@ def test_e0_from_isolated_atoms_and_auto_fallback(tmp_path):
     from mlip.data.io import atoms_to_frame
 
     def frame(symbols, energy, pbc=False):
-        atoms = Atoms(symbols, positions=np.arange(3 * len(symbols)).reshape(-1, 3) * 1.0, pbc=pbc,
-                      cell=[10, 10, 10] if pbc else None)
+        atoms = Atoms(symbols, pbc=pbc, cell=[10, 10, 10] if pbc else None)
+        atoms.positions = np.arange(3 * len(atoms)).reshape(-1, 3) * 1.0
         return atoms_to_frame(labelled(atoms, energy=energy), LabelKeys(), "mem", 0)
 
     isolated = [frame("H", -0.5), frame("O", -75.0)]
