@@ -62,10 +62,6 @@ def frame_to_graph(
 
 def atoms_to_graph(atoms, cutoff: float, species_index: Mapping[int, int]) -> Dict[str, torch.Tensor]:
     """Graph of an unlabelled ``ase.Atoms`` (for inference)."""
-    from mlip.data.io import LabelKeys, atoms_to_frame
+    from mlip.data.io import atoms_to_frame
 
-    atoms = atoms.copy()
-    atoms.calc = None
-    frame = atoms_to_frame(atoms, LabelKeys(energy="__none__", forces="__none__", stress="__none__",
-                                            virial="__none__"), "<atoms>", 0)
-    return frame_to_graph(frame, cutoff, species_index)
+    return frame_to_graph(atoms_to_frame(atoms, None, "<atoms>", 0), cutoff, species_index)

@@ -95,8 +95,8 @@ def _check_finite(value: np.ndarray, what: str, path: str, frame: int) -> None:
         raise DataError(f"{what} contains NaN or inf (first at index {bad[0].tolist()})", path, frame)
 
 
-def atoms_to_frame(atoms: Atoms, keys: LabelKeys, path: str, index: int) -> Frame:
-    """Convert one ``ase.Atoms`` to a checked ``Frame``."""
+def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: int) -> Frame:
+    """Convert one ``ase.Atoms`` to a checked ``Frame``; ``keys=None`` reads no labels (inference)."""
     n = len(atoms)
     if n == 0:
         raise DataError("frame has no atoms", path, index)
@@ -112,6 +112,28 @@ def atoms_to_frame(atoms: Atoms, keys: LabelKeys, path: str, index: int) -> Fram
             if np.linalg.norm(cell[k]) < 1e-6:
                 raise DataError(f"frame is periodic along lattice vector {k}, which is zero", path, index)
 
+    energy = forces = stress = None
+    if keys is not None:
+        energy, forces, stress = _read_labels(atoms, keys, path, index, pbc, volume)
+    info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
+    return Frame(
+        numbers=np.asarray(atoms.get_atomic_numbers(), dtype=np.int64),
+        positions=positions,
+        cell=cell,
+        pbc=pbc,
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        config_type=str(atoms.info.get("config_type", "default")),
+        source=str(path),
+        index=index,
+        info=info,
+    )
+
+
+def _read_labels(atoms: Atoms, keys: LabelKeys, path: str, index: int, pbc: np.ndarray, volume: float):
+    """Energy (eV), forces [N, 3] (eV/Å) and stress [3, 3] (eV/Å³) of one frame, each None if absent."""
+    n = len(atoms)
     energy = _lookup(atoms, keys.energy, "energy", per_atom=False)
     if energy is not None:
         try:
@@ -148,21 +170,7 @@ def atoms_to_frame(atoms: Atoms, keys: LabelKeys, path: str, index: int) -> Fram
                 f"a stress component of {np.abs(stress).max():.3g} eV/Å³ ({np.abs(stress).max() * 160.2:.3g} GPa) "
                 "is implausible; stress must be in eV/Å³ (1 GPa = 0.00624 eV/Å³, 1 kbar = 0.000624 eV/Å³)",
                 path, index)
-
-    info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
-    return Frame(
-        numbers=np.asarray(atoms.get_atomic_numbers(), dtype=np.int64),
-        positions=positions,
-        cell=cell,
-        pbc=pbc,
-        energy=energy,
-        forces=forces,
-        stress=stress,
-        config_type=str(atoms.info.get("config_type", "default")),
-        source=str(path),
-        index=index,
-        info=info,
-    )
+    return energy, forces, stress
 
 
 def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":", format: Optional[str] = None) -> List[Frame]:
