@@ -14,10 +14,9 @@ class GraphDataset(Dataset):
 
     def __init__(self, frames: Sequence[Frame], cutoff: float, species_index: Dict[int, int],
                  config_types: Sequence[str]):
-        self.frames = list(frames)
         ct = {name: k for k, name in enumerate(config_types)}
         self.graphs: List[Dict[str, torch.Tensor]] = [
-            frame_to_graph(f, cutoff, species_index, ct.get(f.config_type, 0)) for f in self.frames
+            frame_to_graph(f, cutoff, species_index, ct.get(f.config_type, 0)) for f in frames
         ]
 
     def __len__(self) -> int:

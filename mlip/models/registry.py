@@ -12,12 +12,11 @@ The contract of an energy model (what the trainer, physics wrapper and export re
   before training (not on resume: the checkpoint restores its result).
 """
 
-from typing import Any, Dict
+from typing import Any
 
 import torch
 
 from mlip.errors import ConfigError
-
 from mlip.models.invariant import InvariantDescriptorModel
 
 MODEL_REGISTRY = {"invariant": InvariantDescriptorModel}
@@ -28,7 +27,6 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     if name not in MODEL_REGISTRY:
         raise ConfigError(f"model.name={name!r} is not a known model; choose one of {sorted(MODEL_REGISTRY)}")
     return MODEL_REGISTRY[name](**kwargs)
-
 
 
 def initialize_from_data(model: torch.nn.Module, batches) -> None:

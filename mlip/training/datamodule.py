@@ -70,7 +70,7 @@ class FrameDataModule(L.LightningDataModule):
         test_fraction = 0.0 if self.paths["test"] else self.test_fraction
         val_fraction = 0.0 if self.paths["val"] else self.val_fraction
         idx = random_split(len(frames), val_fraction, test_fraction, self.seed, self.paths["train"])
-        self.split_indices = {"train_file": self.paths["train"], **{k: v for k, v in idx.items()}}
+        self.split_indices = {"train_file": self.paths["train"], **idx}
         for name in ("train", "val", "test"):
             if self.paths[name] and name != "train":
                 splits[name] = [f for f in read_frames(self.paths[name], self.label_keys, format=self.format)
