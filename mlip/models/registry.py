@@ -10,6 +10,19 @@ The contract of an energy model (what the trainer, physics wrapper and export re
   differentiable in positions and cell, TorchScript-compatible;
 - optionally ``initialize_from_data(batches)`` for data-dependent initialisation, called once
   before training (not on resume: the checkpoint restores its result).
+
+Optional hooks for regularisation and analysis (``mlip.training.regularization``,
+``mlip identifiability``):
+
+- ``l2_parameters() -> List[Tensor]``: the weights L2 acts on. Without it, every trainable
+  parameter. E0, scale and shift are buffers of ``AtomicEnergies`` and are never included.
+- ``smooth_functions() -> List[Tensor]``: learned one-dimensional functions sampled on uniform
+  grids, each [..., n_points] (last axis along the grid), for the curvature penalty
+  alpha * sum (v[i-1] - 2 v[i] + v[i+1])^2. Tabulated models return their knot values; neural
+  models their learned radial functions sampled on a grid over [0, cutoff]. Differentiable.
+- ``identifiability_parameters() -> List[str]``: default names (of ``named_parameters`` or
+  ``named_buffers``, e.g. ``energies.e0``) for the Fisher analysis: all physical parameters of
+  a classical model plus E0; the readout's last layer, E0, scale and shift of a neural model.
 """
 
 from typing import Any

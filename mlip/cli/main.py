@@ -1,0 +1,58 @@
+"""``mlip <command>``: the command-line entry point.
+
+    mlip train [hydra overrides]          same as ``python train.py``
+    mlip cv <multirun dir>                cross-validation summary of a Hydra multirun
+    mlip identifiability <run|ckpt>       Fisher-information analysis of a fitted model
+    mlip export <run|ckpt>                TorchScript / AOTInductor export
+    mlip build-lammps-plugin              build the LAMMPS ``pair_style mlip`` plugin
+
+Each command lives in its own module of ``mlip.cli`` that defines ``add_arguments(parser)``
+and ``main(args) -> int``; it is imported only when its command runs.
+"""
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+#: command -> (module, one-line help)
+COMMANDS = {
+    "cv": ("mlip.cli.cv", "summarise cross-validation folds of a multirun (mean and std of every metric)"),
+    "identifiability": ("mlip.cli.identifiability", "Fisher information, eigenvalues and sloppy parameters"),
+    "export": ("mlip.cli.export", "export a run or checkpoint to TorchScript or AOTInductor"),
+    "build-lammps-plugin": ("mlip.cli.lammps_plugin", "build the LAMMPS pair_style mlip plugin"),
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":  # Hydra parses its own arguments
+        from mlip.cli.train import main as train_main
+
+        sys.argv = [sys.argv[0] + " train"] + argv[1:]
+        train_main()
+        return 0
+    parser = argparse.ArgumentParser(prog="mlip", description="mlip: train, analyse and export interatomic potentials")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.add_parser("train", help="train a potential (Hydra overrides, as python train.py)")
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        try:
+            modules[name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        modules[name].add_arguments(p)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command not in modules:
+        parser.error(f"command {args.command!r} is not available in this build")
+    return int(modules[args.command].main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
