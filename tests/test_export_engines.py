@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mlip.export import export_torchscript, load_exported
-from mlip.export.aoti import export_aoti, load_aoti
+from mlip.export.aoti import OUTPUTS, export_aoti, load_aoti
 from mlip.models import MODEL_REGISTRY
 from mlip.nn.neighbors import vesin_neighbor_list
 from mlip.testing.systems import ethanol, make_model, predict, sicgeo_cell, triclinic_si
@@ -88,6 +88,12 @@ def test_aoti_sizes_are_dynamic_and_unknown_elements_are_nan(aoti_package):
     compiled, _ = load_aoti(str(path))
     big = sicgeo_cell().repeat((2, 1, 2))  # 32 atoms, another number of edges than the tracing input
     _assert_equal_to_eager(compiled.compute(*_engine_inputs(big)), predict(model, [big]))
+    # C++ engines (AOTIModelPackageLoader::run) get a flat list, in the documented order
+    inputs = _engine_inputs(big)
+    flat = compiled.compiled.loader.boxed_run(list(inputs))
+    out = compiled.compiled(*inputs)
+    for k, name in enumerate(OUTPUTS):
+        assert torch.equal(flat[k], out[name])
     atoms = sicgeo_cell()
     atoms.numbers[0] = 32
     out = compiled.compiled(*_engine_inputs(atoms))  # the raw package cannot raise: NaN instead
