@@ -133,6 +133,10 @@ def test_aoti_sizes_are_dynamic_and_unknown_elements_are_nan(aoti_package):
     compiled, _ = load_aoti(str(path))
     big = sicgeo_cell().repeat((2, 1, 2))  # 32 atoms, another number of edges than the tracing input
     _assert_equal_to_eager(compiled.compute(*_engine_inputs(big)), predict(model, [big]))
+    from ase import Atoms
+
+    for small in (Atoms("Si", positions=[[0, 0, 0]]), Atoms("SiH", positions=[[0, 0, 0], [0, 0, 6.0]])):  # E = 0
+        _assert_equal_to_eager(compiled.compute(*_engine_inputs(small)), predict(model, [small]))
     # C++ engines (AOTIModelPackageLoader::run) get a flat list, in the documented order
     inputs = _engine_inputs(big)
     flat = compiled.compiled.loader.boxed_run(list(inputs))

@@ -66,7 +66,8 @@ def main(args: argparse.Namespace) -> int:
         return 1
     output = Path(args.output) if args.output else default_output(args.source, ckpt, args.format)
     if output.suffix != SUFFIX[args.format]:
-        print(f"mlip export: error: --output {output}: a {args.format} file must end in {SUFFIX[args.format]}", file=sys.stderr)
+        print(f"mlip export: error: --output {output}: a {args.format} file must end in {SUFFIX[args.format]}",
+              file=sys.stderr)
         return 1
     dtype = getattr(torch, args.dtype) if args.dtype else None
     model = model_from_checkpoint(str(ckpt))
