@@ -7,6 +7,7 @@ every model family goes through the export step before compiling (make_fx + torc
 """
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -112,6 +113,17 @@ def test_every_model_exports_with_forces_through_torch_export(name):
     for make in SYSTEMS:
         atoms = make()
         _assert_equal_to_eager(program.module()(*_engine_inputs(atoms)), predict(model, [atoms]))
+
+
+@pytest.mark.skipif(not os.environ.get("MLIP_TEST_AOTI_ALL"),
+                    reason="compiles every model family (about 30 s each on a quiet CPU core); set MLIP_TEST_AOTI_ALL=1")
+@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+def test_every_model_compiles_with_aoti(name, tmp_path):
+    model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
+    compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2")))
+    assert meta["atomic_numbers"] == [14]
+    for atoms in (triclinic_si(), triclinic_si(seed=3).repeat((1, 2, 1))):
+        _assert_equal_to_eager(compiled.compute(*_engine_inputs(atoms)), predict(model, [atoms]))
 
 
 @pytest.mark.parametrize("make", SYSTEMS)
