@@ -30,9 +30,16 @@ from typing import Any
 import torch
 
 from mlip.errors import ConfigError
+from mlip.models.classical import EmbeddedAtomModel, LennardJones, Morse, SplinePair
 from mlip.models.invariant import InvariantDescriptorModel
 
-MODEL_REGISTRY = {"invariant": InvariantDescriptorModel}
+MODEL_REGISTRY = {
+    "invariant": InvariantDescriptorModel,
+    "lj": LennardJones,
+    "morse": Morse,
+    "spline_pair": SplinePair,
+    "eam": EmbeddedAtomModel,
+}
 
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
