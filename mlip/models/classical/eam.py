@@ -8,7 +8,8 @@ a = species of atom i, b = species of neighbour j. Every function is a natural c
 - ``phi_values`` [P, K] (eV): pair term per unordered species pair, knots on [r_min, r_c];
 - ``density_values`` [S, K]: density contributed by a neighbour of each species (dimensionless,
   normalised to 1 at the shortest distance in the data at the start), same knots;
-- ``embedding_values`` [S, K_rho - 1] (eV): F_a at rho = drho, 2 drho, ..., rho_max;
+- ``embedding_values`` [S, K_rho - 1] (eV): F_a at rho = drho, 2 drho, ..., rho_max (the grid
+  is [0, rho_max_init] times the buffer ``rho_scale``, which ``initialize_from_data`` sets);
   F_a(0) = 0 is fixed, so an isolated atom has energy E0 and E0 is not confounded with F.
 
 phi and f are multiplied by the smooth polynomial envelope, so energies and forces go to zero at
@@ -52,7 +53,9 @@ class EmbeddedAtomModel(ClassicalModel):
         self.D_e_init, self.a_init = float(D_e_init), float(a_init)
         self.density_decay, self.embedding_init = float(density_decay), float(embedding_init)
         self.r_spline = UniformCubicSpline(r_min, cutoff, n_knots)
+        # F_a(rho) = S_a(rho / rho_scale), S_a a spline on [0, rho_max_init]: the data sets rho_scale
         self.rho_spline = UniformCubicSpline(0.0, rho_max_init, n_rho_knots)
+        self.register_buffer("rho_scale", torch.ones(()))
         self.phi_values = torch.nn.Parameter(torch.zeros(self.n_pairs, n_knots))
         self.density_values = torch.nn.Parameter(torch.zeros(self.n_species, n_knots))
         self.embedding_values = torch.nn.Parameter(torch.zeros(self.n_species, n_rho_knots - 1))
@@ -62,7 +65,7 @@ class EmbeddedAtomModel(ClassicalModel):
     # ------------------------------------------------------------------ starting shapes
     @torch.no_grad()
     def _set_shapes(self, nearest: torch.Tensor) -> None:
-        r = self.r_spline.knots().double().unsqueeze(0)
+        r = self.r_spline.knots().unsqueeze(0)
         f64 = torch.float64
         self.phi_values.copy_(morse(r, torch.tensor(self.D_e_init, dtype=f64), torch.tensor(self.a_init, dtype=f64),
                                     nearest.unsqueeze(1)))
@@ -72,8 +75,8 @@ class EmbeddedAtomModel(ClassicalModel):
 
     @torch.no_grad()
     def _set_embedding(self, rho_max: float) -> None:
-        self.rho_spline.set_grid(0.0, rho_max)
-        rho = self.rho_spline.knots().double()[1:]
+        self.rho_scale.fill_(rho_max / self.rho_spline.stop)
+        rho = self.rho_knots()[1:]
         self.embedding_values.copy_((-self.embedding_init * rho.sqrt()).expand_as(self.embedding_values))
 
     @torch.no_grad()
@@ -108,7 +111,7 @@ class EmbeddedAtomModel(ClassicalModel):
         rho, r, pair, i = self.densities(data)
         species = data[keys.SPECIES]
         phi = self.r_spline(self.phi_values, pair, r) * self.envelope(r)
-        atomic = self.rho_spline(self.full_embedding_values(), species, rho) \
+        atomic = self.rho_spline(self.full_embedding_values(), species, rho / self.rho_scale) \
             + 0.5 * scatter_sum(phi, i, species.shape[0])
         return self.energies(atomic, data)
 
@@ -126,11 +129,15 @@ class EmbeddedAtomModel(ClassicalModel):
     def embedding_function(self, species: int, rho: torch.Tensor) -> torch.Tensor:
         """F_a(rho) (eV) of species index ``species`` at ``rho`` [M]."""
         which = torch.full(rho.shape, species, dtype=torch.long, device=rho.device)
-        return self.rho_spline(self.full_embedding_values(), which, rho)
+        return self.rho_spline(self.full_embedding_values(), which, rho / self.rho_scale)
+
+    def rho_knots(self) -> torch.Tensor:
+        """The rho grid of F [K_rho] (float64)."""
+        return self.rho_spline.knots() * float(self.rho_scale)
 
     def rho_max(self) -> float:
         """End of the rho grid (F is linear beyond it)."""
-        return float(self.rho_spline.start + self.rho_spline.step * (self.rho_spline.n_knots - 1))
+        return float(self.rho_spline.stop * self.rho_scale)
 
     # ------------------------------------------------------------------ hooks of the model contract
     def smooth_functions(self) -> List[torch.Tensor]:

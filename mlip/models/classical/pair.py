@@ -134,7 +134,7 @@ class SplinePair(PairPotential):
 
     @torch.no_grad()
     def _set_morse_shape(self, r_e: torch.Tensor) -> None:
-        knots = self.spline.knots().double()
+        knots = self.spline.knots()
         values = morse(knots.unsqueeze(0), torch.tensor(self.D_e_init, dtype=torch.float64), torch.tensor(
             self.a_init, dtype=torch.float64), r_e.unsqueeze(1))
         self.knot_values.copy_(values)

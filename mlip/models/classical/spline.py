@@ -42,8 +42,7 @@ class UniformCubicSpline(torch.nn.Module):
 
     ``forward(values, which, x)``: ``values`` [F, K] knot values of F functions, ``which`` [E]
     long (function of each point), ``x`` [E] -> [E] the spline of function ``which[e]`` at
-    ``x[e]``. The grid is held in buffers (``start``, ``step``), so it is saved in checkpoints and
-    may be reset from data before training (``set_grid``).
+    ``x[e]``. The grid is fixed at construction (plain floats, exact in every dtype).
     """
 
     def __init__(self, start: float, stop: float, n_knots: int):
@@ -53,20 +52,16 @@ class UniformCubicSpline(torch.nn.Module):
         if not stop > start:
             raise ValueError(f"spline grid [{start}, {stop}] is empty")
         self.n_knots = int(n_knots)
+        self.start = float(start)
+        self.stop = float(stop)
+        self.step = (self.stop - self.start) / (n_knots - 1)
         dtype = torch.get_default_dtype()
-        self.register_buffer("start", torch.tensor(float(start), dtype=dtype))
-        self.register_buffer("step", torch.tensor((float(stop) - float(start)) / (n_knots - 1), dtype=dtype))
         self.register_buffer("system", tridiagonal_system(n_knots).to(dtype))
         self.register_buffer("differences", second_differences(n_knots).to(dtype))
 
-    @torch.no_grad()
-    def set_grid(self, start: float, stop: float) -> None:
-        self.start.fill_(float(start))
-        self.step.fill_((float(stop) - float(start)) / (self.n_knots - 1))
-
     def knots(self) -> torch.Tensor:
-        """Knot positions [K]."""
-        return self.start + self.step * torch.arange(self.n_knots, dtype=self.step.dtype, device=self.step.device)
+        """Knot positions [K] (float64)."""
+        return self.start + self.step * torch.arange(self.n_knots, dtype=torch.float64)
 
     def second_derivatives(self, values: torch.Tensor) -> torch.Tensor:
         """M [F, K] of the natural splines through ``values`` [F, K]."""
@@ -95,6 +90,6 @@ class UniformCubicSpline(torch.nn.Module):
         # straight continuations with the end values and slopes (M = 0 at both ends)
         slope_lo = (values[:, 1] - values[:, 0]) / h - h * m[:, 1] / 6.0
         slope_hi = (values[:, n - 1] - values[:, n - 2]) / h + h * m[:, n - 2] / 6.0
-        below = values[:, 0].index_select(0, which) + slope_lo.index_select(0, which) * (u * h)
-        above = values[:, n - 1].index_select(0, which) + slope_hi.index_select(0, which) * ((u - (n - 1)) * h)
+        below = values[:, 0].index_select(0, which) + slope_lo.index_select(0, which) * (x - self.start)
+        above = values[:, n - 1].index_select(0, which) + slope_hi.index_select(0, which) * (x - self.stop)
         return torch.where(u < 0.0, below, torch.where(u > float(n - 1), above, inside))
