@@ -233,3 +233,34 @@ def test_spline_pair_fit_reproduces_lj_forces():
     rmse = float((out[keys.PRED_FORCES] - batch[keys.FORCES]).pow(2).mean().sqrt())
     scale = float(batch[keys.FORCES].pow(2).mean().sqrt())
     assert rmse < 0.02 * scale and rmse < 0.1 * before
+
+
+def test_eam_trains_on_the_shipped_data_and_exports(tmp_path):
+    """``python train.py model=eam trainer.max_epochs=2``: the trainer fits it like any model; the
+    checkpoint rebuilds it, model.pt reproduces it, and its LAMMPS file can be written."""
+    from hydra import compose, initialize_config_dir
+
+    from mlip.cli.config_path import CONFIG_DIR
+    from mlip.cli.train import run
+    from mlip.export import load_exported, write_lammps_files
+    from mlip.training.module import PotentialModule
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["model=eam", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+                                          "dtype=float64"])
+    metrics = run(cfg, tmp_path)
+    assert metrics["epochs"] == 2 and metrics["test"]["forces_mae"] < 2000
+    ckpt = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    module = PotentialModule(**ckpt["hyper_parameters"]).double()  # rebuilt from the checkpoint alone
+    module.load_state_dict(ckpt["state_dict"])
+    em = module.energy_model
+    assert float(em.energies.scale) == 1.0 and float(em.energies.shift) == 0.0
+    assert em.energies.e0.tolist() == pytest.approx([metrics["data"]["e0_eV"]["Si"]])
+    assert em.rho_max() != pytest.approx(24.0)  # the rho grid was set from the data and restored
+    atoms = triclinic_si()
+    ref = predict(module.model.double(), [atoms])
+    scripted, _ = load_exported(str(tmp_path / "model.pt"))
+    out = scripted(torch.tensor(atoms.positions), torch.tensor(atoms.numbers), torch.tensor(atoms.cell[:]),
+                   torch.tensor(atoms.pbc))
+    assert abs(float(out["energy"] - ref["total_energy"][0])) < 1e-8
+    assert write_lammps_files(module.model, str(tmp_path / "lammps")).pair_style == "eam/alloy"
