@@ -114,8 +114,12 @@ def test_hooks_name_real_parameters_and_shapes(name):
     named.update(dict(model.named_buffers()))
     ids = model.identifiability_parameters()
     assert "energies.e0" in ids and all(n in named for n in ids)
-    # every trainable parameter is physical and listed for the Fisher analysis
-    assert set(dict(model.named_parameters())) == set(ids) - {"energies.e0"}
+    # every trainable parameter is physical and listed for the Fisher analysis; E0 is trained
+    # only with fit_e0 (a parameter then, a buffer otherwise) and never under L2
+    trainable = set(dict(model.named_parameters()))
+    assert trainable - {"energies.e0"} == set(ids) - {"energies.e0"}
+    assert ("energies.e0" in trainable) == model.energies.e0.requires_grad
+    assert not any(p is model.energies.e0 for p in model.l2_parameters())
     assert float(model.energies.scale) == 1.0 and float(model.energies.shift) == 0.0
     for f in model.smooth_functions():
         assert f.shape[-1] >= 4 and f.requires_grad
@@ -203,8 +207,8 @@ def _fit(model, batch, steps=60):
     return float(closure())
 
 
-def _lj(epsilon, sigma):
-    model = build_model("lj", species=[18], cutoff=6.0, e0=[-0.05]).double()
+def _lj(epsilon, sigma, e0=-0.05):
+    model = build_model("lj", species=[18], cutoff=6.0, e0=[e0], fit_e0=True).double()
     with torch.no_grad():
         model.epsilon.fill_(epsilon)
         model.sigma.fill_(sigma)
@@ -214,11 +218,12 @@ def _lj(epsilon, sigma):
 def test_lj_fit_recovers_true_epsilon_and_sigma():
     frames = _lj_frames()
     batch = _labelled_batch(_lj(0.3, 2.5), frames)
-    model = _lj(0.36, 2.35)  # 20 % and 6 % off
+    model = _lj(0.36, 2.35, e0=-0.25)  # 20 % and 6 % off, E0 off by 0.2 eV
     loss = _fit(model, batch)
     assert loss < 1e-10
     assert float(model.energy_model.epsilon[0]) == pytest.approx(0.3, rel=1e-2)
     assert float(model.energy_model.sigma[0]) == pytest.approx(2.5, rel=1e-2)
+    assert float(model.energy_model.energies.e0[0]) == pytest.approx(-0.05, abs=1e-3)
 
 
 def test_spline_pair_fit_reproduces_lj_forces():
@@ -255,7 +260,8 @@ def test_eam_trains_on_the_shipped_data_and_exports(tmp_path):
     module.load_state_dict(ckpt["state_dict"])
     em = module.energy_model
     assert float(em.energies.scale) == 1.0 and float(em.energies.shift) == 0.0
-    assert em.energies.e0.tolist() == pytest.approx([metrics["data"]["e0_eV"]["Si"]])
+    # E0 is fitted along (fit_e0: true in configs/model/eam.yaml), starting from the data's E0
+    assert em.energies.e0.requires_grad and float(em.energies.e0[0]) != metrics["data"]["e0_eV"]["Si"]
     assert em.rho_max() != pytest.approx(24.0)  # the rho grid was set from the data and restored
     atoms = triclinic_si()
     ref = predict(module.model.double(), [atoms])

@@ -16,10 +16,10 @@ from mlip.physics import ForcesAndStress
 #: Small but non-trivial hyperparameters for each registered model, for tests.
 SMALL_MODEL_CONFIGS: Dict[str, dict] = {
     "invariant": dict(num_basis=6, num_channels=4, l_max=2, hidden=[16]),
-    "lj": dict(epsilon_init=0.2),
+    "lj": dict(epsilon_init=0.2, fit_e0=True),
     "morse": dict(D_e_init=0.3, a_init=1.6),
     "spline_pair": dict(n_knots=10, r_min=0.8),
-    "eam": dict(n_knots=10, r_min=0.8, n_rho_knots=8),
+    "eam": dict(n_knots=10, r_min=0.8, n_rho_knots=8, fit_e0=True),
 }
 
 

@@ -4,6 +4,13 @@ E0 per species, and first guesses of bond lengths from covalent radii or from da
 Energies are E = sum_i E0[Z_i] + (physical form). The data-derived ``scale``, ``shift`` and
 ``avg_num_neighbors`` of the model contract are accepted and ignored: a classical model's
 parameters carry their own units, so its ``AtomicEnergies`` has scale 1 and shift 0.
+
+E0 starts at the data's E0 (``data.e0``). With ``fit_e0=True`` (the configs' default) it is
+fitted along with the physical parameters (``energies.e0`` is then a parameter, not a buffer):
+with a least-squares E0 a fixed E0 would leave the physical form to fit energies relative to
+the data's average, which a pair potential can only do by vanishing (the fit of ``lj`` to the
+shipped Si data collapses to epsilon = 0.002 eV). With isolated-atom E0, ``fit_e0=false``
+keeps the physical reference. L2 regularisation never acts on E0.
 """
 
 from typing import Dict, Iterable, List, Tuple
@@ -52,9 +59,10 @@ def covalent_bond_lengths(species: List[int]) -> torch.Tensor:
 class ClassicalModel(torch.nn.Module):
     """Base of the classical models: ``species``, ``cutoff`` (Å), E0 (eV), the polynomial
     envelope of exponent ``cutoff_p`` (energies and forces go smoothly to zero at the cutoff),
-    the pair-index table and the pair names (``pair_names``, in parameter order)."""
+    the pair-index table and the pair names (``pair_names``, in parameter order). ``fit_e0``:
+    train E0 (see the module docstring)."""
 
-    def __init__(self, species: List[int], cutoff: float, e0: List[float], cutoff_p: int = 6):
+    def __init__(self, species: List[int], cutoff: float, e0: List[float], cutoff_p: int = 6, fit_e0: bool = False):
         super().__init__()
         self.species: List[int] = [int(z) for z in species]
         self.cutoff = float(cutoff)
@@ -63,7 +71,7 @@ class ClassicalModel(torch.nn.Module):
         self.pair_names: List[str] = pair_labels(self.species)
         self.register_buffer("pair_table", pair_index_table(self.n_species).reshape(-1))
         self.envelope = PolynomialCutoff(cutoff, cutoff_p)
-        self.energies = AtomicEnergies(e0, scale=1.0, shift=0.0)
+        self.energies = AtomicEnergies(e0, scale=1.0, shift=0.0, trainable_e0=fit_e0)
 
     def edge_geometry(self, data: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edge lengths r [E] (Å), pair index of each edge [E] and the centre atom i [E]."""

@@ -42,8 +42,8 @@ class EmbeddedAtomModel(ClassicalModel):
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, n_knots: int = 16, r_min: float = 1.5,
                  n_rho_knots: int = 16, rho_max_init: float = 24.0, rho_margin: float = 2.0,
                  D_e_init: float = 0.2, a_init: float = 1.5, density_decay: float = 3.0,
-                 embedding_init: float = 1.0, cutoff_p: int = 6):
-        super().__init__(species, cutoff, e0, cutoff_p)
+                 embedding_init: float = 1.0, cutoff_p: int = 6, fit_e0: bool = False):
+        super().__init__(species, cutoff, e0, cutoff_p, fit_e0)
         if not 0.0 < r_min < cutoff:
             raise ConfigError(f"model.r_min={r_min} must lie between 0 and the cutoff {cutoff}")
         if not rho_max_init > 0 or not rho_margin >= 1.0:

@@ -64,8 +64,8 @@ class LennardJones(PairPotential):
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, epsilon_init: float = 0.1,
-                 cutoff_p: int = 6):
-        super().__init__(species, cutoff, e0, cutoff_p)
+                 cutoff_p: int = 6, fit_e0: bool = False):
+        super().__init__(species, cutoff, e0, cutoff_p, fit_e0)
         dtype = torch.get_default_dtype()
         self.epsilon = torch.nn.Parameter(torch.full((self.n_pairs,), float(epsilon_init), dtype=dtype))
         self.sigma = torch.nn.Parameter((covalent_bond_lengths(self.species) * 2.0 ** (-1.0 / 6.0)).to(dtype))
@@ -92,8 +92,8 @@ class Morse(PairPotential):
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, D_e_init: float = 0.5,
-                 a_init: float = 1.5, cutoff_p: int = 6):
-        super().__init__(species, cutoff, e0, cutoff_p)
+                 a_init: float = 1.5, cutoff_p: int = 6, fit_e0: bool = False):
+        super().__init__(species, cutoff, e0, cutoff_p, fit_e0)
         dtype = torch.get_default_dtype()
         self.D_e = torch.nn.Parameter(torch.full((self.n_pairs,), float(D_e_init), dtype=dtype))
         self.a = torch.nn.Parameter(torch.full((self.n_pairs,), float(a_init), dtype=dtype))
@@ -121,8 +121,8 @@ class SplinePair(PairPotential):
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, n_knots: int = 16, r_min: float = 1.5,
-                 D_e_init: float = 0.5, a_init: float = 1.5, cutoff_p: int = 6):
-        super().__init__(species, cutoff, e0, cutoff_p)
+                 D_e_init: float = 0.5, a_init: float = 1.5, cutoff_p: int = 6, fit_e0: bool = False):
+        super().__init__(species, cutoff, e0, cutoff_p, fit_e0)
         if not 0.0 < r_min < cutoff:
             raise ConfigError(f"model.r_min={r_min} must lie between 0 and the cutoff {cutoff}")
         self.r_min = float(r_min)
