@@ -51,7 +51,9 @@ class InvariantDescriptorModel(torch.nn.Module):
 
         Values are multiplied by h^(-3/2), so that sum_g (v[g-1] - 2 v[g] + v[g+1])^2 approximates
         the integral of (d^2 R / dr^2)^2 over (0, cutoff] (in Å^-3 times the units of R squared) and
-        ``regularization.alpha`` means the same for any grid size. Differentiable in the weights.
+        ``regularization.alpha`` means nearly the same for any grid size (the sum converges to the
+        integral as 1/G; at 64 points it is about 15 % below it for a typical initialisation, the
+        strip [0, 1.5 h] left out of the sum being where R curves most). Differentiable in the weights.
         """
         w = self.descriptor.radial_weights
         h = self.cutoff / num_points
