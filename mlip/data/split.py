@@ -102,9 +102,14 @@ def kfold_assignment(n_frames: int, k: int, seed: int = 0, groups: Optional[Sequ
 
 def kfold_split(n_frames: int, k: int, fold: int, val_fraction: float, seed: int = 0,
                 groups: Optional[Sequence[Hashable]] = None, source: Optional[str] = None) -> Dict[str, List[int]]:
-    """Split for cross-validation fold ``fold`` of ``k``: ``cv`` is the held-out fold, ``val`` an
-    inner validation set of about ``val_fraction`` of the other folds' frames (whole groups), the
-    rest ``train``. See ``FrameDataModule`` for why the held-out fold is not the validation set."""
+    """Split for cross-validation fold ``fold`` of ``k``: ``cv`` is the held-out fold (whole groups),
+    ``val`` an inner validation set of ``val_fraction`` of the other folds' frames, the rest
+    ``train``. See ``FrameDataModule`` for why the held-out fold is not the validation set.
+
+    The inner validation set is drawn frame by frame, not by group: it only picks the best epoch
+    and drives the learning-rate schedule, never enters the CV estimate, and with a few coarse
+    groups (e.g. four config types) whole groups could not be set aside without losing a whole
+    kind of structure from training."""
     if int(fold) != fold or not 0 <= fold < k:
         raise DataError(f"split.fold={fold} must be an integer in 0..{k - 1} (split.k={k})", source)
     fold_of = kfold_assignment(n_frames, k, seed, groups, source)
@@ -114,7 +119,6 @@ def kfold_split(n_frames: int, k: int, fold: int, val_fraction: float, seed: int
         raise DataError(f"split.val_fraction={val_fraction} must lie in (0, 1): an inner validation set is "
                         "carved from the training folds", source)
     n_val = max(1, round(val_fraction * len(rest)))
-    inner = random_split(len(rest), n_val / len(rest), 0.0, seed, source,
-                         None if groups is None else [groups[i] for i in rest])
+    inner = random_split(len(rest), n_val / len(rest), 0.0, seed, source)
     return {"cv": held, "val": sorted(rest[i] for i in inner["val"]), "train": sorted(rest[i] for i in inner["train"]),
             "test": [], "folds": fold_of}

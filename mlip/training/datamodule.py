@@ -34,10 +34,11 @@ class FrameDataModule(L.LightningDataModule):
     (whole groups with ``group_by``) and fold ``fold`` is held out as the ``cv`` split, evaluated
     once at the end (``metrics.json["cv"]``): the cross-validation estimate. The validation set that
     picks the best checkpoint and drives the learning-rate schedule is *not* the held-out fold but
-    an inner split of ``val_fraction`` of the remaining folds (whole groups; or ``val`` when given):
+    an inner split of ``val_fraction`` of the remaining folds' frames (or ``val`` when given):
     selecting the best epoch on the held-out fold would make its error optimistic, and more so for
     weakly regularised models (early stopping on the held-out data partly stands in for the
-    regulariser), which would bias the choice of ``regularization.alpha``. ``test`` (a file) stays
+    regulariser), which would bias the choice of ``regularization.alpha``. The inner split is drawn
+    frame by frame (see ``kfold_split``). ``test`` (a file) stays
     the test set of every fold; no test split is carved from ``train`` in this mode.
 
     ``require_if_present``: kinds that every train/val frame must carry if any training frame
