@@ -24,7 +24,8 @@ likelihood sum_i r_i^2 / (2 sigma_k^2) + N_k log sigma_k, because each sigma_k a
 kind's term only and dividing a term by N_k does not move its minimum. For the model parameters
 the count normalisation weighs each kind by 1 / sigma_k^2 instead of N_k / sigma_k^2, the mlip
 convention above: at the joint optimum every kind is weighted by the inverse of its own mean squared
-residual. The initial values are ``loss.sigma_init`` (eV/atom, eV/Å, eV/Å³); they are also the
+residual. (With ``huber_delta`` the same log term is kept; the learned sigma is then a robust
+scale rather than the exact maximum-likelihood value.) The initial values are ``loss.sigma_init`` (eV/atom, eV/Å, eV/Å³); they are also the
 fixed sigmas of the validation loss (``forward(..., fixed=True)``), so ``val/loss`` keeps one scale
 across epochs and model selection does not depend on the current sigma.
 """
@@ -137,7 +138,8 @@ class WeightedLoss(torch.nn.Module):
         for kind, sigma in self.sigma.items():
             r = residuals(out, batch, kind)
             if r.numel() == 0:
-                term = total.new_zeros(())
+                # a learned sigma still gets a (zero) gradient, so DDP sees every parameter used
+                term = 0.0 * self.log_sigma[kind] if kind in self.log_sigma and not fixed else total.new_zeros(())
             elif kind in self.log_sigma and not fixed:
                 log_sigma = self.log_sigma[kind].to(r.dtype)
                 term = self._rho(r * torch.exp(-log_sigma)).mean() + 2.0 * log_sigma
