@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mlip.analysis.cross_validation import (
-        best_alpha, cv_curve, format_table, load_jobs, resolve_metric, summarise, warnings_for, write_summary)
+        best_alpha, common_overrides, cv_curve, format_table, load_jobs, resolve_metric, summarise, warnings_for, write_summary)
 
     try:
         groups = summarise(load_jobs(args.sweep_dir))
@@ -33,7 +33,9 @@ def main(args: argparse.Namespace) -> int:
     best = best_alpha(groups, metric)
     if best is not None:
         std = "" if best["std"] is None else f" ± {best['std']:.4g}"
-        print(f"best regularization.alpha = {best['alpha']:g} ({metric} = {best['mean']:.4g}{std}; {best['group']})")
+        common = set(common_overrides(groups))
+        own = " ".join(o for o in best["group"].split() if o not in common)
+        print(f"best regularization.alpha = {best['alpha']:g} ({metric} = {best['mean']:.4g}{std}; {own})")
         if cv_curve(groups, metric, str(out / "cv_curve.png")):
             print(f"CV curve: {out / 'cv_curve.png'}")
     write_summary(groups, metric, str(out / "cv_summary.json"))
