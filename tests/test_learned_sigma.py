@@ -68,7 +68,7 @@ def test_learned_sigma_recovers_the_noise_of_synthetic_labels():
         assert learned[kind] == pytest.approx(math.sqrt(float(r2)), rel=0.03)
     # the validation form uses the fixed initial sigmas, without log terms
     out, batch = batches[0]
-    fixed, _ = module.loss_fn(out, batch, fixed=True)
+    fixed, _ = module.loss_fn.validation_loss(out, batch)
     expected = (residuals(out, batch, "energy") / (5 * SIGMA_E)).pow(2).mean() + \
         (residuals(out, batch, "forces") / (SIGMA_F / 5)).pow(2).mean()
     assert float(fixed) == pytest.approx(float(expected))

@@ -26,7 +26,7 @@ the count normalisation weighs each kind by 1 / sigma_k^2 instead of N_k / sigma
 convention above: at the joint optimum every kind is weighted by the inverse of its own mean squared
 residual. (With ``huber_delta`` the same log term is kept; the learned sigma is then a robust
 scale rather than the exact maximum-likelihood value.) The initial values are ``loss.sigma_init`` (eV/atom, eV/Å, eV/Å³); they are also the
-fixed sigmas of the validation loss (``forward(..., fixed=True)``), so ``val/loss`` keeps one scale
+fixed sigmas of the validation loss (``validation_loss``), so ``val/loss`` keeps one scale
 across epochs and model selection does not depend on the current sigma.
 """
 
@@ -129,10 +129,17 @@ class WeightedLoss(torch.nn.Module):
         a = x.abs()
         return torch.where(a <= d, x * x, 2.0 * d * a - d * d)
 
-    def forward(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
-                fixed: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Returns the total loss and each kind's term (zero when the batch has no such label).
-        ``fixed=True`` uses the fixed (initial) sigmas and no log terms: the validation loss."""
+    def forward(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The training loss and each kind's term (zero when the batch has no such label)."""
+        return self._loss(out, batch, fixed=False)
+
+    def validation_loss(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The loss with fixed sigmas (the initial ones of learned kinds) and no log terms, so that it
+        keeps one scale across epochs; equal to ``forward`` when no sigma is learned."""
+        return self._loss(out, batch, fixed=True)
+
+    def _loss(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
+              fixed: bool) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         terms: Dict[str, torch.Tensor] = {}
         total = out[keys.TOTAL_ENERGY].new_zeros(())
         for kind, sigma in self.sigma.items():

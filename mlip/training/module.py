@@ -89,7 +89,7 @@ class PotentialModule(L.LightningModule):
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
         with torch.enable_grad():
             out = self.model(batch, compute_forces=True, compute_stress=True, create_graph=False)
-        loss, _ = self.loss_fn(out, batch, fixed=True)
+        loss, _ = self.loss_fn.validation_loss(out, batch)
         n = float(batch[keys.N_ATOMS].shape[0])
         self._val_loss += torch.stack([loss.detach().double() * n, loss.new_tensor(n, dtype=torch.float64)])
         assert self._val_metrics is not None
