@@ -270,3 +270,17 @@ def test_eam_trains_on_the_shipped_data_and_exports(tmp_path):
                    torch.tensor(atoms.pbc))
     assert abs(float(out["energy"] - ref["total_energy"][0])) < 1e-8
     assert write_lammps_files(module.model, str(tmp_path / "lammps")).pair_style == "eam/alloy"
+
+
+def test_smoothness_penalty_acts_on_every_tabulated_function():
+    from mlip.training.regularization import Regularizer
+
+    em = make_model("eam", [14, 32], calibrate_on=[triclinic_si()]).energy_model
+    penalty = Regularizer({"name": "smoothness", "alpha": 0.5}, em)(em)
+    f_full = torch.cat([torch.zeros(2, 1, dtype=torch.float64), em.embedding_values], dim=1)  # F(0) = 0 included
+    hand = sum(float(((v[:, :-2] - 2 * v[:, 1:-1] + v[:, 2:]) ** 2).sum())
+               for v in (em.phi_values, em.density_values, f_full))
+    assert float(penalty) == pytest.approx(0.5 * hand, rel=1e-12)
+    penalty.backward()
+    assert em.phi_values.grad.abs().sum() > 0 and em.embedding_values.grad.abs().sum() > 0
+    assert em.energies.e0.grad is None  # E0 is never penalised

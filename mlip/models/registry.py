@@ -15,7 +15,8 @@ Optional hooks for regularisation and analysis (``mlip.training.regularization``
 ``mlip identifiability``):
 
 - ``l2_parameters() -> List[Tensor]``: the weights L2 acts on. Without it, every trainable
-  parameter. E0, scale and shift are buffers of ``AtomicEnergies`` and are never included.
+  parameter. E0, scale and shift are buffers of ``AtomicEnergies`` (E0 a parameter in classical
+  models with ``fit_e0``) and are never included.
 - ``smooth_functions() -> List[Tensor]``: learned one-dimensional functions sampled on uniform
   grids, each [..., n_points] (last axis along the grid), for the curvature penalty
   alpha * sum (v[i-1] - 2 v[i] + v[i+1])^2. Tabulated models return their knot values; neural
