@@ -36,6 +36,10 @@ class PairMLIP : public Pair {
   torch::ScalarType model_dtype;
   std::vector<int64_t> model_species;    // atomic numbers the model knows
   std::vector<int64_t> type_to_z;        // LAMMPS type (1-based) -> atomic number
+  // work arrays of compute(), kept between steps
+  std::vector<int> model_index;          // LAMMPS atom index -> model atom index, -1 if not passed
+  std::vector<int> lammps_index;         // model atom index -> LAMMPS atom index
+  std::vector<int64_t> senders, receivers;
 };
 
 }    // namespace LAMMPS_NS
