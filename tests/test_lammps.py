@@ -140,7 +140,7 @@ def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
     assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
     np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
     np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-7, rtol=0)
+    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-9, rtol=0)
     assert np.abs(atoms.get_forces()).max() > 0.1
 
 
