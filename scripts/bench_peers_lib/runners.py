@@ -73,9 +73,9 @@ def train_mlip(data: PreparedData, workdir: Path, budget: float, threads: int, d
                model: str, overrides: List[str], seed: int) -> dict:
     run_dir = workdir / "run"
     workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "train.log"
+    log, timing = workdir / "train.log", workdir / "fit_timing.json"
     e0 = "{" + ", ".join(f"{s}: {v!r}" for s, v in data.e0.items()) + "}"
-    cmd = [sys.executable, REPO / "train.py", f"model={model}"]
+    cmd = [sys.executable, LIB / "mlip_train.py", "--timing-out", timing, "--", f"model={model}"]
     if data.name == "ethanol":
         cmd.append("experiment=rmd17_ethanol")  # mlip's preset loss for rMD17 (no stress term)
     cmd += [f"data.train={data.train}", f"data.val={data.val}", f"data.test={data.test}", f"data.e0={e0}",
@@ -84,8 +84,9 @@ def train_mlip(data: PreparedData, workdir: Path, budget: float, threads: int, d
             "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *overrides]
     total = _run(cmd, log, thread_env(threads, [REPO]), REPO, _hard_timeout(budget))
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"model": str(run_dir / "model.pt"), "fit_time_s": metrics["fit_time_s"], "epochs": metrics["epochs"],
-            "steps": None, "n_params": metrics.get("n_parameters"), "total_s": total, "log": str(log),
+    t = json.loads(timing.read_text())
+    return {"model": str(run_dir / "model.pt"), "fit_time_s": t["fit_time_s"], "epochs": t["epochs"],
+            "steps": t["steps"], "n_params": metrics.get("n_parameters"), "total_s": total, "log": str(log),
             "command": [str(c) for c in cmd], "own_test_metrics": metrics.get("test")}
 
 
