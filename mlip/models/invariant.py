@@ -40,6 +40,16 @@ class InvariantDescriptorModel(torch.nn.Module):
         y = self.readout(x, data[keys.SPECIES])
         return self.energies(y, data)
 
+    def identifiability_parameters(self) -> List[str]:
+        """Default tensors of ``mlip identifiability``: each element's output layer (weight and
+        bias), E0, scale and shift. (Bias, E0 and shift are collinear in the energies, and scale
+        with the output layer: the analysis shows these exact degeneracies as zero eigenvalues.)"""
+        names: List[str] = []
+        for k, net in enumerate(self.readout.nets):
+            last = len(net) - 1
+            names += [f"readout.nets.{k}.{last}.weight", f"readout.nets.{k}.{last}.bias"]
+        return names + ["energies.e0", "energies.scale", "energies.shift"]
+
     @torch.no_grad()
     def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:
         """Set feature means and deviations from training batches (float64 accumulation)."""
