@@ -58,11 +58,13 @@ def select_parameters(energy_model: torch.nn.Module, patterns: Optional[Sequence
     ``patterns``: glob patterns (``fnmatch``) over the names of parameters and floating-point
     buffers, e.g. ``energies.*`` or ``readout.nets.*.2.*``; a name matched by any is taken.
     Without patterns: the model's ``identifiability_parameters()`` hook, else every trainable
-    parameter. Order follows the model's own order of parameters, then buffers.
+    parameter. Order: by pattern, then the model's order (parameters, then buffers).
     """
     available = candidate_tensors(energy_model)
     if patterns:
-        chosen = [n for n in available if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        chosen: List[str] = []
+        for pattern in patterns:
+            chosen += [n for n in available if fnmatch.fnmatchcase(n, pattern) and n not in chosen]
         unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in available)]
         if unmatched:
             raise ConfigError(f"--params {' '.join(unmatched)}: matches no parameter or buffer; "
