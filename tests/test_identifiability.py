@@ -236,3 +236,72 @@ def test_cli_writes_table_json_and_spectrum(quick_run, tmp_path):
 
     res = _mlip(quick_run, "--params", "no_such_*")
     assert res.returncode == 1 and "matches no parameter" in res.stderr
+
+
+# ---------------------------------------------------------------------------- classical models
+def test_classical_models_analyse_all_their_parameters_by_default():
+    from mlip.models import build_model
+
+    for name in ("lj", "morse", "spline_pair", "eam"):
+        model = build_model(name, species=[14, 32], cutoff=5.0, e0=[-1.0, -2.0], fit_e0=True)
+        chosen = select_parameters(model)
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        assert set(trainable) <= set(chosen), (name, trainable, chosen)
+        assert "energies.e0" in chosen
+
+
+def _lj(epsilon, sigma, cutoff=7.0):
+    from mlip.models import build_model
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = build_model("lj", species=[18], cutoff=cutoff, e0=[0.0])
+    finally:
+        torch.set_default_dtype(previous)
+    with torch.no_grad():
+        model.epsilon.fill_(epsilon)
+        model.sigma.fill_(sigma)
+    return ForcesAndStress(model)
+
+
+def test_lennard_jones_fisher_equals_finite_difference_jtwj():
+    from mlip.testing.systems import random_gas
+
+    model = _lj(0.0104, 3.4)
+    frames = [random_gas(12, 9.0, 3.0, seed=s) for s in range(3)]
+    batch = labelled_batch(model, frames)
+    info = fisher_information(model, [batch], SIGMA, ["epsilon", "sigma"])
+    assert info.names == ["epsilon[Ar-Ar]", "sigma[Ar-Ar]"]
+
+    def flat_residuals(eps, sig):
+        out = _lj(eps, sig)(batch, compute_forces=True, compute_stress=True)
+        from mlip.training.loss import residuals
+        return {k: residuals(out, batch, k).detach().numpy() for k in SIGMA}
+
+    h = {0: 1e-6, 1: 1e-6}
+    cols = {k: [] for k in SIGMA}
+    for j, (de, ds) in enumerate(((h[0], 0.0), (0.0, h[1]))):
+        plus, minus = flat_residuals(0.0104 + de, 3.4 + ds), flat_residuals(0.0104 - de, 3.4 - ds)
+        for k in SIGMA:
+            cols[k].append((plus[k] - minus[k]) / (2 * h[j]))
+    fisher = sum(np.stack(cols[k], 1).T @ np.stack(cols[k], 1) / (len(cols[k][0]) * SIGMA[k] ** 2) for k in SIGMA)
+    np.testing.assert_allclose(info.matrix(), fisher, rtol=1e-6)
+
+
+def test_dilute_lennard_jones_data_fix_only_the_dispersion_coefficient():
+    """With every pair beyond 2 sigma, V ~ -4 epsilon sigma^6 / r^6: only C6 = 4 epsilon sigma^6 is
+    determined, so in log-parameters the stiff direction is (1, 6) / sqrt(37) and the sloppy one
+    (6, -1) / sqrt(37), with a large condition number; dense data determine both."""
+    from mlip.testing.systems import random_gas
+
+    model = _lj(0.0104, 3.4, cutoff=10.0)
+    dilute = labelled_batch(model, [random_gas(10, 20.0, 6.8, seed=s) for s in range(3)])
+    rep = analyse(fisher_information(model, [dilute], SIGMA, ["epsilon", "sigma"]), relative=True)
+    stiff = dict(rep["stiffest"][0]["components"])
+    direction = np.array([stiff["epsilon[Ar-Ar]"], stiff["sigma[Ar-Ar]"]])
+    assert abs(direction @ np.array([1.0, 6.0]) / 37 ** 0.5) > 0.999
+    assert rep["condition_number"] > 1e3
+    dense = labelled_batch(model, [random_gas(12, 9.0, 3.0, seed=s) for s in range(3)])
+    rep_dense = analyse(fisher_information(model, [dense], SIGMA, ["epsilon", "sigma"]), relative=True)
+    assert rep_dense["condition_number"] < rep["condition_number"] / 10

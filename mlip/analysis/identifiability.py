@@ -82,14 +82,17 @@ def select_parameters(energy_model: torch.nn.Module, patterns: Optional[Sequence
 
 
 def _entry_labels(energy_model: torch.nn.Module, name: str, tensor: torch.Tensor) -> List[str]:
-    """One label per scalar entry: ``name`` for a scalar, ``name[Si]`` for per-species E0,
-    ``name[Si-Ge]`` for per-pair tensors of a model with ``pair_names``, else ``name[i,j]``."""
+    """One label per scalar entry: ``name`` for a scalar; the first index named after the element
+    for per-species tensors (``energies.e0[Si]``, EAM ``density_values[Si,3]``) and after the pair
+    for per-pair tensors of a model with ``pair_names`` (``epsilon[Si-Ge]``); else ``name[i,j]``."""
     if tensor.dim() == 0:
         return [name]
     first: Optional[List[str]] = None
     species = list(getattr(energy_model, "species", []) or [])
     pair_names = list(getattr(energy_model, "pair_names", []) or [])
-    if name.split(".")[-1] == "e0" and tensor.shape[0] == len(species):
+    leaf = name.split(".")[-1]
+    per_species = leaf == "e0" or leaf.startswith(("density", "embedding"))
+    if per_species and tensor.shape[0] == len(species):
         from ase.data import chemical_symbols
         first = [chemical_symbols[z] for z in species]
     elif pair_names and "." not in name and tensor.shape[0] == len(pair_names):
