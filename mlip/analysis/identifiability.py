@@ -14,6 +14,8 @@ say which parameter combinations the data determine (stiff, large eigenvalue) an
 or not at all (sloppy, small or zero eigenvalue). Standard errors come from F_L: conditional
 1/sqrt(F_L[i, i]) (the others held fixed), marginal sqrt((F_L^+)[i, i]) (the others fitted too),
 both in the parameter's own units; they are the Cramer-Rao bounds if sigma_k are the noise levels.
+With ``loss.huber_delta`` the squared-error (Gauss-Newton) form is still used: it is the Huber
+loss's curvature for every residual below the threshold.
 
 Parameters may be any named parameters or floating-point buffers of the energy model (E0, scale
 and shift are buffers): they are substituted with ``torch.func.functional_call``. Forces are
