@@ -43,6 +43,16 @@ class InvariantDescriptorModel(torch.nn.Module):
         y = self.readout(x, data[keys.SPECIES])
         return self.energies(y, data)
 
+    def identifiability_parameters(self) -> List[str]:
+        """Default tensors of ``mlip identifiability``: each element's output layer (weight and
+        bias), E0, scale and shift. (Bias, E0 and shift are collinear in the energies, and scale
+        with the output layer: the analysis shows these exact degeneracies as zero eigenvalues.)"""
+        names: List[str] = []
+        for k, net in enumerate(self.readout.nets):
+            last = len(net) - 1
+            names += [f"readout.nets.{k}.{last}.weight", f"readout.nets.{k}.{last}.bias"]
+        return names + ["energies.e0", "energies.scale", "energies.shift"]
+
     def smooth_functions(self, num_points: int = SMOOTH_GRID_POINTS) -> List[torch.Tensor]:
         """The learned radial functions R_{c,l}(r; Z_i, Z_j) (units of the Bessel basis, 1/Å^1.5,
         times the learned weights) sampled at ``num_points`` distances r_g = g h, g = 1..G,

@@ -81,3 +81,24 @@ def predict(model: ForcesAndStress, frames: List[Atoms]) -> Dict[str, torch.Tens
 def energy_of(model: ForcesAndStress, atoms: Atoms) -> float:
     out = model(batch_of([atoms], model), compute_forces=False, compute_stress=False)
     return float(out["total_energy"][0])
+
+
+def random_gas(n_atoms: int, box: float, min_distance: float, seed: int = 0, symbol: str = "Ar",
+               max_tries: int = 100000) -> Atoms:
+    """``n_atoms`` atoms placed at random in a periodic cubic box of side ``box`` (Å), no two
+    closer than ``min_distance`` (Å, minimum image): a gas or liquid-like configuration."""
+    rng = np.random.default_rng(seed)
+    positions: List[np.ndarray] = []
+    tries = 0
+    while len(positions) < n_atoms:
+        tries += 1
+        if tries > max_tries:
+            raise RuntimeError(f"could not place {n_atoms} atoms {min_distance} Å apart in a {box} Å box")
+        p = rng.uniform(0.0, box, 3)
+        if positions:
+            d = np.asarray(positions) - p
+            d -= box * np.round(d / box)
+            if (np.einsum("ij,ij->i", d, d) < min_distance ** 2).any():
+                continue
+        positions.append(p)
+    return Atoms(f"{symbol}{n_atoms}", positions=positions, cell=[box] * 3, pbc=True)
