@@ -1,5 +1,8 @@
 """``python train.py`` / ``mlip-train``: read data, train, validate, test and export.
 
+With ``-m`` (Hydra multirun), one job per combination of the swept values, each in its own
+``<sweep dir>/<job number>``; ``mlip cv <sweep dir>`` summarises cross-validation folds.
+
 Outputs in Hydra's run directory: ``config.yaml`` (resolved), ``split.json``, ``metrics.json``,
 ``parity_energy.png``, ``parity_forces.png``, ``checkpoints/{best,last}.ckpt``, ``model.pt``
 and CSV / TensorBoard logs.
@@ -42,14 +45,23 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
 def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
     from mlip.training.datamodule import FrameDataModule
 
-    kinds = [k for k, s in cfg.loss.sigma.items() if s is not None and k in ("energy", "forces", "stress")]
-    require = [k for k in kinds if k not in set(cfg.data.allow_missing or [])]
+    from mlip.training.loss import loss_kinds
+
+    allowed_missing = set(cfg.data.allow_missing or [])
+    sigma = cfg.loss.sigma if isinstance(cfg.loss.sigma, str) else OmegaConf.to_container(cfg.loss.sigma)
+    require = [k for k in loss_kinds(sigma) if k not in allowed_missing]
+    # loss.sigma=learned: the kinds are those the training data carries, each then required
+    require_if_present = ([k for k in ("energy", "forces", "stress") if k not in allowed_missing]
+                          if isinstance(sigma, str) else [])
+    split = cfg.split
     return FrameDataModule(
         train=cfg.data.train, val=cfg.data.get("val"), test=cfg.data.get("test"), format=cfg.data.get("format"),
         keys=OmegaConf.to_container(cfg.data["keys"]), e0=OmegaConf.to_container(cfg.data.e0)
         if isinstance(cfg.data.e0, DictConfig) else cfg.data.e0,
         e0_file=cfg.data.get("e0_file"), require=require, cutoff=cfg.model.cutoff,
-        val_fraction=cfg.split.val_fraction, test_fraction=cfg.split.test_fraction, seed=cfg.split.seed,
+        val_fraction=split.get("val_fraction", 0.1), test_fraction=split.get("test_fraction", 0.0),
+        seed=split.seed, split=split.get("name", "random"), k=split.get("k", 5), fold=split.get("fold", 0),
+        group_by=split.get("group_by"), require_if_present=require_if_present,
         batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
         num_workers=cfg.data.num_workers, dtype=dtype)
 
@@ -65,6 +77,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.models.registry import initialize_from_data
     from mlip.training.checkpoint_io import AtomicCheckpointIO
     from mlip.training.evaluate import evaluate
+    from mlip.training.loss import resolve_sigma
     from mlip.training.module import PotentialModule
 
     if cfg.dtype not in DTYPES:
@@ -77,12 +90,18 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     dm = build_datamodule(cfg, dtype)
     dm.prepare()
     stats = dm.statistics
+    loss_config = OmegaConf.to_container(cfg.loss, resolve=True)
+    loss_config["sigma"] = resolve_sigma(loss_config["sigma"], dm.label_kinds)
+    if isinstance(cfg.loss.sigma, str):
+        log.info("loss.sigma=learned: learning sigma of %s", ", ".join(loss_config["sigma"]) or "no kind")
     model_config = dict(OmegaConf.to_container(cfg.model, resolve=True))
     model_config.update(species=dm.species, e0=dm.e0, avg_num_neighbors=stats["avg_num_neighbors"],
-                        scale=stats["force_rms"] if "forces" in cfg.loss.sigma and cfg.loss.sigma.forces
+                        scale=stats["force_rms"] if loss_config["sigma"].get("forces") is not None
                         else stats["energy_std"], shift=stats["energy_shift"])
-    module = PotentialModule(model_config, OmegaConf.to_container(cfg.loss, resolve=True),
-                             OmegaConf.to_container(cfg.optimizer, resolve=True), dm.config_types)
+    regularization = cfg.get("regularization")
+    module = PotentialModule(model_config, loss_config,
+                             OmegaConf.to_container(cfg.optimizer, resolve=True), dm.config_types,
+                             OmegaConf.to_container(regularization, resolve=True) if regularization else None)
     module.to(dtype)
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
     if ckpt_path is None:  # data-dependent initialisation (a resumed run loads it instead)
@@ -123,11 +142,18 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
                                "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
                                "n_parameters": sum(p.numel() for p in module.model.parameters())}
-    for name in ("val", "test"):
+    if module.loss_fn.learned_kinds:
+        results["learned_sigma"] = module.loss_fn.learned_sigma()
+    if dm.split == "kfold":
+        results["split"] = {"name": "kfold", "k": dm.k, "fold": dm.fold, "group_by": dm.group_by}
+    for name in ("val", "test", "cv"):
         if name in dm.datasets:
             metrics, parity = evaluate(module.model, dm.eval_loader(name), dm.config_types, device)
             results[name] = metrics
+            if name == "test":
+                test_parity = parity
     if "test" in dm.datasets:
+        parity = test_parity
         parity_plot(parity["energy_ref"], parity["energy_pred"], str(run_dir / "parity_energy.png"),
                     "energy", "meV/atom", 1000.0)
         parity_plot(parity["forces_ref"], parity["forces_pred"], str(run_dir / "parity_forces.png"),
@@ -150,9 +176,14 @@ def _print_summary(results: Dict[str, Any], run_dir: Path) -> None:
 
     lines = [f"mlip: run directory {run_dir}",
              "  E0 (eV/atom): " + ", ".join(f"{k} {v:.6f}" for k, v in results["data"]["e0_eV"].items())]
-    for name in ("val", "test"):
+    for name in ("val", "cv", "test"):
         if results.get(name):
-            lines.append(f"  {name}: {fmt(results[name])}")
+            label = f"cv (held-out fold {results['split']['fold']})" if name == "cv" else name
+            lines.append(f"  {label}: {fmt(results[name])}")
+    if results.get("learned_sigma"):
+        units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
+        lines.append("  learned sigma: " + ", ".join(f"{k} {v:.4g} {units.get(k, '')}"
+                                                      for k, v in results["learned_sigma"].items()))
     test = results.get("test") or {}
     for ct in results["data"]["config_types"]:
         if any(k.startswith(ct + "/") for k in test):

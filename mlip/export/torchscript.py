@@ -82,6 +82,57 @@ class ExportedPotential(torch.nn.Module):
             "virial": (-stress * volume).detach(),
         }
 
+    @torch.jit.export
+    def receptive_field(self) -> float:
+        """Distance (Å) over which an atom's energy depends on other atoms: the model's
+        ``receptive_field`` attribute if it has one (message passing: layers x cutoff), else the
+        cutoff. An engine's ghost atoms must reach this far (LAMMPS: ``comm_modify cutoff``)."""
+        if hasattr(self.model.energy_model, "receptive_field"):
+            return float(self.model.energy_model.receptive_field)
+        return self.cutoff
+
+    @torch.jit.export
+    def compute_local(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                      n_local: int) -> Dict[str, torch.Tensor]:
+        """Energy of the first ``n_local`` atoms, for engines with ghost atoms (LAMMPS, MPI domains).
+
+        ``positions`` [N, 3] Å (in the model's dtype) holds local atoms first, then ghosts at their image positions, so
+        edge vectors are ``positions[j] - positions[i]`` (no cell shifts); ``edge_index`` [2, E]
+        must contain every edge centred on a local atom (and, for message passing, on the ghosts
+        within ``receptive_field() - cutoff`` of one). Returns ``energy`` [] (sum over local
+        atoms, eV), ``atomic_energies`` [n_local] eV and ``forces`` [N, 3] = -dE/dx eV/Å on every
+        atom, ghosts included (the engine adds ghost forces back to their owners)."""
+        z = atomic_numbers.to(torch.long)
+        if bool((z < 0).any()) or bool((z > 118).any()):
+            raise RuntimeError("atomic number out of range 0..118")
+        species = self.species_table[z]
+        if bool((species < 0).any()):
+            bad = int(z[species < 0][0])
+            raise RuntimeError("element with atomic number " + str(bad) + " is not among the model's species "
+                               + str(self.atomic_numbers))
+        n = positions.shape[0]
+        dtype = positions.dtype
+        pos = positions.detach().requires_grad_(True)
+        n_edges = edge_index.shape[1]
+        data: Dict[str, torch.Tensor] = {
+            keys.POSITIONS: pos,
+            keys.ATOMIC_NUMBERS: z,
+            keys.SPECIES: species,
+            keys.BATCH: torch.zeros(n, dtype=torch.long, device=pos.device),
+            keys.CELL: torch.zeros((1, 3, 3), dtype=dtype, device=pos.device),
+            keys.PBC: torch.zeros((1, 3), dtype=torch.bool, device=pos.device),
+            keys.N_ATOMS: torch.tensor([n], dtype=torch.long, device=pos.device),
+            keys.EDGE_INDEX: edge_index.to(torch.long),
+            keys.CELL_SHIFTS: torch.zeros((n_edges, 3), dtype=dtype, device=pos.device),
+        }
+        out = self.model.energy_model(data)
+        atomic = out[keys.ATOMIC_ENERGY][:n_local]
+        energy = atomic.sum()
+        grads = torch.autograd.grad([energy], [pos], allow_unused=True)
+        g = grads[0]
+        forces = -g if g is not None else torch.zeros_like(pos)
+        return {"energy": energy.detach(), "atomic_energies": atomic.detach(), "forces": forces.detach()}
+
     def metadata(self) -> Dict[str, object]:
         return {"atomic_numbers": self.atomic_numbers, "cutoff": self.cutoff, "units": self.units,
                 "dtype": self.dtype_name, "mlip_version": self.mlip_version}

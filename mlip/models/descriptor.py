@@ -52,6 +52,13 @@ class SphericalPowerDescriptor(torch.nn.Module):
         self.register_buffer("l_of_m", l_of_m)
         self.num_features = num_channels + (l_max + 1) * len(iu[0])
 
+    def radial_functions(self, r: torch.Tensor) -> torch.Tensor:
+        """Learned radial functions R_{c,l}(r; Z_i, Z_j) at distances ``r`` [G] (Å):
+        [num_species^2, num_channels, l_max + 1, G], pair index Z_i-index * num_species + Z_j-index."""
+        basis = self.basis(r) * self.envelope(r).unsqueeze(-1)  # [G, K]
+        radial = torch.einsum("gk,pkf->pfg", basis, self.radial_weights)
+        return radial.reshape(radial.shape[0], self.num_channels, self.l_max + 1, r.shape[0])
+
     def forward(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
         vec = edge_vectors(data)
         r = torch.linalg.norm(vec, dim=1)

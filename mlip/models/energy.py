@@ -10,11 +10,16 @@ from mlip.nn.scatter import scatter_sum
 
 
 class AtomicEnergies(torch.nn.Module):
-    """Scale, shift and E0 (eV), held as buffers so they are saved, exported and never trained."""
+    """Scale, shift and E0 (eV), held as buffers so they are saved, exported and never trained.
+    ``trainable_e0=True`` (classical models' ``fit_e0``) makes E0 a parameter of the same name."""
 
-    def __init__(self, e0: List[float], scale: float = 1.0, shift: float = 0.0):
+    def __init__(self, e0: List[float], scale: float = 1.0, shift: float = 0.0, trainable_e0: bool = False):
         super().__init__()
-        self.register_buffer("e0", torch.tensor(e0, dtype=torch.get_default_dtype()))
+        e0_tensor = torch.tensor(e0, dtype=torch.get_default_dtype())
+        if trainable_e0:
+            self.e0 = torch.nn.Parameter(e0_tensor)
+        else:
+            self.register_buffer("e0", e0_tensor)
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.register_buffer("shift", torch.tensor(float(shift)))
 

@@ -9,6 +9,9 @@ from mlip.models.descriptor import SphericalPowerDescriptor
 from mlip.models.energy import AtomicEnergies
 from mlip.models.readout import PerSpeciesMLP
 
+#: grid points of the radial functions returned by ``smooth_functions`` (spacing cutoff / 64)
+SMOOTH_GRID_POINTS = 64
+
 
 class InvariantDescriptorModel(torch.nn.Module):
     """Energy model. Batch in (see ``mlip.keys``); adds ``atomic_energy`` [N] and
@@ -39,6 +42,33 @@ class InvariantDescriptorModel(torch.nn.Module):
         x = (self.descriptor(data) - self.feature_mean) / self.feature_std
         y = self.readout(x, data[keys.SPECIES])
         return self.energies(y, data)
+
+    def identifiability_parameters(self) -> List[str]:
+        """Default tensors of ``mlip identifiability``: each element's output layer (weight and
+        bias), E0, scale and shift. (Bias, E0 and shift are collinear in the energies, and scale
+        with the output layer: the analysis shows these exact degeneracies as zero eigenvalues.)"""
+        names: List[str] = []
+        for k, net in enumerate(self.readout.nets):
+            last = len(net) - 1
+            names += [f"readout.nets.{k}.{last}.weight", f"readout.nets.{k}.{last}.bias"]
+        return names + ["energies.e0", "energies.scale", "energies.shift"]
+
+    def smooth_functions(self, num_points: int = SMOOTH_GRID_POINTS) -> List[torch.Tensor]:
+        """The learned radial functions R_{c,l}(r; Z_i, Z_j) (units of the Bessel basis, 1/Å^1.5,
+        times the learned weights) sampled at ``num_points`` distances r_g = g h, g = 1..G,
+        h = cutoff / G (Å), i.e. a uniform grid over (0, cutoff]; one tensor
+        [num_species^2, num_channels, l_max + 1, G].
+
+        Values are multiplied by h^(-3/2), so that sum_g (v[g-1] - 2 v[g] + v[g+1])^2 approximates
+        the integral of (d^2 R / dr^2)^2 over (0, cutoff] (in Å^-3 times the units of R squared) and
+        ``regularization.alpha`` means nearly the same for any grid size (the sum converges to the
+        integral as 1/G; at 64 points it is about 15 % below it for a typical initialisation, the
+        strip [0, 1.5 h] left out of the sum being where R curves most). Differentiable in the weights.
+        """
+        w = self.descriptor.radial_weights
+        h = self.cutoff / num_points
+        r = torch.arange(1, num_points + 1, dtype=w.dtype, device=w.device) * h
+        return [self.descriptor.radial_functions(r) * h ** -1.5]
 
     @torch.no_grad()
     def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:

@@ -15,7 +15,8 @@ Optional hooks for regularisation and analysis (``mlip.training.regularization``
 ``mlip identifiability``):
 
 - ``l2_parameters() -> List[Tensor]``: the weights L2 acts on. Without it, every trainable
-  parameter. E0, scale and shift are buffers of ``AtomicEnergies`` and are never included.
+  parameter. E0, scale and shift are buffers of ``AtomicEnergies`` (E0 a parameter in classical
+  models with ``fit_e0``) and are never included.
 - ``smooth_functions() -> List[Tensor]``: learned one-dimensional functions sampled on uniform
   grids, each [..., n_points] (last axis along the grid), for the curvature penalty
   alpha * sum (v[i-1] - 2 v[i] + v[i+1])^2. Tabulated models return their knot values; neural
@@ -30,9 +31,16 @@ from typing import Any
 import torch
 
 from mlip.errors import ConfigError
+from mlip.models.classical import EmbeddedAtomModel, LennardJones, Morse, SplinePair
 from mlip.models.invariant import InvariantDescriptorModel
 
-MODEL_REGISTRY = {"invariant": InvariantDescriptorModel}
+MODEL_REGISTRY = {
+    "invariant": InvariantDescriptorModel,
+    "lj": LennardJones,
+    "morse": Morse,
+    "spline_pair": SplinePair,
+    "eam": EmbeddedAtomModel,
+}
 
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:

@@ -16,6 +16,10 @@ from mlip.physics import ForcesAndStress
 #: Small but non-trivial hyperparameters for each registered model, for tests.
 SMALL_MODEL_CONFIGS: Dict[str, dict] = {
     "invariant": dict(num_basis=6, num_channels=4, l_max=2, hidden=[16]),
+    "lj": dict(epsilon_init=0.2, fit_e0=True),
+    "morse": dict(D_e_init=0.3, a_init=1.6),
+    "spline_pair": dict(n_knots=10, r_min=0.8),
+    "eam": dict(n_knots=10, r_min=0.8, n_rho_knots=8, fit_e0=True),
 }
 
 
@@ -49,7 +53,8 @@ def sicgeo_cell(seed: int = 1) -> Atoms:
 def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
                calibrate_on: Sequence[Atoms] = ()) -> ForcesAndStress:
     """A float64 model with random but O(1) outputs: normalisation fitted on ``calibrate_on``
-    and readouts scaled up from their near-zero initialisation."""
+    and readout output layers (``Linear`` modules with one output) scaled up from their near-zero
+    initialisation. Models without such layers (the classical ones) keep their physical start."""
     torch.manual_seed(0)
     species = sorted(int(z) for z in species)
     model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
@@ -57,9 +62,9 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
     if calibrate_on:
         initialize_from_data(model, [batch_of(calibrate_on, model)])
     with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2 and p.shape[0] == 1:  # readout output layers
-                p.mul_(100.0)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.out_features == 1:  # readout output layers
+                module.weight.mul_(100.0)
     return ForcesAndStress(model).eval()
 
 
@@ -76,3 +81,24 @@ def predict(model: ForcesAndStress, frames: List[Atoms]) -> Dict[str, torch.Tens
 def energy_of(model: ForcesAndStress, atoms: Atoms) -> float:
     out = model(batch_of([atoms], model), compute_forces=False, compute_stress=False)
     return float(out["total_energy"][0])
+
+
+def random_gas(n_atoms: int, box: float, min_distance: float, seed: int = 0, symbol: str = "Ar",
+               max_tries: int = 100000) -> Atoms:
+    """``n_atoms`` atoms placed at random in a periodic cubic box of side ``box`` (Å), no two
+    closer than ``min_distance`` (Å, minimum image): a gas or liquid-like configuration."""
+    rng = np.random.default_rng(seed)
+    positions: List[np.ndarray] = []
+    tries = 0
+    while len(positions) < n_atoms:
+        tries += 1
+        if tries > max_tries:
+            raise RuntimeError(f"could not place {n_atoms} atoms {min_distance} Å apart in a {box} Å box")
+        p = rng.uniform(0.0, box, 3)
+        if positions:
+            d = np.asarray(positions) - p
+            d -= box * np.round(d / box)
+            if (np.einsum("ij,ij->i", d, d) < min_distance ** 2).any():
+                continue
+        positions.append(p)
+    return Atoms(f"{symbol}{n_atoms}", positions=positions, cell=[box] * 3, pbc=True)

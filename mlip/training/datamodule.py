@@ -10,11 +10,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mlip.data.dataset import GraphDataset
-from mlip.errors import DataError
+from mlip.errors import ConfigError, DataError
 from mlip.data.graph import species_error
 from mlip.data.io import Frame, LabelKeys, read_frames, require_labels
 from mlip.data.reference import resolve_e0
-from mlip.data.split import random_split
+from mlip.data.split import group_labels, kfold_split, random_split
 from mlip.data.statistics import dataset_statistics
 from mlip.nn.batch import collate
 
@@ -27,7 +27,23 @@ class FrameDataModule(L.LightningDataModule):
 
     Without ``val``/``test`` files, frames of ``train`` are held out whole by a seeded random split
     (``val_fraction``, ``test_fraction``). Isolated-atom frames in ``train`` (one atom, not periodic)
-    and the optional ``e0_file`` are used for E0 and not trained on.
+    and the optional ``e0_file`` are used for E0 and not trained on. ``group_by`` (an ``atoms.info``
+    key) keeps each group of frames inside one split.
+
+    ``split="kfold"``: the frames of ``train`` are cut into ``k`` folds of whole configurations
+    (whole groups with ``group_by``) and fold ``fold`` is held out as the ``cv`` split, evaluated
+    once at the end (``metrics.json["cv"]``): the cross-validation estimate. The validation set that
+    picks the best checkpoint and drives the learning-rate schedule is *not* the held-out fold but
+    an inner split of ``val_fraction`` of the remaining folds' frames (or ``val`` when given):
+    selecting the best epoch on the held-out fold would make its error optimistic, and more so for
+    weakly regularised models (early stopping on the held-out data partly stands in for the
+    regulariser), which would bias the choice of ``regularization.alpha``. The inner split is drawn
+    frame by frame (see ``kfold_split``). ``test`` (a file) stays
+    the test set of every fold; no test split is carved from ``train`` in this mode.
+
+    ``require_if_present``: kinds that every train/val frame must carry if any training frame
+    does (the kinds of ``loss.sigma=learned``); ``label_kinds`` lists the kinds the training split
+    carries.
     """
 
     def __init__(self, train: str, cutoff: float, val: Optional[str] = None, test: Optional[str] = None,
@@ -35,7 +51,8 @@ class FrameDataModule(L.LightningDataModule):
                  e0_file: Optional[str] = None, require: Sequence[str] = ("energy", "forces"),
                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
                  batch_size: int = 8, eval_batch_size: int = 16, num_workers: int = 0,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, split: str = "random", k: int = 5, fold: int = 0,
+                 group_by: Optional[str] = None, require_if_present: Sequence[str] = ()):
         super().__init__()
         self.paths = {"train": train, "val": val, "test": test}
         self.format = format
@@ -47,6 +64,11 @@ class FrameDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
+        self.split = split
+        self.k = k
+        self.fold = fold
+        self.group_by = group_by
+        self.require_if_present = list(require_if_present)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -67,12 +89,12 @@ class FrameDataModule(L.LightningDataModule):
             raise DataError("no training frames (after removing isolated atoms used for E0)", self.paths["train"])
 
         splits: Dict[str, List[Frame]] = {}
-        test_fraction = 0.0 if self.paths["test"] else self.test_fraction
-        val_fraction = 0.0 if self.paths["val"] else self.val_fraction
-        idx = random_split(len(frames), val_fraction, test_fraction, self.seed, self.paths["train"])
-        self.split_indices = {"train_file": self.paths["train"], **idx}
-        for name in ("train", "val", "test"):
-            if self.paths[name] and name != "train":
+        idx = self._split_indices(frames)
+        for name in ("train", "val", "test", "cv"):
+            if name == "cv":
+                if self.split == "kfold":
+                    splits[name] = [frames[i] for i in idx[name]]
+            elif self.paths[name] and name != "train":
                 splits[name] = [f for f in read_frames(self.paths[name], self.label_keys, format=self.format)
                                 if not f.is_isolated_atom]
                 self.split_indices[f"{name}_file"] = self.paths[name]
@@ -82,13 +104,16 @@ class FrameDataModule(L.LightningDataModule):
             if not splits[name]:
                 raise DataError(f"the {name} split is empty (set split.{name}_fraction > 0 or data.{name}=<file>)",
                                 self.paths[name] or self.paths["train"])
+        self.label_kinds = [k for k in ("energy", "forces", "stress")
+                            if any(getattr(f, k) is not None for f in splits["train"])]
+        require = self.require + [k for k in self.require_if_present if k in self.label_kinds and k not in self.require]
         for name in ("train", "val"):
-            require_labels(splits[name], self.require)
+            require_labels(splits[name], require)
 
         self.species = sorted({int(z) for f in splits["train"] for z in f.numbers})
         species_index = {z: k for k, z in enumerate(self.species)}
-        for name in ("val", "test"):
-            for f in splits[name]:
+        for name in ("val", "test", "cv"):
+            for f in splits.get(name, []):
                 species_error(f, species_index)
         e0 = resolve_e0(self.e0_spec, splits["train"], self.species, isolated)
         self.e0 = [e0[z] for z in self.species]
@@ -101,6 +126,33 @@ class FrameDataModule(L.LightningDataModule):
         log.info("frames: %s", {k: len(v) for k, v in splits.items()})
         log.info("E0 (eV): %s", {chemical_symbols[z]: round(v, 6) for z, v in zip(self.species, self.e0)})
         log.info("statistics: %s", {k: round(v, 6) for k, v in self.statistics.items()})
+
+    def _split_indices(self, frames: List[Frame]) -> Dict[str, List[int]]:
+        """Indices (into the non-isolated frames of ``train``) of each split; fills ``split_indices``."""
+        source = self.paths["train"]
+        groups = group_labels(frames, self.group_by, source) if self.group_by else None
+        info: Dict[str, Any] = {"method": self.split, "train_file": source, "group_by": self.group_by}
+        if self.split == "kfold":
+            val_fraction = self.val_fraction if not self.paths["val"] else 0.5  # unused with a val file
+            idx = kfold_split(len(frames), self.k, self.fold, val_fraction, self.seed, groups, source)
+            folds = idx.pop("folds")
+            if self.paths["val"]:  # the val file validates; all other folds train
+                idx["train"] = sorted(idx["train"] + idx["val"])
+                idx["val"] = []
+            info.update(k=self.k, fold=self.fold, folds=folds)
+            if groups is not None:
+                info["groups"] = {g: folds[i] for i, g in enumerate(groups)}
+        elif self.split == "random":
+            test_fraction = 0.0 if self.paths["test"] else self.test_fraction
+            val_fraction = 0.0 if self.paths["val"] else self.val_fraction
+            idx = random_split(len(frames), val_fraction, test_fraction, self.seed, source, groups)
+            if groups is not None:
+                where = {i: name for name in ("train", "val", "test") for i in idx[name]}
+                info["groups"] = {g: where[i] for i, g in enumerate(groups)}
+        else:
+            raise ConfigError(f"split.name={self.split!r} is not known; use random or kfold")
+        self.split_indices = {**info, **idx}
+        return idx
 
     def setup(self, stage: Optional[str] = None) -> None:
         self.prepare()

@@ -3,6 +3,12 @@
 The checkpoint is self-contained: ``hparams.model_config`` holds the model's name, species, E0,
 scale and shift, so ``PotentialModule.load_from_checkpoint(path)`` rebuilds the model without
 the training data. No model-specific code lives here.
+
+Training loss = data loss (``WeightedLoss``, learned sigmas included) + regularisation penalty
+(``Regularizer``, from the model's optional hooks). ``train/data_loss``, ``train/penalty`` and
+``train/loss`` (their sum) are logged apart; ``val/loss`` is the data loss with fixed sigmas and no
+penalty, so checkpoint selection and the learning-rate schedule do not depend on ``alpha`` or on
+the current learned sigmas. Learned sigmas are excluded from weight decay.
 """
 
 from typing import Any, Dict, List, Optional
@@ -15,6 +21,7 @@ from mlip.models import build_model
 from mlip.physics import ForcesAndStress
 from mlip.training.loss import WeightedLoss
 from mlip.training.metrics import MetricAccumulator
+from mlip.training.regularization import Regularizer
 
 
 def _sum_across_ranks(tensors: List[torch.Tensor]) -> None:
@@ -25,11 +32,13 @@ def _sum_across_ranks(tensors: List[torch.Tensor]) -> None:
 
 class PotentialModule(L.LightningModule):
     def __init__(self, model_config: Dict[str, Any], loss_config: Dict[str, Any],
-                 optimizer_config: Dict[str, Any], config_types: Optional[List[str]] = None):
+                 optimizer_config: Dict[str, Any], config_types: Optional[List[str]] = None,
+                 regularization_config: Optional[Dict[str, Any]] = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = ForcesAndStress(build_model(**model_config))
         self.loss_fn = WeightedLoss(**loss_config)
+        self.regularizer = Regularizer(regularization_config, self.model.energy_model, model_config.get("name"))
         self.config_types = list(config_types or ["default"])
         self._val_metrics: Optional[MetricAccumulator] = None
         self._val_loss = torch.zeros(2, dtype=torch.float64)
@@ -45,7 +54,13 @@ class PotentialModule(L.LightningModule):
     def training_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         need_stress = keys.STRESS in self.loss_fn.kinds and bool(batch[keys.STRESS_MASK].any())
         out = self.model(batch, compute_forces=True, compute_stress=need_stress, create_graph=True)
-        loss, terms = self.loss_fn(out, batch)
+        data_loss, terms = self.loss_fn(out, batch)
+        loss = data_loss
+        if self.regularizer.active:
+            penalty = self.regularizer(self.energy_model)
+            loss = data_loss + penalty
+        else:
+            penalty = data_loss.new_zeros(())
         finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
@@ -56,9 +71,15 @@ class PotentialModule(L.LightningModule):
                 "kept unchanged: resume from last.ckpt with a lower optimizer.lr or a larger loss.sigma.")
         n = int(batch[keys.N_ATOMS].shape[0])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/data_loss", data_loss, batch_size=n)
+        self.log("train/penalty", penalty, batch_size=n)
         for kind, term in terms.items():
             self.log(f"train/loss_{kind}", term, batch_size=n)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        for kind, value in self.loss_fn.learned_sigma().items():
+            self.log(f"train/sigma_{kind}", value)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -68,7 +89,7 @@ class PotentialModule(L.LightningModule):
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
         with torch.enable_grad():
             out = self.model(batch, compute_forces=True, compute_stress=True, create_graph=False)
-        loss, _ = self.loss_fn(out, batch)
+        loss, _ = self.loss_fn.validation_loss(out, batch)
         n = float(batch[keys.N_ATOMS].shape[0])
         self._val_loss += torch.stack([loss.detach().double() * n, loss.new_tensor(n, dtype=torch.float64)])
         assert self._val_metrics is not None
@@ -86,7 +107,11 @@ class PotentialModule(L.LightningModule):
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         cfg = dict(self.hparams.optimizer_config)
-        opt = torch.optim.AdamW(self.parameters(), lr=cfg.get("lr", 5e-3),
+        groups = [{"params": list(self.model.parameters())}]
+        loss_params = list(self.loss_fn.parameters())  # learned sigmas: never decayed
+        if loss_params:
+            groups.append({"params": loss_params, "weight_decay": 0.0})
+        opt = torch.optim.AdamW(groups, lr=cfg.get("lr", 5e-3),
                                 weight_decay=cfg.get("weight_decay", 0.0), amsgrad=cfg.get("amsgrad", True))
         sched_cfg = dict(cfg.get("scheduler") or {})
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -1,0 +1,47 @@
+// pair_style mlip: a TorchScript model exported by mlip (model.pt), on LAMMPS' full neighbour
+// list with ghost atoms. Energies of local atoms, forces on local and ghost atoms (summed back
+// to their owners by LAMMPS with newton_pair on), global virial by sum(x f) over all atoms.
+#ifndef MLIP_PAIR_MLIP_H
+#define MLIP_PAIR_MLIP_H
+
+#include <torch/script.h>
+
+#include "pair.h"
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairMLIP : public Pair {
+ public:
+  PairMLIP(class LAMMPS *);
+  ~PairMLIP() override;
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+
+ protected:
+  void allocate();
+  void load_model(const std::string &path);
+
+  torch::jit::Module model;
+  bool model_loaded;
+  std::string model_path;
+  double model_cutoff;              // Å, edges shorter than this go to the model
+  double receptive_field;           // Å, how far ghost atoms must reach
+  bool ghost_centres;               // message passing: edges centred on ghosts are needed too
+  torch::ScalarType model_dtype;
+  std::vector<int64_t> model_species;    // atomic numbers the model knows
+  std::vector<int64_t> type_to_z;        // LAMMPS type (1-based) -> atomic number
+  // work arrays of compute(), kept between steps
+  std::vector<int> model_index;          // LAMMPS atom index -> model atom index, -1 if not passed
+  std::vector<int> lammps_index;         // model atom index -> LAMMPS atom index
+  std::vector<int64_t> senders, receivers;
+};
+
+}    // namespace LAMMPS_NS
+
+#endif

