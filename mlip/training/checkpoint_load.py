@@ -14,9 +14,9 @@ from mlip.training.module import PotentialModule
 
 
 def checkpoint_dtype(state_dict) -> torch.dtype:
-    """The dtype of the floating-point entries of a state dict (float32 if it has none)."""
-    for value in state_dict.values():
-        if torch.is_tensor(value) and value.is_floating_point():
+    """The dtype of the model's floating-point entries of a state dict (float32 if it has none)."""
+    for name, value in state_dict.items():
+        if name.startswith("model.") and torch.is_tensor(value) and value.is_floating_point():
             return value.dtype
     return torch.float32
 
