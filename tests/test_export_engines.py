@@ -1,13 +1,12 @@
 """Export round trips (TorchScript for every registered model, AOTInductor for one), files that
 load where mlip cannot be imported, the ``mlip export`` command and the calculator on each file.
 
-AOTInductor compiles C++ for each package (one to three minutes on a busy 2-core machine), so the
-suite compiles once: the invariant model through ``mlip export --format aoti`` (module fixture);
-every model family goes through the export step before compiling (make_fx + torch.export).
+AOTInductor compiles C++ for each package (10-30 s on a quiet CPU core, minutes on a busy
+machine): one four-species float64 package through ``mlip export --format aoti`` shared by the
+round-trip tests, one float32 package of a trained run, and one small package per model family.
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -115,10 +114,9 @@ def test_every_model_exports_with_forces_through_torch_export(name):
         _assert_equal_to_eager(program.module()(*_engine_inputs(atoms)), predict(model, [atoms]))
 
 
-@pytest.mark.skipif(not os.environ.get("MLIP_TEST_AOTI_ALL"),
-                    reason="compiles every model family (about 30 s each on a quiet CPU core); set MLIP_TEST_AOTI_ALL=1")
 @pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
 def test_every_model_compiles_with_aoti(name, tmp_path):
+    """A full compile per model family, on a single-species model (10-30 s each on a quiet core)."""
     model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
     compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2")))
     assert meta["atomic_numbers"] == [14]
@@ -315,6 +313,22 @@ def test_export_command_defaults_to_run_dir_and_checkpoint_dtype(tiny_run):
     assert _export_cli(tiny_run) == 0
     _, meta = load_exported(str(tiny_run / "model.pt"))
     assert meta["dtype"] == "float32"  # the quick run trains in float32
+
+
+def test_export_command_aoti_float32(tiny_run):
+    """A trained float32 run through ``mlip export --format aoti``: the package keeps float32 and
+    agrees with the checkpoint (float32 tolerances)."""
+    from mlip.calculator import MLIPCalculator
+
+    assert _export_cli(tiny_run / "checkpoints" / "best.ckpt", "--format", "aoti") == 0
+    compiled, meta = load_aoti(str(tiny_run / "model.pt2"))
+    assert meta["dtype"] == "float32" and meta["atomic_numbers"] == [14]
+    atoms = _shipped_frame()
+    out = compiled.compute(*_engine_inputs(atoms, cutoff=meta["cutoff"], dtype=torch.float32))
+    assert out["energy"].dtype == torch.float32 and out["forces"].dtype == torch.float32
+    atoms.calc = MLIPCalculator(str(tiny_run / "checkpoints" / "best.ckpt"))
+    assert float(out["energy"]) == pytest.approx(atoms.get_potential_energy(), abs=2e-3)
+    np.testing.assert_allclose(out["forces"].numpy(), atoms.get_forces(), atol=1e-4)
 
 
 def test_export_command_errors(tiny_run, tmp_path, capsys):
