@@ -10,7 +10,8 @@ the brute-force list of ``model.pt`` has a loop whose length depends on the cell
 Inputs, all on the device the package was compiled for: positions [N, 3] Å (model dtype),
 atomic_numbers [N] int64, cell [3, 3] Å (rows are lattice vectors; zeros for a molecule, model
 dtype), pbc [3] bool, edge_index [2, E] int64 (full list: both i->j and j->i), cell_shifts [E, 3]
-(model dtype) with r_ij = r_j - r_i + S @ cell. N and E are dynamic (N >= 2, E >= 2). Outputs
+(model dtype) with r_ij = r_j - r_i + S @ cell. N and E are dynamic (compiled for N, E >= 2;
+one atom and E = 0 give correct results too). Outputs
 (dict): ``energy`` [] eV, ``atomic_energies`` [N] eV, ``forces`` [N, 3] eV/Å, ``stress`` [3, 3]
 eV/Å³ (ASE sign; zero unless fully periodic), ``virial`` [3, 3] eV (= -V stress). C++ loaders
 (``AOTIModelPackageLoader::run``) get the same five tensors in that order. An element the model
