@@ -1,7 +1,9 @@
-"""ASE calculator for trained mlip models: ``MLIPCalculator("run/model.pt")`` or a ``.ckpt``.
+"""ASE calculator for trained mlip models: ``MLIPCalculator("run/model.pt")``, a ``model.pt2``
+(AOTInductor) or a ``.ckpt``, on ``device="cpu"`` or ``"cuda"``.
 
-Gives energy and free_energy (eV), forces (eV/Å), stress (eV/Å³, Voigt, ASE sign; periodic cells
-only) and per-atom energies (eV). The neighbour list comes from vesin.
+Gives energy and free_energy (eV), forces (eV/Å), stress (eV/Å³, Voigt xx yy zz yz xz xy, ASE
+sign; periodic cells only) and per-atom energies ``energies`` (eV). The neighbour list comes from
+vesin (on the CPU) and is handed to the model's ``compute`` with integer cell shifts.
 """
 
 from pathlib import Path
@@ -15,27 +17,49 @@ from mlip.nn.neighbors import vesin_neighbor_list
 
 
 def load_potential(path: str, device: str = "cpu", dtype: Optional[torch.dtype] = None):
-    """An ``ExportedPotential``-like module from ``model.pt`` (TorchScript) or a Lightning ``.ckpt``."""
+    """A module with ``compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)``
+    and a ``cutoff`` from ``model.pt`` (TorchScript), ``model.pt2`` (AOTInductor) or a ``.ckpt``.
+
+    ``dtype`` converts a checkpoint or TorchScript model; an AOTInductor package is compiled for
+    one dtype and device, so asking for another is an error.
+    """
     path = str(path)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: model file not found")
     if path.endswith(".ckpt"):
         from mlip.export.torchscript import ExportedPotential
-        from mlip.training.module import PotentialModule
+        from mlip.training.checkpoint_load import model_from_checkpoint
 
-        module = PotentialModule.load_from_checkpoint(path, map_location=device)
-        model = module.model.eval()
+        model = model_from_checkpoint(path, device=device)
         if dtype is not None:
             model = model.to(dtype)
         em = model.energy_model
         return ExportedPotential(model, em.species, em.cutoff).to(device)
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: model file not found")
+    if path.endswith(".pt2"):
+        from mlip.export.aoti import AOTIPotential
+
+        potential = AOTIPotential(path, device=device)
+        if dtype is not None and dtype != potential.dtype:
+            raise ValueError(f"{path} is compiled for {potential.dtype}; export it again with --dtype "
+                             f"{str(dtype).replace('torch.', '')}")
+        return potential
     module = torch.jit.load(path, map_location=device)
     if dtype is not None:
         module = module.to(dtype)
     return module
 
 
+def _model_dtype(potential) -> torch.dtype:
+    if isinstance(getattr(potential, "dtype", None), torch.dtype):
+        return potential.dtype
+    params = list(potential.parameters())
+    return params[0].dtype if params else torch.float64
+
+
 class MLIPCalculator(Calculator):
+    """``MLIPCalculator(model_path, device="cpu", dtype=None)``; ``dtype`` ("float32" / "float64")
+    converts a checkpoint or TorchScript model (default: as saved)."""
+
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
     def __init__(self, model_path: str, device: str = "cpu", dtype: Optional[str] = None, **kwargs):
@@ -44,8 +68,7 @@ class MLIPCalculator(Calculator):
         self.device = torch.device(device)
         self.potential = load_potential(model_path, device=device, dtype=torch_dtype)
         self.cutoff = float(self.potential.cutoff)
-        params = list(self.potential.parameters())
-        self.dtype = params[0].dtype if params else torch.float64
+        self.dtype = _model_dtype(self.potential)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -62,8 +85,8 @@ class MLIPCalculator(Calculator):
         energy = float(out["energy"])
         self.results["energy"] = energy
         self.results["free_energy"] = energy
-        self.results["forces"] = out["forces"].cpu().double().numpy()
-        self.results["energies"] = out["atomic_energies"].cpu().double().numpy()
+        self.results["forces"] = out["forces"].detach().cpu().double().numpy()
+        self.results["energies"] = out["atomic_energies"].detach().cpu().double().numpy()
         if pbc.all():
-            s = out["stress"].cpu().double().numpy()
+            s = out["stress"].detach().cpu().double().numpy()
             self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

@@ -31,7 +31,8 @@ class PerSpeciesMLP(torch.nn.Module):
             return self.nets[0](x).squeeze(1)
         out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for s, net in enumerate(self.nets):
+            # no branch on idx.numel(): an empty selection is harmless, and a data-dependent
+            # branch would stop torch.export (AOTInductor)
             idx = torch.nonzero(species == s).squeeze(1)
-            if idx.numel() > 0:
-                out = out.index_copy(0, idx, net(x.index_select(0, idx)).squeeze(1))
+            out = out.index_copy(0, idx, net(x.index_select(0, idx)).squeeze(1))
         return out

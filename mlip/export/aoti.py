@@ -1,0 +1,196 @@
+"""AOTInductor export: ``model.pt2``, a compiled package that runs in any process with torch.
+
+    model = torch._inductor.aoti_load_package("model.pt2")
+    out = model(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
+    meta = model.get_metadata()          # str -> str; "mlip_metadata" holds all of it as JSON
+
+The package always takes the caller's neighbour list (AOTInductor compiles one static graph, and
+the brute-force list of ``model.pt`` has a loop whose length depends on the cell).
+
+Inputs, all on the device the package was compiled for: positions [N, 3] Å (model dtype),
+atomic_numbers [N] int64, cell [3, 3] Å (rows are lattice vectors; zeros for a molecule, model
+dtype), pbc [3] bool, edge_index [2, E] int64 (full list: both i->j and j->i), cell_shifts [E, 3]
+(model dtype) with r_ij = r_j - r_i + S @ cell. N and E are dynamic (compiled for N, E >= 2;
+one atom and E = 0 give correct results too). Outputs
+(dict): ``energy`` [] eV, ``atomic_energies`` [N] eV, ``forces`` [N, 3] eV/Å, ``stress`` [3, 3]
+eV/Å³ (ASE sign; zero unless fully periodic), ``virial`` [3, 3] eV (= -V stress). C++ loaders
+(``AOTIModelPackageLoader::run``) get the same five tensors in that order. An element the model
+does not know makes every output NaN (a compiled graph cannot raise).
+
+Forces and stress need ``torch.autograd.grad`` inside the program. ``torch.export`` on its own
+turns tensors saved for the backward pass into (fake) constants, so the model is first traced
+with ``make_fx`` (symbolic shapes), which unrolls autograd into plain aten operations, and the
+resulting graph is then exported with dynamic N and E and compiled (the route NequIP takes).
+"""
+
+import copy
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+import mlip
+from mlip import keys
+from mlip.export.torchscript import UNITS
+from mlip.nn.neighbors import torch_neighbor_list
+from mlip.physics import ForcesAndStress
+
+OUTPUTS = ("energy", "atomic_energies", "forces", "stress", "virial")
+
+
+class EnginePotential(torch.nn.Module):
+    """Energy, forces and stress from an engine's neighbour list, written for ``torch.export``:
+    no Python branch on tensor values (checks become NaN outputs instead of exceptions)."""
+
+    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int]):
+        super().__init__()
+        self.model = model
+        table = torch.full((119,), -1, dtype=torch.long)
+        for k, z in enumerate(atomic_numbers):
+            table[int(z)] = k
+        self.register_buffer("species_table", table)
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        z = atomic_numbers.clamp(0, 118)
+        species = self.species_table.index_select(0, z)
+        known = (species >= 0) & (atomic_numbers == z)
+        species = species.clamp_min(0)
+        data: Dict[str, torch.Tensor] = {
+            keys.POSITIONS: positions,
+            keys.ATOMIC_NUMBERS: atomic_numbers,
+            keys.SPECIES: species,
+            keys.BATCH: torch.zeros_like(atomic_numbers),
+            keys.CELL: cell.unsqueeze(0),
+            keys.PBC: pbc.unsqueeze(0),
+            keys.N_ATOMS: torch.zeros(1, dtype=torch.long, device=positions.device) + positions.shape[0],
+            keys.EDGE_INDEX: edge_index,
+            keys.CELL_SHIFTS: cell_shifts,
+        }
+        out = self.model(data, compute_forces=True, compute_stress=True, create_graph=False)
+        bad = torch.where(known.all(), 0.0, float("nan")).to(positions.dtype)  # NaN if any element is unknown
+        stress = out[keys.PRED_STRESS][0] + bad
+        volume = torch.linalg.det(cell).abs()
+        return {
+            "energy": out[keys.TOTAL_ENERGY][0] + bad,
+            "atomic_energies": out[keys.ATOMIC_ENERGY] + bad,
+            "forces": out[keys.PRED_FORCES] + bad,
+            "stress": stress,
+            "virial": -stress * volume,
+        }
+
+
+def example_inputs(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype,
+                   device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """A small periodic cell holding every species, with its neighbour list (tracing input)."""
+    gen = torch.Generator().manual_seed(0)
+    n = max(7, 2 * len(atomic_numbers) + 1)
+    box = 1.2 * cutoff
+    positions = torch.rand((n, 3), generator=gen, dtype=torch.float64) * box
+    numbers = torch.tensor([atomic_numbers[k % len(atomic_numbers)] for k in range(n)], dtype=torch.long)
+    cell = torch.eye(3, dtype=torch.float64) * box
+    pbc = torch.tensor([True, True, True])
+    edge_index, shifts = torch_neighbor_list(positions, cell, pbc, cutoff)
+    return tuple(t.to(device) if not t.is_floating_point() else t.to(device=device, dtype=dtype)
+                 for t in (positions, numbers, cell, pbc, edge_index, shifts))
+
+
+def trace_with_forces(module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...]) -> torch.fx.GraphModule:
+    """``make_fx`` with symbolic shapes: autograd.grad unrolled into aten ops. Duck shaping is
+    switched off so that N or E never gets tied to a weight dimension of the same size."""
+    from torch.fx.experimental import _config as fx_config
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    previous = fx_config.use_duck_shape
+    fx_config.use_duck_shape = False
+    try:
+        with torch.enable_grad():
+            return make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                           _error_on_data_dependent_ops=True)(*[t.clone() for t in inputs])
+    finally:
+        fx_config.use_duck_shape = previous
+
+
+def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, device: str) -> Dict[str, str]:
+    """What the package carries (strings only, readable with ``get_metadata()`` in Python and C++)."""
+    meta: Dict[str, Any] = {"atomic_numbers": [int(z) for z in atomic_numbers], "cutoff": float(cutoff),
+                            "units": dict(UNITS), "dtype": str(dtype).replace("torch.", ""),
+                            "mlip_version": mlip.__version__, "device": device,
+                            "inputs": ["positions", "atomic_numbers", "cell", "pbc", "edge_index", "cell_shifts"],
+                            "outputs": list(OUTPUTS), "neighbor_list": "caller"}
+    flat = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
+    flat["mlip_metadata"] = json.dumps(meta)
+    return flat
+
+
+def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] = None, device: str = "cpu",
+                inductor_configs: Optional[Dict[str, Any]] = None, check: bool = True) -> str:
+    """Compile ``model`` (a ``ForcesAndStress`` around a registry model) into ``path`` (``*.pt2``)
+    for ``device``; returns the path. With ``check``, the package is loaded and compared with the
+    eager model on the tracing input (tolerance 1e-10 in float64, 1e-4 in float32, relative)."""
+    device_t = torch.device(device)
+    model = copy.deepcopy(model).to(device_t).eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    dtype = next(model.parameters()).dtype
+    energy_model = model.energy_model
+    species = [int(z) for z in energy_model.species]
+    module = EnginePotential(model, species).to(device_t)
+    inputs = example_inputs(species, float(energy_model.cutoff), dtype, device_t)
+    graph = trace_with_forces(module, inputs)
+    n_atoms = torch.export.Dim("n_atoms", min=2)
+    n_edges = torch.export.Dim("n_edges", min=2)
+    dynamic = ({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges})
+    program = torch.export.export(graph, inputs, dynamic_shapes=dynamic, strict=False)
+    configs = {"aot_inductor.metadata": aoti_metadata(species, energy_model.cutoff, dtype, device_t.type)}
+    configs.update(inductor_configs or {})
+    path = str(path)
+    out_path = torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=configs)
+    if check:
+        compiled = torch._inductor.aoti_load_package(out_path)
+        got = compiled(*inputs)
+        ref = {k: v.detach() for k, v in module(*inputs).items()}
+        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        for name in OUTPUTS:
+            scale = float(ref[name].abs().max()) + 1.0
+            err = float((got[name] - ref[name]).abs().max())
+            if not err <= tol * scale:
+                raise RuntimeError(f"AOTInductor package {path}: {name} differs from the eager model by {err:.3g}")
+    return out_path
+
+
+class AOTIPotential:
+    """A loaded ``model.pt2`` with the ``compute`` interface of ``ExportedPotential`` (used by the
+    ASE calculator); checks species in Python before calling the compiled graph."""
+
+    def __init__(self, path: str, device: str = "cpu"):
+        device_t = torch.device(device)
+        self.compiled = torch._inductor.aoti_load_package(
+            str(path), device_index=device_t.index if device_t.index is not None else -1)
+        self.meta = json.loads(self.compiled.get_metadata()["mlip_metadata"])
+        if self.meta["device"] != device_t.type:
+            raise ValueError(f"{path} was compiled for {self.meta['device']}, not {device_t.type}: export it "
+                             f"again with `mlip export --format aoti --device {device_t.type}`")
+        self.device = device_t
+        self.atomic_numbers: List[int] = self.meta["atomic_numbers"]
+        self.cutoff = float(self.meta["cutoff"])
+        self.dtype = getattr(torch, self.meta["dtype"])
+
+    def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        unknown = sorted(set(atomic_numbers.tolist()) - set(self.atomic_numbers))
+        if unknown:
+            raise RuntimeError(f"element with atomic number {unknown[0]} is not among the model's species "
+                               f"{self.atomic_numbers}")
+        kw = dict(device=self.device, dtype=self.dtype)
+        return self.compiled(positions.to(**kw), atomic_numbers.to(self.device, torch.long), cell.to(**kw),
+                             pbc.to(self.device, torch.bool), edge_index.to(self.device, torch.long),
+                             cell_shifts.to(**kw))
+
+
+def load_aoti(path: str, device: str = "cpu") -> Tuple[AOTIPotential, Dict[str, Any]]:
+    """Load ``model.pt2`` and its metadata."""
+    potential = AOTIPotential(path, device)
+    return potential, potential.meta
