@@ -240,7 +240,7 @@ def test_spline_pair_fit_reproduces_lj_forces():
     assert rmse < 0.02 * scale and rmse < 0.1 * before
 
 
-def test_eam_trains_on_the_shipped_data_and_exports(tmp_path):
+def test_eam_trains_on_the_shipped_data_and_exports(tmp_path, capsys):
     """``python train.py model=eam trainer.max_epochs=2``: the trainer fits it like any model; the
     checkpoint rebuilds it, model.pt reproduces it, and its LAMMPS file can be written."""
     from hydra import compose, initialize_config_dir
@@ -269,7 +269,14 @@ def test_eam_trains_on_the_shipped_data_and_exports(tmp_path):
     out = scripted(torch.tensor(atoms.positions), torch.tensor(atoms.numbers), torch.tensor(atoms.cell[:]),
                    torch.tensor(atoms.pbc))
     assert abs(float(out["energy"] - ref["total_energy"][0])) < 1e-8
-    assert write_lammps_files(module.model, str(tmp_path / "lammps")).pair_style == "eam/alloy"
+    assert write_lammps_files(module.model, str(tmp_path / "direct")).pair_style == "eam/alloy"
+    # the same files through the command line, with the LAMMPS lines to paste
+    from mlip.cli.main import main as mlip_main
+
+    assert mlip_main(["export", str(tmp_path), "--format", "lammps"]) == 0
+    printed = capsys.readouterr().out
+    assert "pair_style eam/alloy" in printed and "pair_coeff * * " in printed and "Si" in printed
+    assert (tmp_path / "lammps" / "mlip.eam.alloy").read_bytes() == (tmp_path / "direct" / "mlip.eam.alloy").read_bytes()
 
 
 def test_smoothness_penalty_acts_on_every_tabulated_function():

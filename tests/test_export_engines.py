@@ -338,6 +338,8 @@ def test_export_command_errors(tiny_run, tmp_path, capsys):
     assert "checkpoints/best.ckpt, not found" in capsys.readouterr().err
     assert _export_cli(tiny_run, "--format", "aoti", "--output", tmp_path / "x.pt") == 1
     assert "must end in .pt2" in capsys.readouterr().err
+    assert _export_cli(tiny_run, "--format", "lammps", "--output", tmp_path / "lmp") == 1
+    assert "no LAMMPS-native form" in capsys.readouterr().err  # neural models go through model.pt
 
 
 def test_checkpoint_loads_in_its_saved_dtype(tiny_run, tmp_path):

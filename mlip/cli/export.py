@@ -4,6 +4,7 @@
     mlip export outputs/2026-01-01/12-00-00                       # -> <run>/model.pt
     mlip export run/checkpoints/last.ckpt --dtype float64 --output si64.pt
     mlip export outputs/... --format aoti --device cuda            # -> <run>/model.pt2, for GPUs
+    mlip export outputs/... --format lammps                        # classical models -> <run>/lammps/
 
 A run directory means ``<dir>/checkpoints/best.ckpt``. The default dtype is the checkpoint's.
 TorchScript files are written on the CPU and load on any device (``map_location``); an
@@ -16,13 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-SUFFIX = {"torchscript": ".pt", "aoti": ".pt2"}
+SUFFIX = {"torchscript": ".pt", "aoti": ".pt2", "lammps": ""}  # lammps: a directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run directory (uses checkpoints/best.ckpt) or a .ckpt file")
     parser.add_argument("--format", choices=sorted(SUFFIX), default="torchscript",
-                        help="torchscript (model.pt, default) or aoti (AOTInductor package model.pt2)")
+                        help="torchscript (model.pt, default), aoti (AOTInductor package model.pt2) or lammps "
+                        "(classical models: pair_style table / eam/alloy files in <run>/lammps/)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
                         help="precision of the exported model (default: the checkpoint's)")
     parser.add_argument("--output", default=None, help="output file (default: model.pt / model.pt2 in the run "
@@ -48,7 +50,7 @@ def resolve_checkpoint(source: str) -> Path:
 def default_output(source: str, ckpt: Path, fmt: str) -> Path:
     path = Path(source)
     run_dir = path if path.is_dir() else (ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent)
-    return run_dir / ("model" + SUFFIX[fmt])
+    return run_dir / ("lammps" if fmt == "lammps" else "model" + SUFFIX[fmt])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         print("mlip export: error: --device cuda, but torch sees no CUDA device here", file=sys.stderr)
         return 1
     output = Path(args.output) if args.output else default_output(args.source, ckpt, args.format)
-    if output.suffix != SUFFIX[args.format]:
+    if args.format != "lammps" and output.suffix != SUFFIX[args.format]:
         print(f"mlip export: error: --output {output}: a {args.format} file must end in {SUFFIX[args.format]}",
               file=sys.stderr)
         return 1
@@ -73,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(str(ckpt))
     output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    if args.format == "lammps":
+        return _export_lammps(model, output)
     if args.format == "torchscript":
         from mlip.export import export_torchscript, load_exported
 
@@ -85,4 +89,22 @@ def main(args: argparse.Namespace) -> int:
         _, meta = load_aoti(str(output), device=args.device)
     print(f"mlip export: {ckpt} -> {output} ({args.format}, {meta['dtype']}, {time.time() - t0:.1f} s)")
     print("  " + json.dumps({k: meta[k] for k in ("atomic_numbers", "cutoff", "dtype", "mlip_version")}))
+    return 0
+
+
+def _export_lammps(model, directory: Path) -> int:
+    """LAMMPS-native files of a classical model, and the input lines that use them."""
+    from mlip.errors import ConfigError
+    from mlip.export.lammps_tables import write_lammps_files
+
+    try:
+        pot = write_lammps_files(model, str(directory))
+    except ConfigError as err:
+        print(f"mlip export: error: {err}", file=sys.stderr)
+        return 1
+    print(f"mlip export: LAMMPS files in {directory}: {', '.join(pot.files)}")
+    print("  LAMMPS input lines (atom type k is element k of: " + " ".join(pot.elements) + "):")
+    for line in pot.commands():
+        print("    " + line)
+    print("  LAMMPS energies exclude E0 (eV/atom): " + json.dumps(pot.e0))
     return 0
