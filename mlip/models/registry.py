@@ -30,9 +30,10 @@ from typing import Any
 import torch
 
 from mlip.errors import ConfigError
+from mlip.models.equivariant import EquivariantModel
 from mlip.models.invariant import InvariantDescriptorModel
 
-MODEL_REGISTRY = {"invariant": InvariantDescriptorModel}
+MODEL_REGISTRY = {"invariant": InvariantDescriptorModel, "equivariant": EquivariantModel}
 
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:

@@ -16,6 +16,8 @@ from mlip.physics import ForcesAndStress
 #: Small but non-trivial hyperparameters for each registered model, for tests.
 SMALL_MODEL_CONFIGS: Dict[str, dict] = {
     "invariant": dict(num_basis=6, num_channels=4, l_max=2, hidden=[16]),
+    "equivariant": dict(num_channels=4, l_max=1, sh_l_max=2, num_interactions=2, correlation=3, product_l_max=2,
+                        num_basis=6, radial_hidden=[8], readout_hidden=8),
 }
 
 
@@ -52,14 +54,19 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
     and readouts scaled up from their near-zero initialisation."""
     torch.manual_seed(0)
     species = sorted(int(z) for z in species)
-    model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
-                        scale=0.5, shift=0.05, avg_num_neighbors=10.0, **SMALL_MODEL_CONFIGS[name]).double()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # constants computed at construction (e3nn's CG) in float64
+    try:
+        model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
+                            scale=0.5, shift=0.05, avg_num_neighbors=10.0, **SMALL_MODEL_CONFIGS[name]).double()
+    finally:
+        torch.set_default_dtype(default_dtype)
     if calibrate_on:
         initialize_from_data(model, [batch_of(calibrate_on, model)])
     with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2 and p.shape[0] == 1:  # readout output layers
-                p.mul_(100.0)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.out_features == 1:  # readout output layers
+                module.weight.mul_(100.0)
     return ForcesAndStress(model).eval()
 
 
