@@ -16,7 +16,7 @@ makes the model SO(3)-equivariant only (energies may differ between mirror image
 Size presets (``size``) fill every hyperparameter left ``None``; see ``PRESETS``.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -32,18 +32,18 @@ from mlip.nn.radial import BesselBasis
 
 #: Hyperparameters of each size; any argument given explicitly (not None) overrides its preset.
 PRESETS: Dict[str, Dict[str, object]] = {
-    "small": dict(num_channels=16, l_max=1, sh_l_max=3, num_interactions=2, correlation=3, product_l_max=2,
+    "small": dict(num_channels=16, l_max=1, sh_l_max=3, num_interactions=2, correlation=3,
                   num_basis=8, radial_hidden=[32, 32], readout_hidden=16, parity=True),
-    "medium": dict(num_channels=32, l_max=1, sh_l_max=3, num_interactions=2, correlation=3, product_l_max=2,
+    "medium": dict(num_channels=32, l_max=1, sh_l_max=3, num_interactions=2, correlation=3,
                    num_basis=8, radial_hidden=[64, 64], readout_hidden=16, parity=True),
-    "large": dict(num_channels=64, l_max=2, sh_l_max=3, num_interactions=2, correlation=3, product_l_max=3,
+    "large": dict(num_channels=64, l_max=2, sh_l_max=3, num_interactions=2, correlation=3,
                   num_basis=8, radial_hidden=[64, 64, 64], readout_hidden=32, parity=True),
 }
 
 
-def _irreps(channels: int, l_max: int, parity: bool) -> o3.Irreps:
-    """C x (0e + 1o + 2e + ...) with parity, C x (0e + 1e + 2e + ...) without."""
-    return o3.Irreps([(channels, (l, (-1) ** l if parity else 1)) for l in range(l_max + 1)])
+def _irreps(l_max: int, parity: bool) -> List[Tuple[int, int]]:
+    """(l, p) of 0e + 1o + 2e + ... with parity, 0e + 1e + 2e + ... without."""
+    return [(l, (-1) ** l if parity else 1) for l in range(l_max + 1)]
 
 
 class EquivariantModel(torch.nn.Module):
@@ -54,7 +54,7 @@ class EquivariantModel(torch.nn.Module):
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, size: str = "small",
                  num_channels: Optional[int] = None, l_max: Optional[int] = None, sh_l_max: Optional[int] = None,
                  num_interactions: Optional[int] = None, correlation: Optional[int] = None,
-                 product_l_max: Optional[int] = None, num_basis: Optional[int] = None,
+                 num_basis: Optional[int] = None,
                  radial_hidden: Optional[List[int]] = None, readout_hidden: Optional[int] = None,
                  parity: Optional[bool] = None, cutoff_p: int = 6):
         super().__init__()
@@ -64,7 +64,7 @@ class EquivariantModel(torch.nn.Module):
         torch.set_default_dtype(torch.float64)
         try:
             self._build(species, cutoff, e0, scale, shift, avg_num_neighbors, size, num_channels, l_max, sh_l_max,
-                        num_interactions, correlation, product_l_max, num_basis, radial_hidden, readout_hidden,
+                        num_interactions, correlation, num_basis, radial_hidden, readout_hidden,
                         parity, cutoff_p)
         finally:
             torch.set_default_dtype(default_dtype)
@@ -73,16 +73,16 @@ class EquivariantModel(torch.nn.Module):
     def _build(self, species: List[int], cutoff: float, e0: List[float], scale: float, shift: float,
                avg_num_neighbors: float, size: str, num_channels: Optional[int], l_max: Optional[int],
                sh_l_max: Optional[int], num_interactions: Optional[int], correlation: Optional[int],
-               product_l_max: Optional[int], num_basis: Optional[int], radial_hidden: Optional[List[int]],
+               num_basis: Optional[int], radial_hidden: Optional[List[int]],
                readout_hidden: Optional[int], parity: Optional[bool], cutoff_p: int) -> None:
         if size not in PRESETS:
             raise ConfigError(f"model.size={size!r}: choose one of {sorted(PRESETS)}")
         given = dict(num_channels=num_channels, l_max=l_max, sh_l_max=sh_l_max, num_interactions=num_interactions,
-                     correlation=correlation, product_l_max=product_l_max, num_basis=num_basis,
+                     correlation=correlation, num_basis=num_basis,
                      radial_hidden=radial_hidden, readout_hidden=readout_hidden, parity=parity)
         hp = {k: (v if v is not None else PRESETS[size][k]) for k, v in given.items()}
-        for key, low, high in (("l_max", 0, 3), ("sh_l_max", 1, 4), ("num_interactions", 1, 6),
-                               ("correlation", 1, 4), ("product_l_max", 0, 4)):
+        for key, low, high in (("l_max", 0, 3), ("sh_l_max", 1, 3), ("num_interactions", 1, 6),
+                               ("correlation", 1, 3)):
             if not low <= int(hp[key]) <= high:
                 raise ConfigError(f"model.{key}={hp[key]}: must be between {low} and {high}")
         if int(hp["sh_l_max"]) < int(hp["l_max"]):
@@ -99,24 +99,17 @@ class EquivariantModel(torch.nn.Module):
         self.embedding = torch.nn.Parameter(torch.randn(n_species, channels))
         self.basis = BesselBasis(cutoff, int(hp["num_basis"]))
         self.envelope = PolynomialCutoff(cutoff, cutoff_p)
-        # the radial network expects O(1) inputs: divide the basis by its RMS over neighbours spread
-        # uniformly in the cutoff sphere (a constant of the architecture, not of the data)
-        with torch.no_grad():
-            grid = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64)[1:] * self.cutoff
-            b = BesselBasis(cutoff, int(hp["num_basis"])).double()(grid) * PolynomialCutoff(cutoff, cutoff_p)(grid)[:, None]
-            rms = ((b ** 2).mean(1) * grid ** 2).sum() / (grid ** 2).sum()
-        self.basis_norm = float(1.0 / rms.sqrt())
-        irreps_sh = _irreps(1, int(hp["sh_l_max"]), parity_)
-        self.sh = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
-        irreps_a = _irreps(channels, int(hp["sh_l_max"]), parity_)
-        irreps_h = o3.Irreps(f"{channels}x0e")
+        ls_sh = _irreps(int(hp["sh_l_max"]), parity_)
+        self.sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True,
+                                        normalization="component")
+        ls_h = [(0, 1)]
         layers = []
         for t in range(self.num_interactions):
             last = t == self.num_interactions - 1
-            irreps_out = o3.Irreps(f"{channels}x0e") if last else _irreps(channels, int(hp["l_max"]), parity_)
-            layers.append(Interaction(irreps_h, irreps_sh, irreps_a, irreps_out, n_species, int(hp["correlation"]),
-                                      int(hp["product_l_max"]), avg_num_neighbors))
-            irreps_h = irreps_out
+            ls_out = [(0, 1)] if last else _irreps(int(hp["l_max"]), parity_)
+            layers.append(Interaction(ls_h, ls_sh, ls_sh, ls_out, channels, n_species, int(hp["correlation"]),
+                                      avg_num_neighbors))
+            ls_h = ls_out
         self.layers = torch.nn.ModuleList(layers)
         self.weight_sizes: List[int] = [layer.weight_numel for layer in layers]
         self.radial = FullyConnectedNet([int(hp["num_basis"])] + [int(h) for h in hp["radial_hidden"]]
@@ -133,7 +126,7 @@ class EquivariantModel(torch.nn.Module):
 
     def radial_features(self, r: torch.Tensor) -> torch.Tensor:
         """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff."""
-        return self.radial(self.basis(r) * (self.envelope(r) * self.basis_norm).unsqueeze(-1))
+        return self.radial(self.basis(r) * self.envelope(r).unsqueeze(-1))
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         vec = edge_vectors(data)
@@ -142,12 +135,11 @@ class EquivariantModel(torch.nn.Module):
         edge_index = data[keys.EDGE_INDEX]
         sh = self.sh(vec)
         weights = torch.split(self.radial_features(r), self.weight_sizes, dim=1)
-        onehot = torch.nn.functional.one_hot(species, len(self.species)).to(vec.dtype)
-        h = self.embedding.index_select(0, species)
-        y = torch.zeros_like(r[:0].new_zeros(species.shape[0]))
+        h = self.embedding.index_select(0, species).unsqueeze(2)  # [N, C, 1]
+        y = torch.zeros(species.shape[0], dtype=vec.dtype, device=vec.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
-            h = layer(h, onehot, species, sh, weights[t], edge_index)
-            y = y + readout(h[:, :self.num_channels]).squeeze(1)
+            h = layer(h, species, sh, weights[t], edge_index)
+            y = y + readout(h[:, :, 0]).squeeze(1)
         return self.energies(y, data)
 
     # ------------------------------------------------------------ optional hooks of the contract

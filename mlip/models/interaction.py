@@ -1,70 +1,115 @@
-"""One equivariant message-passing layer (NequIP / MACE family).
+"""One equivariant message-passing layer (NequIP / MACE family), on channelwise features.
 
-For centre i, neighbours j, edge r_ij = r_j - r_i:
+Features are [N, C, D]: C channels, each the same irreps (``mlip.models.coupling``). For centre
+i and neighbours j:
 
-    A_i    = Linear( 1/<n> sum_j  TP_uvu( W h_j , Y(r_ij) ; R(r_ij) ) )     (two-body atomic basis)
-    B_i    = ProductBasis(A_i, Z_i)                                          (body order up to nu + 1)
-    h_i'   = Linear(B_i) + SelfConnection(h_i, Z_i)
+    A_i  = Mix( 1/<n> sum_j  R(r_ij) * TP( Mix(h)_j , Y(r_ij) ) )      two-body atomic basis
+    B_i  = SymmetricProduct(A_i, Z_i)                                   body order correlation + 1
+    h_i' = Mix(B_i) + SelfConnection_{Z_i}(h_i)
 
-Y are real spherical harmonics (e3nn, component normalisation), R the per-edge tensor-product
-weights from a radial network (computed for all layers at once by the model), <n> the mean
-number of neighbours in the training data. Each message path keeps channel u of h_j (``uvu``),
-so the edge cost is linear in the number of channels.
+``TP`` keeps the channel of h_j (MACE's / NequIP's ``uvu``) and each coupling path has its own
+radial weight per channel and edge (R, from the model's radial network); with scalar h it reduces
+to R_{c,l}(r) h_j[c] Y_lm. ``Mix`` mixes channels within each irrep; the self-connection does
+so with weights of the centre's species. <n> is the training set's mean neighbour count.
 """
 
-from typing import List, Tuple
+from typing import List
 
 import torch
-from e3nn import o3
 
-from mlip.models.product import ProductBasis
+from mlip.models.coupling import Irrep, irrep_of_component, irreps_dim, offsets, pair_coupling
+from mlip.models.product import SymmetricProduct
 from mlip.nn.scatter import scatter_sum
 
 
-def message_irreps(irreps_h: o3.Irreps, irreps_sh: o3.Irreps, irreps_keep: o3.Irreps
-                   ) -> Tuple[o3.Irreps, List[tuple]]:
-    """Output irreps and ``uvu`` instructions of h (x) Y, keeping outputs whose irrep is in
-    ``irreps_keep`` (one block per path, mixed afterwards by a linear layer)."""
-    keep = [ir for _, ir in irreps_keep]
-    out = []
-    instructions = []
-    for i1, (mul, ir1) in enumerate(irreps_h):
-        for i2, (_, ir2) in enumerate(irreps_sh):
-            for ir in ir1 * ir2:
-                if ir in keep:
-                    instructions.append((i1, i2, len(out), "uvu", True))
-                    out.append((mul, ir))
-    return o3.Irreps(out), instructions
+class ChannelMix(torch.nn.Module):
+    """Equivariant linear map [N, C, D] -> [N, C, D]: one C x C matrix per irrep (per species
+    when ``num_species`` > 1, selected by ``species``)."""
+
+    def __init__(self, ls: List[Irrep], channels: int, num_species: int = 1):
+        super().__init__()
+        self.num_species = num_species
+        self.channels = channels
+        self.weight = torch.nn.Parameter(torch.randn(num_species, len(ls), channels, channels) / channels ** 0.5)
+        self.register_buffer("irrep_of_component", torch.tensor(irrep_of_component(ls), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        n, c, d = x.shape
+        xt = x.permute(2, 0, 1)  # [D, N, C]
+        if self.num_species == 1:
+            w = self.weight[0].index_select(0, self.irrep_of_component)  # [D, C, C]
+            return torch.bmm(xt, w).permute(1, 2, 0)
+        w = self.weight.permute(1, 2, 0, 3).reshape(-1, c, self.num_species * c)
+        y = torch.bmm(xt, w.index_select(0, self.irrep_of_component)).view(d, n, self.num_species, c)
+        onehot = torch.nn.functional.one_hot(species, self.num_species).to(x.dtype)
+        return (y * onehot.view(1, n, self.num_species, 1)).sum(2).permute(1, 2, 0)
 
 
 class Interaction(torch.nn.Module):
-    """``h`` [N, irreps_in.dim], ``sh`` [E, irreps_sh.dim], ``edge_weight`` [E, weight_numel]
-    -> [N, irreps_out.dim]."""
+    """``h`` [N, C, D_in], ``sh`` [E, D_sh], ``edge_weight`` [E, weight_numel] -> [N, C, D_out]."""
 
-    def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps, irreps_out: o3.Irreps,
-                 num_species: int, correlation: int, l_mid: int, avg_num_neighbors: float):
+    def __init__(self, ls_in: List[Irrep], ls_sh: List[Irrep], ls_a: List[Irrep], ls_out: List[Irrep],
+                 channels: int, num_species: int, correlation: int, avg_num_neighbors: float):
         super().__init__()
-        self.irreps_in = o3.Irreps(irreps_in)
-        self.irreps_out = o3.Irreps(irreps_out)
-        self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
-        irreps_msg, instructions = message_irreps(self.irreps_in, irreps_sh, irreps_a)
-        self.tp = o3.TensorProduct(self.irreps_in, irreps_sh, irreps_msg, instructions, shared_weights=False,
-                                   internal_weights=False)
-        self.weight_numel = self.tp.weight_numel
-        self.linear_a = o3.Linear(irreps_msg, irreps_a)
+        self.channels = channels
+        self.scalar_input = len(ls_in) == 1 and ls_in[0] == (0, 1)
+        self.d_a = irreps_dim(ls_a)
         self.inv_avg_neighbors = 1.0 / max(float(avg_num_neighbors), 1e-6)
-        self.product = ProductBasis(irreps_a, self.irreps_out, correlation, num_species, l_mid)
-        self.linear_out = o3.Linear(self.irreps_out, self.irreps_out)
-        self.self_connection = o3.FullyConnectedTensorProduct(self.irreps_in, o3.Irreps(f"{num_species}x0e"),
-                                                              self.irreps_out)
+        self.linear_up = ChannelMix(ls_in, channels)
+        if self.scalar_input:
+            if ls_a != ls_sh:
+                raise ValueError("with scalar inputs the atomic basis has the irreps of the spherical harmonics")
+            self.num_paths = len(ls_sh)
+            path_of_k = irrep_of_component(ls_sh)
+            u = torch.zeros(0, 0)
+            p = torch.zeros(self.num_paths, len(path_of_k), dtype=torch.float64)  # repeats R_l over m
+            p[torch.tensor(path_of_k), torch.arange(len(path_of_k))] = 1.0
+        else:
+            u, path_of_k, out_of_k = pair_coupling(ls_in, ls_sh, ls_a)
+            self.num_paths = max(path_of_k) + 1
+            # sum the paths into each output component, normalised by the number of paths into it
+            p = torch.zeros(u.shape[1], self.d_a, dtype=torch.float64)
+            p[torch.arange(u.shape[1]), torch.tensor(out_of_k)] = 1.0
+            count = {}
+            for k, a in enumerate(out_of_k):
+                count.setdefault(a, set()).add(path_of_k[k])
+            for a, paths in count.items():
+                p[:, a] /= len(paths) ** 0.5
+        self.register_buffer("u", u.to(torch.get_default_dtype()))
+        self.register_buffer("p", p.to(torch.get_default_dtype()))
+        self.register_buffer("path_of_k", torch.tensor(path_of_k, dtype=torch.long))
+        self.weight_numel = channels * self.num_paths
+        self.linear_a = ChannelMix(ls_a, channels)
+        self.product = SymmetricProduct(ls_a, ls_out, correlation, num_species, channels)
+        self.linear_out = ChannelMix(ls_out, channels)
+        # self-connection: the irreps of h that the output also has, mixed per species
+        o_in = offsets(ls_in)
+        gather: List[int] = []
+        for l, par in ls_out:
+            if (l, par) in ls_in:
+                start = o_in[ls_in.index((l, par))]
+                gather += list(range(start, start + 2 * l + 1))
+            else:
+                gather += [irreps_dim(ls_in)] * (2 * l + 1)  # a zero column
+        self.register_buffer("sc_gather", torch.tensor(gather, dtype=torch.long))
+        self.self_connection = ChannelMix(ls_out, channels, num_species)
 
-    def forward(self, h: torch.Tensor, species_onehot: torch.Tensor, species: torch.Tensor, sh: torch.Tensor,
-                edge_weight: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, species: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor,
+                edge_index: torch.Tensor) -> torch.Tensor:
+        n = h.shape[0]
+        e = sh.shape[0]
+        c = self.channels
         i = edge_index[0]
         j = edge_index[1]
-        up = self.linear_up(h)
-        msg = self.tp(up.index_select(0, j), sh, edge_weight)
-        a = scatter_sum(msg, i, h.shape[0]) * self.inv_avg_neighbors
-        a = self.linear_a(a)
+        xj = self.linear_up(h, species).index_select(0, j)  # [E, C, D_in]
+        r = edge_weight.view(e, c, self.num_paths)
+        if self.scalar_input:
+            msg = ((r * xj) @ self.p) * sh.unsqueeze(1)  # [E, C, D_sh]
+        else:
+            outer = (xj.unsqueeze(3) * sh.unsqueeze(1).unsqueeze(1)).reshape(e, c, self.u.shape[0])
+            msg = ((outer @ self.u) * r.index_select(2, self.path_of_k)) @ self.p  # [E, C, D_a]
+        a = scatter_sum(msg, i, n) * self.inv_avg_neighbors
+        a = self.linear_a(a, species)
         b = self.product(a, species)
-        return self.linear_out(b) + self.self_connection(h, species_onehot)
+        hp = torch.cat([h, h.new_zeros(n, c, 1)], dim=2).index_select(2, self.sc_gather)
+        return self.linear_out(b, species) + self.self_connection(hp, species)

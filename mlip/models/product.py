@@ -1,106 +1,89 @@
-"""Higher body order on each atom (the MACE product basis, written with e3nn tensor products).
+"""Higher body order on each atom: the symmetric contraction of MACE.
 
-From the atomic basis A_i (a sum over neighbours, so two-body; C channels of irreps up to l_A),
-products within each channel build features of body order nu + 1:
+From the atomic basis A_i [C, D] (a sum over neighbours, hence two-body), output irrep L of
+channel c is
 
-    B^(1) = A,    B^(nu) = sum over coupling paths w_path[Z_i, c] (B^(nu-1) (x) A)_path    (nu >= 2)
-    out_i[c, L] = sum_nu v_nu[Z_i, c, L] * B^(nu)_i[c, L]           (L in the target irreps)
+    B_i[c, L, M] = sum_{nu=1..correlation} sum_k w_nu[Z_i, k, c] sum_{d1..d_nu} U_nu[M, d1..d_nu, k]
+                   A_i[c, d1] ... A_i[c, d_nu]
 
-Every coupling path of every product, and every order's contribution to each output irrep, has
-its own weight per species and channel (the symmetric contraction of MACE, up to redundant paths).
+with U_nu the generalised Clebsch-Gordan tensors (``mlip.models.coupling.symmetric_coupling``) and
+one weight per coupling path, species and channel: body order correlation + 1. As in MACE, the
+weights are contracted with U first and the result with A one index at a time (Horner's scheme),
+which costs C * M * D^nu per atom for the highest order.
 """
 
 from typing import List
 
 import torch
-from e3nn import o3
+
+from mlip.models.coupling import Irrep, irreps_dim, symmetric_coupling
 
 
-def _target_index(irreps_from: o3.Irreps, irreps_to: o3.Irreps) -> List[int]:
-    """Positions in a flat ``irreps_from`` vector of each component of ``irreps_to`` (both with
-    the same multiplicity C, each irrep at most once in ``irreps_to``); -1 where absent."""
-    slices = irreps_from.slices()
-    found = {ir: (slices[k].start, mul) for k, (mul, ir) in enumerate(irreps_from)}
-    out: List[int] = []
-    for mul, ir in irreps_to:
-        if ir in found:
-            start, _ = found[ir]
-            out.extend(range(start, start + mul * ir.dim))
-        else:
-            out.extend([-1] * (mul * ir.dim))
-    return out
+class _OutputIrrep(torch.nn.Module):
+    """The contraction for one output irrep (2L+1 components)."""
 
-
-def _weight_index(irreps: o3.Irreps) -> List[int]:
-    """For each component of ``irreps`` (C x (ir_1 + ir_2 + ...)), the index of its (irrep, channel)
-    weight in a flat [num_irreps * C] vector."""
-    out: List[int] = []
-    for k, (mul, ir) in enumerate(irreps):
-        for c in range(mul):
-            out.extend([k * mul + c] * ir.dim)
-    return out
-
-
-class ProductBasis(torch.nn.Module):
-    """``a`` [N, irreps_a.dim], ``species`` [N] -> [N, irreps_out.dim].
-
-    ``irreps_a`` and ``irreps_out`` have the same multiplicity C for every irrep; products keep
-    irreps with l <= ``l_mid`` in between (both parities, so pseudotensors can couple back to
-    natural-parity outputs) and the irreps of ``irreps_out`` at the last order.
-    """
-
-    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, num_species: int,
-                 l_mid: int):
+    def __init__(self, ls: List[Irrep], out: Irrep, correlation: int, num_species: int, channels: int):
         super().__init__()
-        self.irreps_a = o3.Irreps(irreps_a)
-        self.irreps_out = o3.Irreps(irreps_out)
-        self.correlation = int(correlation)
-        channels = self.irreps_a[0].mul
-        parities = sorted({ir.p for _, ir in self.irreps_a} | {ir.p for _, ir in self.irreps_out})
-        mid = o3.Irreps([(channels, (l, p)) for l in range(l_mid + 1) for p in parities]).sort().irreps.simplify()
-        self.tps = torch.nn.ModuleList()
-        self.path_weights = torch.nn.ParameterList()
-        orders = [self.irreps_a]
-        for nu in range(2, self.correlation + 1):
-            last = nu == self.correlation
-            wanted = self.irreps_out if last else mid
-            irreps_in = orders[-1]
-            out_list = []
-            instructions = []
-            for i1, (_, ir1) in enumerate(irreps_in):
-                for i2, (_, ir2) in enumerate(self.irreps_a):
-                    for ir in ir1 * ir2:
-                        if ir in [w.ir for w in wanted]:
-                            if ir not in out_list:
-                                out_list.append(ir)
-                            instructions.append((i1, i2, out_list.index(ir), "uuu", True))
-            irreps_nu = o3.Irreps([(channels, ir) for ir in out_list])
-            tp = o3.TensorProduct(irreps_in, self.irreps_a, irreps_nu, instructions, shared_weights=False,
-                                  internal_weights=False)
-            self.tps.append(tp)
-            self.path_weights.append(torch.nn.Parameter(torch.randn(num_species, tp.weight_numel)))
-            orders.append(irreps_nu)
-        self.orders_irreps = orders
-        # contribution of each order to the output, one weight per (species, irrep, channel)
-        n_w = len(self.irreps_out) * channels
-        self.order_weights = torch.nn.Parameter(torch.ones(self.correlation, num_species, n_w)
-                                                / self.correlation ** 0.5)
-        self.register_buffer("weight_index", torch.tensor(_weight_index(self.irreps_out), dtype=torch.long))
-        # gather index of the output irreps inside each order (absent irreps read a zero column)
-        gathers = []
-        for irreps_nu in orders:
-            idx = torch.tensor(_target_index(irreps_nu, self.irreps_out), dtype=torch.long)
-            gathers.append(torch.where(idx < 0, torch.full_like(idx, irreps_nu.dim), idx))
-        self.register_buffer("gather", torch.stack(gathers))
+        self.d = irreps_dim(ls)
+        self.m = 2 * out[0] + 1
+        self.correlation = correlation
+        self.channels = channels
+        us = []
+        for nu in (1, 2, 3):
+            u = symmetric_coupling(ls, out, nu) if nu <= correlation else torch.zeros((self.m,) + (self.d,) * nu + (0,))
+            us.append(u.reshape(-1, u.shape[-1]).to(torch.get_default_dtype()))
+        self.register_buffer("u1", us[0])
+        self.register_buffer("u2", us[1])
+        self.register_buffer("u3", us[2])
+        self.w1 = torch.nn.Parameter(torch.ones(num_species, us[0].shape[1], channels))
+        self.w2 = torch.nn.Parameter(torch.randn(num_species, us[1].shape[1], channels) / max(us[1].shape[1], 1))
+        self.w3 = torch.nn.Parameter(torch.randn(num_species, us[2].shape[1], channels) / max(us[2].shape[1], 1))
+
+    def forward(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        """``x`` [C, n, D] (atoms of species index ``s``) -> [n, C, M]."""
+        c, d, m = self.channels, self.d, self.m
+        n = x.shape[1]
+        xc = x.reshape(c * n, d, 1)
+        c1 = (self.u1 @ self.w1[s]).transpose(0, 1).unsqueeze(1)  # [C, 1, M*D]
+        if self.correlation >= 3:
+            c3 = (self.u3 @ self.w3[s]).view(m * d * d, d, c).permute(2, 1, 0)  # [C, D, M*D*D]
+            c2 = (self.u2 @ self.w2[s]).transpose(0, 1).unsqueeze(1)  # [C, 1, M*D*D]
+            t = torch.baddbmm(c2, x, c3)  # [C, n, M*D*D]
+            t = torch.bmm(t.view(c * n, m * d, d), xc).view(c, n, m * d) + c1
+        elif self.correlation == 2:
+            c2 = (self.u2 @ self.w2[s]).view(m * d, d, c).permute(2, 1, 0)  # [C, D, M*D]
+            t = torch.baddbmm(c1, x, c2)  # [C, n, M*D]
+        else:
+            t = c1.expand(c, n, m * d)
+        t = torch.bmm(t.reshape(c * n, m, d), xc).view(c, n, m)
+        return t.transpose(0, 1)
+
+
+class SymmetricProduct(torch.nn.Module):
+    """``a`` [N, C, D] (irreps ``ls_a`` per channel), ``species`` [N] -> [N, C, D_out]."""
+
+    def __init__(self, ls_a: List[Irrep], ls_out: List[Irrep], correlation: int, num_species: int, channels: int):
+        super().__init__()
+        if not 1 <= correlation <= 3:
+            raise ValueError(f"correlation={correlation}: supported are 1, 2 and 3")
+        self.num_species = num_species
+        self.blocks = torch.nn.ModuleList([_OutputIrrep(ls_a, out, correlation, num_species, channels)
+                                           for out in ls_out])
+
+    def _contract(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        return torch.cat([block(x, s) for block in self.blocks], dim=2)
 
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        zero = a.new_zeros(a.shape[0], 1)
-        w = self.order_weights.index_select(2, self.weight_index)  # [nu, S, out_dim]
-        out = torch.cat([a, zero], 1).index_select(1, self.gather[0]) * w[0].index_select(0, species)
-        b = a
-        k = 1
-        for tp, pw in zip(self.tps, self.path_weights):
-            b = tp(b, a, pw.index_select(0, species))
-            out = out + torch.cat([b, zero], 1).index_select(1, self.gather[k]) * w[k].index_select(0, species)
-            k += 1
+        x = a.transpose(0, 1).contiguous()  # [C, N, D]
+        if self.num_species == 1:
+            return self._contract(x, 0)
+        out = torch.zeros(0)
+        first = True
+        for s in range(self.num_species):
+            idx = torch.nonzero(species == s).squeeze(1)
+            part = self._contract(x.index_select(1, idx), s)
+            if first:
+                out = torch.zeros((a.shape[0],) + part.shape[1:], dtype=a.dtype, device=a.device)
+                first = False
+            out = out.index_copy(0, idx, part)
         return out

@@ -16,7 +16,7 @@ from mlip.physics import ForcesAndStress
 #: Small but non-trivial hyperparameters for each registered model, for tests.
 SMALL_MODEL_CONFIGS: Dict[str, dict] = {
     "invariant": dict(num_basis=6, num_channels=4, l_max=2, hidden=[16]),
-    "equivariant": dict(num_channels=4, l_max=1, sh_l_max=2, num_interactions=2, correlation=3, product_l_max=2,
+    "equivariant": dict(num_channels=4, l_max=1, sh_l_max=2, num_interactions=2, correlation=3,
                         num_basis=6, radial_hidden=[8], readout_hidden=8),
 }
 
