@@ -14,6 +14,7 @@ which costs C * M * D^nu per atom for the highest order.
 
 from typing import List
 
+import numpy as np
 import torch
 
 from mlip.models.coupling import Irrep, irreps_dim, symmetric_coupling
@@ -31,7 +32,7 @@ class _OutputIrrep(torch.nn.Module):
         us = []
         for nu in (1, 2, 3):
             u = symmetric_coupling(ls, out, nu) if nu <= correlation else torch.zeros((self.m,) + (self.d,) * nu + (0,))
-            us.append(u.reshape(-1, u.shape[-1]).to(torch.get_default_dtype()))
+            us.append(u.reshape(int(np.prod(u.shape[:-1])), u.shape[-1]).to(torch.get_default_dtype()))
         self.register_buffer("u1", us[0])
         self.register_buffer("u2", us[1])
         self.register_buffer("u3", us[2])
