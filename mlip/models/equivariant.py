@@ -16,7 +16,7 @@ makes the model SO(3)-equivariant only (energies may differ between mirror image
 Size presets (``size``) fill every hyperparameter left ``None``; see ``PRESETS``.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -141,6 +141,29 @@ class EquivariantModel(torch.nn.Module):
             h = layer(h, species, sh, weights[t], edge_index)
             y = y + readout(h[:, :, 0]).squeeze(1)
         return self.energies(y, data)
+
+    @torch.no_grad()
+    def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:
+        """Scale each layer's atomic basis A and product B to unit RMS per irrep on training
+        batches, layer after layer (a data-dependent initialisation; float64 accumulation)."""
+        batches = list(batches)
+        for layer in self.layers:
+            for stage in ("a", "b"):
+                got: List[torch.Tensor] = []
+                module = layer.linear_a if stage == "a" else layer.linear_out
+                hook = module.register_forward_hook(lambda m, inp, out: got.append(inp[0].detach().double()))
+                for batch in batches:
+                    self(batch)
+                hook.remove()
+                x = torch.cat(got)  # [N, C, D]
+                irrep = layer.a_irrep if stage == "a" else layer.b_irrep
+                sq = torch.zeros(int(irrep.max()) + 1, dtype=torch.float64, device=x.device)
+                count = torch.zeros_like(sq)
+                sq.index_add_(0, irrep, x.pow(2).sum((0, 1)))
+                count.index_add_(0, irrep, torch.full_like(irrep, x.shape[0] * x.shape[1], dtype=torch.float64))
+                rms = (sq / count.clamp_min(1.0)).sqrt().index_select(0, irrep)
+                norm = layer.a_norm if stage == "a" else layer.b_norm
+                norm.mul_(torch.where(rms > 1e-8, 1.0 / rms, torch.ones_like(rms)).to(norm.dtype))
 
     # ------------------------------------------------------------ optional hooks of the contract
     def smooth_functions(self, n_points: int = 64) -> List[torch.Tensor]:

@@ -79,6 +79,12 @@ class Interaction(torch.nn.Module):
         self.register_buffer("p", p.to(torch.get_default_dtype()))
         self.register_buffer("path_of_k", torch.tensor(path_of_k, dtype=torch.long))
         self.weight_numel = channels * self.num_paths
+        # per-component normalisation of A and B, set from training data by the model's
+        # initialize_from_data (unit RMS per irrep), 1 until then
+        self.register_buffer("a_norm", torch.ones(self.d_a))
+        self.register_buffer("b_norm", torch.ones(irreps_dim(ls_out)))
+        self.register_buffer("a_irrep", torch.tensor(irrep_of_component(ls_a), dtype=torch.long))
+        self.register_buffer("b_irrep", torch.tensor(irrep_of_component(ls_out), dtype=torch.long))
         self.linear_a = ChannelMix(ls_a, channels)
         self.product = SymmetricProduct(ls_a, ls_out, correlation, num_species, channels)
         self.linear_out = ChannelMix(ls_out, channels)
@@ -108,8 +114,8 @@ class Interaction(torch.nn.Module):
         else:
             outer = (xj.unsqueeze(3) * sh.unsqueeze(1).unsqueeze(1)).reshape(e, c, self.u.shape[0])
             msg = ((outer @ self.u) * r.index_select(2, self.path_of_k)) @ self.p  # [E, C, D_a]
-        a = scatter_sum(msg, i, n) * self.inv_avg_neighbors
+        a = scatter_sum(msg, i, n) * (self.a_norm * self.inv_avg_neighbors)
         a = self.linear_a(a, species)
-        b = self.product(a, species)
+        b = self.product(a, species) * self.b_norm
         hp = torch.cat([h, h.new_zeros(n, c, 1)], dim=2).index_select(2, self.sc_gather)
         return self.linear_out(b, species) + self.self_connection(hp, species)
