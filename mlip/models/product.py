@@ -44,19 +44,21 @@ class _OutputIrrep(torch.nn.Module):
         """``x`` [C, n, D] (atoms of species index ``s``) -> [n, C, M]."""
         c, d, m = self.channels, self.d, self.m
         n = x.shape[1]
-        xc = x.reshape(c * n, d, 1)
+        xb = x.unsqueeze(2)  # [C, n, 1, D]
         c1 = (self.u1 @ self.w1[s]).transpose(0, 1).unsqueeze(1)  # [C, 1, M*D]
+        # contract one index at a time; the batched matrix-vector steps as multiply-and-sum, whose
+        # backward is elementwise too (bmm with thousands of 16x16 blocks is slower on CPU)
         if self.correlation >= 3:
             c3 = (self.u3 @ self.w3[s]).view(m * d * d, d, c).permute(2, 1, 0)  # [C, D, M*D*D]
             c2 = (self.u2 @ self.w2[s]).transpose(0, 1).unsqueeze(1)  # [C, 1, M*D*D]
             t = torch.baddbmm(c2, x, c3)  # [C, n, M*D*D]
-            t = torch.bmm(t.view(c * n, m * d, d), xc).view(c, n, m * d) + c1
+            t = (t.view(c, n, m * d, d) * xb).sum(3) + c1  # [C, n, M*D]
         elif self.correlation == 2:
             c2 = (self.u2 @ self.w2[s]).view(m * d, d, c).permute(2, 1, 0)  # [C, D, M*D]
             t = torch.baddbmm(c1, x, c2)  # [C, n, M*D]
         else:
             t = c1.expand(c, n, m * d)
-        t = torch.bmm(t.reshape(c * n, m, d), xc).view(c, n, m)
+        t = (t.reshape(c, n, m, d) * xb).sum(3)  # [C, n, M]
         return t.transpose(0, 1)
 
 
