@@ -71,8 +71,8 @@ def test_cell():
 
 def export(kind: str, path) -> str:
     atoms = test_cell()
-    if kind == "invariant":
-        model = make_model("invariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
+    if kind in ("invariant", "equivariant"):
+        model = make_model(kind, [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
     else:
         model = ForcesAndStress(TwoLayerMessagePassing([6, 8, 14], CUTOFF).double()).eval()
     export_torchscript(model, str(path))
@@ -98,14 +98,14 @@ def ghost_images(atoms, radius: float):
     return all_pos, all_owner, np.vstack([i, j])
 
 
-@pytest.mark.parametrize("kind", ["invariant", "message_passing"])
+@pytest.mark.parametrize("kind", ["invariant", "message_passing", "equivariant"])
 def test_compute_local_with_ghosts_equals_periodic_compute(kind, tmp_path):
     """Energy of local atoms with ghost images (no cell shifts) = periodic energy; ghost forces
     summed onto their owners = periodic forces; sum(x f) over all atoms = the virial."""
     module = torch.jit.load(export(kind, tmp_path / "model.pt"))
     atoms = test_cell()
     n = len(atoms)
-    assert module.receptive_field() == pytest.approx(CUTOFF * (2 if kind == "message_passing" else 1))
+    assert module.receptive_field() == pytest.approx(CUTOFF * (1 if kind == "invariant" else 2))
     pos, owner, edges = ghost_images(atoms, module.receptive_field())
     out = module.compute_local(torch.tensor(pos), torch.tensor(atoms.numbers[owner]), torch.tensor(edges), n)
     calc = MLIPCalculator(str(tmp_path / "model.pt"))
@@ -129,7 +129,8 @@ def plugin():
 
 
 @needs_lammps
-@pytest.mark.parametrize("kind,nprocs", [("invariant", 1), ("invariant", 2), ("message_passing", 2)])
+@pytest.mark.parametrize("kind,nprocs", [("invariant", 1), ("invariant", 2), ("message_passing", 2),
+                                          ("equivariant", 2)])
 def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
     from mlip.export.lammps_run import lammps_single_point
 

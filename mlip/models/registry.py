@@ -32,10 +32,12 @@ import torch
 
 from mlip.errors import ConfigError
 from mlip.models.classical import EmbeddedAtomModel, LennardJones, Morse, SplinePair
+from mlip.models.equivariant import EquivariantModel
 from mlip.models.invariant import InvariantDescriptorModel
 
 MODEL_REGISTRY = {
     "invariant": InvariantDescriptorModel,
+    "equivariant": EquivariantModel,
     "lj": LennardJones,
     "morse": Morse,
     "spline_pair": SplinePair,

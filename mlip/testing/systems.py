@@ -20,6 +20,8 @@ SMALL_MODEL_CONFIGS: Dict[str, dict] = {
     "morse": dict(D_e_init=0.3, a_init=1.6),
     "spline_pair": dict(n_knots=10, r_min=0.8),
     "eam": dict(n_knots=10, r_min=0.8, n_rho_knots=8, fit_e0=True),
+    "equivariant": dict(num_channels=4, l_max=1, sh_l_max=2, num_interactions=2, correlation=3,
+                        num_basis=6, radial_hidden=[8], readout_hidden=8),
 }
 
 
@@ -57,8 +59,13 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
     initialisation. Models without such layers (the classical ones) keep their physical start."""
     torch.manual_seed(0)
     species = sorted(int(z) for z in species)
-    model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
-                        scale=0.5, shift=0.05, avg_num_neighbors=10.0, **SMALL_MODEL_CONFIGS[name]).double()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # constants computed at construction (e3nn's CG) in float64
+    try:
+        model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
+                            scale=0.5, shift=0.05, avg_num_neighbors=10.0, **SMALL_MODEL_CONFIGS[name]).double()
+    finally:
+        torch.set_default_dtype(default_dtype)
     if calibrate_on:
         initialize_from_data(model, [batch_of(calibrate_on, model)])
     with torch.no_grad():

@@ -1,0 +1,205 @@
+"""``model=equivariant``: e3nn message passing in the NequIP / MACE family.
+
+    h^(0)_i = W_embed[Z_i]                                         (C scalars per atom)
+    edges:    Y(r_ij) real spherical harmonics (l <= sh_l_max), Bessel basis x polynomial envelope
+              -> one radial network giving the tensor-product weights of every layer
+    layer t:  h^(t+1) = Interaction_t(h^(t))   (see ``mlip.models.interaction``: two-body atomic
+              basis, products up to ``correlation`` (body order correlation + 1), self-connection)
+    y_i     = sum_t readout_t(scalars of h^(t+1))                  (linear; an MLP after the last)
+    E_i     = scale * y_i + shift + E0[Z_i]
+
+Hidden features carry irreps l <= ``l_max`` (C channels each); the last layer keeps scalars only.
+``parity=True`` uses O(3) irreps (vectors odd, so energies are invariant under reflections too);
+``parity=False`` labels every irrep even, which lets products couple like cross products and
+makes the model SO(3)-equivariant only (energies may differ between mirror images).
+
+Size presets (``size``) fill every hyperparameter left ``None``; see ``PRESETS``.
+"""
+
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet
+
+from mlip import keys
+from mlip.errors import ConfigError
+from mlip.models.energy import AtomicEnergies
+from mlip.models.interaction import Interaction
+from mlip.nn.cutoff import PolynomialCutoff
+from mlip.nn.geometry import edge_vectors
+from mlip.nn.radial import BesselBasis
+
+#: Hyperparameters of each size; any argument given explicitly (not None) overrides its preset.
+PRESETS: Dict[str, Dict[str, object]] = {
+    # scalar messages between layers (MACE with L=0 hidden features): the fastest per CPU hour
+    "small": dict(num_channels=16, l_max=0, sh_l_max=3, num_interactions=2, correlation=3,
+                  num_basis=8, radial_hidden=[32, 32], readout_hidden=16, parity=True),
+    "medium": dict(num_channels=32, l_max=0, sh_l_max=3, num_interactions=2, correlation=3,
+                   num_basis=8, radial_hidden=[64, 64], readout_hidden=16, parity=True),
+    # vectors passed between layers: about 4x the cost of the same width with scalars
+    "large": dict(num_channels=32, l_max=1, sh_l_max=3, num_interactions=2, correlation=3,
+                  num_basis=8, radial_hidden=[64, 64, 64], readout_hidden=32, parity=True),
+}
+
+
+def _irreps(l_max: int, parity: bool) -> List[Tuple[int, int]]:
+    """(l, p) of 0e + 1o + 2e + ... with parity, 0e + 1e + 2e + ... without."""
+    return [(l, (-1) ** l if parity else 1) for l in range(l_max + 1)]
+
+
+def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Place each edge in a table of K = (most neighbours of any atom) slots per centre atom.
+
+    Returns ``slot`` [E] (index into the flattened [N * K] table; edges keep their order, which
+    need not be sorted) and ``sh`` [E, D] copied into a zero-padded [N, K, D] table."""
+    e = centre.shape[0]
+    counts = torch.bincount(centre, minlength=n_atoms)
+    k = int(counts.max()) if e > 0 else 1
+    order = torch.sort(centre, stable=True)[1]
+    first = torch.cumsum(counts, 0) - counts
+    sorted_centre = centre.index_select(0, order)
+    rank = torch.arange(e, device=centre.device) - first.index_select(0, sorted_centre)
+    slot = torch.empty_like(centre).index_copy(0, order, sorted_centre * k + rank)
+    table = torch.zeros(n_atoms * k, sh.shape[1], dtype=sh.dtype, device=sh.device).index_copy(0, slot, sh)
+    return slot, table.view(n_atoms, k, sh.shape[1])
+
+
+class EquivariantModel(torch.nn.Module):
+    """Energy model. Batch in (see ``mlip.keys``); adds ``atomic_energy`` [N] and
+    ``total_energy`` [B] in eV. Data-derived arguments as in ``mlip.models.registry``."""
+
+    def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
+                 shift: float = 0.0, avg_num_neighbors: float = 1.0, size: str = "small",
+                 num_channels: Optional[int] = None, l_max: Optional[int] = None, sh_l_max: Optional[int] = None,
+                 num_interactions: Optional[int] = None, correlation: Optional[int] = None,
+                 num_basis: Optional[int] = None,
+                 radial_hidden: Optional[List[int]] = None, readout_hidden: Optional[int] = None,
+                 parity: Optional[bool] = None, cutoff_p: int = 6):
+        super().__init__()
+        # e3nn computes Clebsch-Gordan coefficients in the default dtype: build in float64 so that
+        # a float64 model is equivariant to 1e-14, then cast to the default dtype
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            self._build(species, cutoff, e0, scale, shift, avg_num_neighbors, size, num_channels, l_max, sh_l_max,
+                        num_interactions, correlation, num_basis, radial_hidden, readout_hidden,
+                        parity, cutoff_p)
+        finally:
+            torch.set_default_dtype(default_dtype)
+        self.to(default_dtype)
+
+    def _build(self, species: List[int], cutoff: float, e0: List[float], scale: float, shift: float,
+               avg_num_neighbors: float, size: str, num_channels: Optional[int], l_max: Optional[int],
+               sh_l_max: Optional[int], num_interactions: Optional[int], correlation: Optional[int],
+               num_basis: Optional[int], radial_hidden: Optional[List[int]],
+               readout_hidden: Optional[int], parity: Optional[bool], cutoff_p: int) -> None:
+        if size not in PRESETS:
+            raise ConfigError(f"model.size={size!r}: choose one of {sorted(PRESETS)}")
+        given = dict(num_channels=num_channels, l_max=l_max, sh_l_max=sh_l_max, num_interactions=num_interactions,
+                     correlation=correlation, num_basis=num_basis,
+                     radial_hidden=radial_hidden, readout_hidden=readout_hidden, parity=parity)
+        hp = {k: (v if v is not None else PRESETS[size][k]) for k, v in given.items()}
+        for key, low, high in (("l_max", 0, 3), ("sh_l_max", 1, 3), ("num_interactions", 1, 6),
+                               ("correlation", 1, 3)):
+            if not low <= int(hp[key]) <= high:
+                raise ConfigError(f"model.{key}={hp[key]}: must be between {low} and {high}")
+        if int(hp["sh_l_max"]) < int(hp["l_max"]):
+            raise ConfigError(f"model.sh_l_max={hp['sh_l_max']} must be >= model.l_max={hp['l_max']}")
+        self.hparams: Dict[str, str] = {k: str(v) for k, v in hp.items()}
+        self.species: List[int] = [int(z) for z in species]
+        self.cutoff = float(cutoff)
+        self.num_interactions = int(hp["num_interactions"])
+        #: Å over which an atom's energy depends on others (ghost-atom depth for LAMMPS / MPI domains)
+        self.receptive_field: float = self.num_interactions * self.cutoff
+        n_species = len(self.species)
+        channels = int(hp["num_channels"])
+        parity_ = bool(hp["parity"])
+        self.num_channels = channels
+
+        self.embedding = torch.nn.Parameter(torch.randn(n_species, channels))
+        self.basis = BesselBasis(cutoff, int(hp["num_basis"]))
+        self.envelope = PolynomialCutoff(cutoff, cutoff_p)
+        ls_sh = _irreps(int(hp["sh_l_max"]), parity_)
+        self.sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True,
+                                        normalization="component")
+        ls_h = [(0, 1)]
+        layers = []
+        for t in range(self.num_interactions):
+            last = t == self.num_interactions - 1
+            ls_out = [(0, 1)] if last else _irreps(int(hp["l_max"]), parity_)
+            layers.append(Interaction(ls_h, ls_sh, ls_sh, ls_out, channels, n_species, int(hp["correlation"]),
+                                      avg_num_neighbors))
+            ls_h = ls_out
+        self.layers = torch.nn.ModuleList(layers)
+        self.weight_sizes: List[int] = [layer.weight_numel for layer in layers]
+        self.radial = FullyConnectedNet([int(hp["num_basis"])] + [int(h) for h in hp["radial_hidden"]]
+                                        + [sum(self.weight_sizes)], torch.nn.functional.silu)
+        readouts = [torch.nn.Linear(channels, 1) for _ in range(self.num_interactions - 1)]
+        readouts.append(torch.nn.Sequential(torch.nn.Linear(channels, int(hp["readout_hidden"])), torch.nn.SiLU(),
+                                            torch.nn.Linear(int(hp["readout_hidden"]), 1)))
+        self.readouts = torch.nn.ModuleList(readouts)
+        for module in self.readouts.modules():  # outputs start near zero, as in the invariant model
+            if isinstance(module, torch.nn.Linear) and module.out_features == 1:
+                torch.nn.init.normal_(module.weight, std=0.01)
+                torch.nn.init.zeros_(module.bias)
+        self.energies = AtomicEnergies(e0, scale, shift)
+
+    def radial_features(self, r: torch.Tensor) -> torch.Tensor:
+        """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff."""
+        return self.radial(self.basis(r) * self.envelope(r).unsqueeze(-1))
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        vec = edge_vectors(data)
+        r = torch.linalg.norm(vec, dim=1)
+        species = data[keys.SPECIES]
+        edge_index = data[keys.EDGE_INDEX]
+        sh = self.sh(vec)
+        slot, sh_padded = neighbour_slots(edge_index[0], species.shape[0], sh)
+        weights = torch.split(self.radial_features(r), self.weight_sizes, dim=1)
+        h = self.embedding.index_select(0, species).unsqueeze(2)  # [N, C, 1]
+        y = torch.zeros(species.shape[0], dtype=vec.dtype, device=vec.device)
+        for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
+            h = layer(h, species, sh, weights[t], edge_index, slot, sh_padded)
+            y = y + readout(h[:, :, 0]).squeeze(1)
+        return self.energies(y, data)
+
+    @torch.no_grad()
+    def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:
+        """Scale each layer's atomic basis A and product B to unit RMS per irrep on training
+        batches, layer after layer (a data-dependent initialisation; float64 accumulation)."""
+        batches = list(batches)
+        for layer in self.layers:
+            for stage in ("a", "b"):
+                got: List[torch.Tensor] = []
+                module = layer.linear_a if stage == "a" else layer.linear_out
+                hook = module.register_forward_hook(lambda m, inp, out: got.append(inp[0].detach().double()))
+                for batch in batches:
+                    self(batch)
+                hook.remove()
+                x = torch.cat(got)  # [N, C, D]
+                irrep = layer.a_irrep if stage == "a" else layer.b_irrep
+                sq = torch.zeros(int(irrep.max()) + 1, dtype=torch.float64, device=x.device)
+                count = torch.zeros_like(sq)
+                sq.index_add_(0, irrep, x.pow(2).sum((0, 1)))
+                count.index_add_(0, irrep, torch.full_like(irrep, x.shape[0] * x.shape[1], dtype=torch.float64))
+                rms = (sq / count.clamp_min(1.0)).sqrt().index_select(0, irrep)
+                norm = layer.a_norm if stage == "a" else layer.b_norm
+                norm.mul_(torch.where(rms > 1e-8, 1.0 / rms, torch.ones_like(rms)).to(norm.dtype))
+
+    # ------------------------------------------------------------ optional hooks of the contract
+    def smooth_functions(self, n_points: int = 64) -> List[torch.Tensor]:
+        """The learned radial functions (tensor-product weights) on a uniform grid over (0, cutoff],
+        [num_weights, n_points]."""
+        r = torch.linspace(self.cutoff / n_points, self.cutoff, n_points, dtype=self.embedding.dtype,
+                           device=self.embedding.device)
+        return [self.radial_features(r).transpose(0, 1)]
+
+    def identifiability_parameters(self) -> List[str]:
+        """The last readout layer of every interaction, E0, scale and shift."""
+        names = []
+        for t in range(self.num_interactions):
+            last = "2" if t == self.num_interactions - 1 else None
+            prefix = f"readouts.{t}." + (f"{last}." if last else "")
+            names += [prefix + "weight", prefix + "bias"]
+        return names + ["energies.e0", "energies.scale", "energies.shift"]

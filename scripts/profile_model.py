@@ -1,0 +1,86 @@
+"""Time and profile one model on CPU: a training step (energy, forces, stress, backward) on a batch
+of mlearn Si frames, and an inference call (energy + forces) on a rattled 216-atom Si cell.
+
+    OMP_NUM_THREADS=2 python scripts/profile_model.py model=equivariant model.size=small [--profile]
+
+Arguments after the options are Hydra overrides of the training config (model, data.batch_size).
+"""
+
+import argparse
+import time
+
+import torch
+from ase.build import bulk
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mlip.cli.config_path import CONFIG_DIR
+from mlip.data.graph import atoms_to_graph
+from mlip.data.io import LabelKeys, read_frames
+from mlip.data.graph import frame_to_graph
+from mlip.models import build_model
+from mlip.nn.batch import collate
+from mlip.physics import ForcesAndStress
+
+
+def _time(fn, n):
+    fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables")
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the energy model")
+    args, overrides = parser.parse_known_args()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model = build_model(**model_cfg, species=[14], e0=[-5.0], scale=0.7, shift=0.1, avg_num_neighbors=25.0)
+    print(f"parameters: {sum(p.numel() for p in model.parameters())}")
+    if args.compile:
+        model = torch.compile(model, dynamic=True)
+    physics = ForcesAndStress(model)
+
+    frames = read_frames(cfg.data.train, keys=LabelKeys(**OmegaConf.to_container(cfg.data["keys"])))[: cfg.data.batch_size]
+    batch = collate([frame_to_graph(f, cfg.model.cutoff, {14: 0}) for f in frames], torch.float32)
+    print(f"training batch: {len(frames)} frames, {batch['positions'].shape[0]} atoms, "
+          f"{batch['edge_index'].shape[1]} edges")
+    opt = torch.optim.Adam(physics.parameters(), lr=1e-4)
+
+    def train_step():
+        out = physics(batch, compute_forces=True, compute_stress=True, create_graph=True)
+        loss = out["total_energy"].pow(2).mean() + out["pred_forces"].pow(2).mean() + out["pred_stress"].pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((3, 3, 3))
+    atoms.rattle(0.05, seed=0)
+    single = collate([atoms_to_graph(atoms, cfg.model.cutoff, {14: 0})], torch.float32)
+
+    def infer():
+        physics(single, compute_forces=True, compute_stress=False)
+
+    t_train = _time(train_step, args.calls)
+    t_infer = _time(infer, args.calls)
+    print(f"train step: {t_train * 1e3:.1f} ms ({len(frames) / t_train:.1f} frames/s); "
+          f"inference: {t_infer * 1e6 / len(atoms):.1f} µs/atom ({len(atoms)} atoms, "
+          f"{single['edge_index'].shape[1]} edges), {torch.get_num_threads()} threads")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name, fn in (("train step", train_step), ("inference", infer)):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(3):
+                    fn()
+            print(f"--- {name}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+if __name__ == "__main__":
+    main()

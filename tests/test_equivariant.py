@@ -1,0 +1,187 @@
+"""model=equivariant: internal features rotate with Wigner D matrices, parity setting, presets,
+hooks, TorchScript export, and a short training run through train.py (float64, small systems;
+the general physics suite in test_model_physics.py covers it too)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.io import read, write
+from e3nn import o3
+from scipy.spatial.transform import Rotation
+
+from mlip.errors import ConfigError
+from mlip.export.torchscript import export_torchscript
+from mlip.models.equivariant import PRESETS, EquivariantModel
+from mlip.physics import ForcesAndStress
+from mlip.testing.systems import batch_of, ethanol, predict, sicgeo_cell
+
+REPO = Path(__file__).resolve().parents[1]
+SPECIES = [1, 6, 8, 14]
+
+
+def _model(**kw) -> ForcesAndStress:
+    torch.manual_seed(0)
+    cfg = dict(num_channels=3, l_max=2, sh_l_max=3, num_interactions=2, correlation=3, num_basis=6,
+               radial_hidden=[8], readout_hidden=8)
+    cfg.update(kw)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = EquivariantModel(SPECIES, 4.0, [-1.0, -2.0, -3.0, -4.0], scale=0.5, avg_num_neighbors=10.0, **cfg)
+    finally:
+        torch.set_default_dtype(default)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.out_features == 1:
+                module.weight.mul_(100.0)
+    return ForcesAndStress(model.double()).eval()
+
+
+def _features(model: ForcesAndStress, atoms):
+    """Atomic basis A of every layer and hidden features h after each layer but the last,
+    each [N, C, D], recorded by hooks."""
+    got = []
+    hooks = []
+    for layer in model.energy_model.layers:
+        hooks.append(layer.product.register_forward_hook(lambda m, inp, out: got.append(("A", inp[0]))))
+        hooks.append(layer.register_forward_hook(lambda m, inp, out: got.append(("h", out))))
+    model(batch_of([atoms], model), compute_forces=False, compute_stress=False)
+    for h in hooks:
+        h.remove()
+    return got
+
+
+def _irreps(model, kind, t):
+    layer = model.energy_model.layers[t]
+    mix = layer.linear_a if kind == "A" else layer.linear_out
+    counts = torch.bincount(mix.irrep_of_component)
+    parity = model.energy_model.hparams["parity"] == "True"
+    return o3.Irreps([(1, (int(c - 1) // 2, (-1) ** (int(c - 1) // 2) if parity else 1)) for c in counts])
+
+
+def _wigner_d(irreps, R):
+    """e3nn's D(R) in float64 throughout (it builds intermediate tensors in the default dtype)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return irreps.D_from_matrix(torch.tensor(R))
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _transformed(atoms, R):
+    moved = atoms.copy()
+    moved.set_positions(atoms.get_positions() @ R.T + np.array([0.4, -0.2, 1.0]))
+    if atoms.pbc.any():
+        moved.set_cell(atoms.get_cell()[:] @ R.T)
+    return moved
+
+
+@pytest.mark.parametrize("parity", [True, False])
+def test_internal_features_rotate_with_wigner_d(parity):
+    model = _model(parity=parity)
+    atoms = sicgeo_cell()
+    R = Rotation.random(random_state=5).as_matrix()
+    if parity:
+        R = -R  # an improper rotation: O(3) features transform with their parity too
+    ref = _features(model, atoms)
+    out = _features(model, _transformed(atoms, R))
+    n_l_positive = 0
+    for k, ((kind, a), (_, b)) in enumerate(zip(ref, out)):
+        irreps = _irreps(model, kind, k // 2)
+        D = _wigner_d(irreps, R)
+        torch.testing.assert_close(b, a @ D.T, atol=1e-10, rtol=0)
+        n_l_positive += int(irreps.lmax > 0 and a[:, :, 1:].abs().max() > 1e-3)
+    assert n_l_positive == 3  # A of both layers and h of the first carry l > 0
+
+
+def test_parity_setting_decides_mirror_symmetry():
+    atoms = ethanol()  # chiral once rattled
+    mirrored = _transformed(atoms, np.diag([1.0, 1.0, -1.0]))
+    for parity, symmetric in ((True, True), (False, False)):
+        model = _model(parity=parity)
+        e = predict(model, [atoms])["total_energy"][0]
+        e_mirror = predict(model, [mirrored])["total_energy"][0]
+        assert (abs(float(e - e_mirror)) < 1e-10) == symmetric, parity
+    # both are invariant under proper rotations
+    model = _model(parity=False)
+    rotated = _transformed(atoms, Rotation.random(random_state=1).as_matrix())
+    assert abs(float(predict(model, [atoms])["total_energy"][0] - predict(model, [rotated])["total_energy"][0])) < 1e-10
+
+
+@pytest.mark.parametrize("correlation", [1, 2])
+def test_lower_correlation_and_scalar_features(correlation):
+    model = _model(correlation=correlation, l_max=0, num_interactions=1)
+    atoms = sicgeo_cell()
+    R = Rotation.random(random_state=2).as_matrix()
+    ref, out = predict(model, [atoms]), predict(model, [_transformed(atoms, R)])
+    assert abs(float(ref["total_energy"][0] - out["total_energy"][0])) < 1e-10
+    torch.testing.assert_close(out["pred_forces"], ref["pred_forces"] @ torch.tensor(R).T, atol=1e-10, rtol=0)
+    assert ref["pred_forces"].abs().max() > 1e-3
+
+
+def test_exported_torchscript_equals_eager(tmp_path):
+    model = _model()
+    scripted = export_torchscript(model, str(tmp_path / "model.pt"))
+    for atoms in (sicgeo_cell(), ethanol()):
+        eager = predict(model, [atoms])
+        res = scripted(torch.tensor(atoms.get_positions()), torch.tensor(atoms.get_atomic_numbers()),
+                       torch.tensor(atoms.get_cell()[:]), torch.tensor(atoms.get_pbc()))
+        assert abs(float(res["energy"] - eager["total_energy"][0])) < 1e-10
+        torch.testing.assert_close(res["forces"], eager["pred_forces"], atol=1e-10, rtol=0)
+        if atoms.pbc.all():
+            torch.testing.assert_close(res["stress"], eager["pred_stress"][0], atol=1e-12, rtol=0)
+
+
+def test_presets_fill_unset_knobs_and_check_ranges():
+    small = EquivariantModel([14], 5.0, [0.0], size="small")
+    assert small.num_channels == PRESETS["small"]["num_channels"]
+    assert small.num_interactions == PRESETS["small"]["num_interactions"]
+    wide = EquivariantModel([14], 5.0, [0.0], size="small", num_channels=7, num_interactions=3)
+    assert wide.num_channels == 7 and wide.num_interactions == 3 and len(wide.layers) == 3
+    sizes = [sum(p.numel() for p in EquivariantModel([14], 5.0, [0.0], size=s).parameters())
+             for s in ("small", "medium", "large")]
+    assert sizes[0] < sizes[1] < sizes[2]
+    with pytest.raises(ConfigError, match="model.size='huge'"):
+        EquivariantModel([14], 5.0, [0.0], size="huge")
+    with pytest.raises(ConfigError, match="model.l_max=5"):
+        EquivariantModel([14], 5.0, [0.0], l_max=5)
+    with pytest.raises(ConfigError, match="model.correlation=4"):
+        EquivariantModel([14], 5.0, [0.0], correlation=4)
+
+
+def test_optional_hooks():
+    model = _model().energy_model
+    (radial,) = model.smooth_functions(n_points=50)
+    assert radial.shape == (sum(model.weight_sizes), 50)
+    assert radial[:, -1].abs().max() < 1e-12 and radial[:, :-1].abs().max() > 1e-3  # zero at r_c only
+    assert radial.requires_grad
+    names = dict(model.named_parameters())
+    names.update(dict(model.named_buffers()))
+    for name in model.identifiability_parameters():
+        assert name in names, name
+
+
+def test_two_epoch_training_run(tmp_path):
+    frames = read(REPO / "mlip" / "datasets" / "mlearn_si" / "Si_training.extxyz", index=":")
+    write(tmp_path / "train.extxyz", frames[::12][:16])
+    write(tmp_path / "test.extxyz", frames[5::40][:4])
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "model=equivariant", "model.size=small", "model.num_channels=4",
+         f"data.train={tmp_path / 'train.extxyz'}", f"data.test={tmp_path / 'test.extxyz'}", "data.batch_size=4",
+         "trainer.max_epochs=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2
+    assert metrics["test"]["forces_mae"] < 1500  # meV/Å; finite and not absurd after two epochs
+    exported = torch.jit.load(str(run_dir / "model.pt"))
+    assert exported.atomic_numbers == [14]
