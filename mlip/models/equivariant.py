@@ -55,7 +55,11 @@ def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tup
     need not be sorted) and ``sh`` [E, D] copied into a zero-padded [N, K, D] table."""
     e = centre.shape[0]
     counts = torch.bincount(centre, minlength=n_atoms)
-    k = int(counts.max()) if e > 0 else 1
+    if torch.jit.is_scripting():
+        k = int(counts.max().clamp_min(1))
+    else:  # under torch.export K is a data-dependent size (an unbacked symbol), not a constant
+        k = counts.max().clamp_min(1).item()
+        torch._check(k >= 1)
     order = torch.sort(centre, stable=True)[1]
     first = torch.cumsum(counts, 0) - counts
     sorted_centre = centre.index_select(0, order)
