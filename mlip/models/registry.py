@@ -8,6 +8,9 @@ The contract of an energy model (what the trainer, physics wrapper and export re
 - attributes ``species: List[int]`` and ``cutoff: float``;
 - ``forward(batch) -> batch`` adding ``atomic_energy`` [N] and ``total_energy`` [B] (eV),
   differentiable in positions and cell, TorchScript-compatible;
+- optionally ``receptive_field: float`` (Å), the distance over which an atom's energy depends on
+  others (message passing: ``num_interactions * cutoff``; default the cutoff): engines with ghost
+  atoms (LAMMPS ``pair_style mlip``, MPI domains) must provide ghosts that deep;
 - optionally ``initialize_from_data(batches)`` for data-dependent initialisation, called once
   before training (not on resume: the checkpoint restores its result).
 
