@@ -41,6 +41,17 @@ class ExportedPotential(torch.nn.Module):
             table[z] = k
         self.register_buffer("species_table", table)
 
+    def _species_of(self, z: torch.Tensor) -> torch.Tensor:
+        """Model species index of each atomic number; a clear error for unknown elements."""
+        if bool((z < 0).any()) or bool((z > 118).any()):
+            raise RuntimeError("atomic number out of range 0..118")
+        species = self.species_table[z]
+        if bool((species < 0).any()):
+            bad = int(z[species < 0][0])
+            raise RuntimeError("element with atomic number " + str(bad) + " is not among the model's species "
+                               + str(self.atomic_numbers))
+        return species
+
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
         edge_index, shifts = torch_neighbor_list(positions, cell, pbc, self.cutoff)
@@ -50,13 +61,7 @@ class ExportedPotential(torch.nn.Module):
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
         z = atomic_numbers.to(torch.long)
-        if bool((z < 0).any()) or bool((z > 118).any()):
-            raise RuntimeError("atomic number out of range 0..118")
-        species = self.species_table[z]
-        if bool((species < 0).any()):
-            bad = int(z[species < 0][0])
-            raise RuntimeError("element with atomic number " + str(bad) + " is not among the model's species "
-                               + str(self.atomic_numbers))
+        species = self._species_of(z)
         n = positions.shape[0]
         data: Dict[str, torch.Tensor] = {
             keys.POSITIONS: positions,
@@ -103,13 +108,7 @@ class ExportedPotential(torch.nn.Module):
         atoms, eV), ``atomic_energies`` [n_local] eV and ``forces`` [N, 3] = -dE/dx eV/Å on every
         atom, ghosts included (the engine adds ghost forces back to their owners)."""
         z = atomic_numbers.to(torch.long)
-        if bool((z < 0).any()) or bool((z > 118).any()):
-            raise RuntimeError("atomic number out of range 0..118")
-        species = self.species_table[z]
-        if bool((species < 0).any()):
-            bad = int(z[species < 0][0])
-            raise RuntimeError("element with atomic number " + str(bad) + " is not among the model's species "
-                               + str(self.atomic_numbers))
+        species = self._species_of(z)
         n = positions.shape[0]
         dtype = positions.dtype
         pos = positions.detach().requires_grad_(True)
