@@ -161,6 +161,30 @@ def test_aoti_sizes_are_dynamic_and_unknown_elements_are_nan(aoti_package):
         compiled.compute(*_engine_inputs(atoms))
 
 
+def test_aoti_package_builds_its_own_neighbour_list(aoti_package):
+    """The package's ``neighbors`` graph gives vesin's edge set (triclinic, molecule, a primitive
+    cell thinner than the cutoff that needs two images per direction, a slab with a zero third
+    row); with it the outputs equal eager. A cell too thin for the image grid is refused."""
+    from ase import Atoms
+    from ase.build import bulk
+
+    model, path = aoti_package
+    compiled, _ = load_aoti(str(path))
+    slab = sicgeo_cell()
+    slab.pbc = [True, True, False]
+    slab.cell[2] = 0.0
+    for atoms in (triclinic_si(), ethanol(), sicgeo_cell(), bulk("Si", "diamond", 5.43), slab):
+        pos, numbers, cell, pbc, edge_index, shifts = _engine_inputs(atoms)
+        own_index, own_shifts, ok = compiled.neighbors(pos, cell, pbc)
+        assert bool(ok)
+        ours = sorted(zip(*own_index.tolist(), *own_shifts.long().t().tolist()))
+        assert ours == sorted(zip(*edge_index.tolist(), *shifts.long().t().tolist()))
+        _assert_equal_to_eager(compiled(pos, numbers, cell, pbc), predict(model, [atoms]))
+    thin = Atoms("Si", positions=[[0, 0, 0]], cell=[0.9, 8.0, 8.0], pbc=True)  # 0.9 Å < cutoff / 4
+    with pytest.raises(RuntimeError, match="built-in neighbour list covers cells at least"):
+        compiled(*_engine_inputs(thin)[:4])
+
+
 _BLOCK_MLIP = """
 import sys, json
 class Block:
@@ -189,7 +213,12 @@ def test_aoti_package_runs_where_mlip_cannot_be_imported(aoti_package):
         out = m(torch.tensor({atoms.positions.tolist()}, dtype=f64), torch.tensor({atoms.numbers.tolist()}),
                 torch.tensor({atoms.cell[:].tolist()}, dtype=f64), torch.tensor([True, True, True]),
                 torch.tensor({edge_index.tolist()}), torch.tensor({shifts.tolist()}, dtype=f64))
-        print(json.dumps({{"energy": float(out["energy"]), "forces": out["forces"].tolist(), "meta": meta}}))
+        nl = torch._inductor.package.load_package({str(path)!r}, "neighbors")
+        pos, cell = torch.tensor({atoms.positions.tolist()}, dtype=f64), torch.tensor({atoms.cell[:].tolist()}, dtype=f64)
+        edges, shifts, ok = nl(pos, cell, torch.tensor([True, True, True]))
+        own = m(pos, torch.tensor({atoms.numbers.tolist()}), cell, torch.tensor([True, True, True]), edges, shifts)
+        print(json.dumps({{"energy": float(out["energy"]), "forces": out["forces"].tolist(), "meta": meta,
+                          "own_energy": float(own["energy"]), "ok": bool(ok)}}))
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -197,6 +226,7 @@ def test_aoti_package_runs_where_mlip_cannot_be_imported(aoti_package):
     assert abs(got["energy"] - float(ref["total_energy"][0])) < 1e-8
     np.testing.assert_allclose(got["forces"], ref["pred_forces"].numpy(), atol=1e-8)
     assert got["meta"]["cutoff"] == 4.0 and got["meta"]["mlip_version"] and got["meta"]["neighbor_list"] == "caller"
+    assert got["ok"] and abs(got["own_energy"] - float(ref["total_energy"][0])) < 1e-8
 
 
 def test_calculator_on_each_file_kind_agrees(aoti_package, tmp_path):

@@ -4,8 +4,12 @@
     out = model(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
     meta = model.get_metadata()          # str -> str; "mlip_metadata" holds all of it as JSON
 
-The package always takes the caller's neighbour list (AOTInductor compiles one static graph, and
-the brute-force list of ``model.pt`` has a loop whose length depends on the cell).
+The package holds two compiled graphs. ``model`` (loaded by default) takes the caller's neighbour
+list, as MD engines supply it. ``neighbors`` builds one itself (a brute-force list, O(N^2 x cell
+images), for small systems and scripts without an engine):
+
+    nl = torch._inductor.package.load_package("model.pt2", "neighbors")
+    edge_index, cell_shifts, ok = nl(positions, cell, pbc)   # ok False: cell thinner than cutoff/4
 
 Inputs, all on the device the package was compiled for: positions [N, 3] Å (model dtype),
 atomic_numbers [N] int64, cell [3, 3] Å (rows are lattice vectors; zeros for a molecule, model
@@ -32,7 +36,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.export.torchscript import UNITS
-from mlip.nn.neighbors import torch_neighbor_list
+from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
 OUTPUTS = ("energy", "atomic_energies", "forces", "stress", "virial")
@@ -117,7 +121,8 @@ def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, 
                             "units": dict(UNITS), "dtype": str(dtype).replace("torch.", ""),
                             "mlip_version": mlip.__version__, "device": device,
                             "inputs": ["positions", "atomic_numbers", "cell", "pbc", "edge_index", "cell_shifts"],
-                            "outputs": list(OUTPUTS), "neighbor_list": "caller"}
+                            "outputs": list(OUTPUTS), "neighbor_list": "caller",
+                            "packaged_models": {"model": "caller's neighbour list", "neighbors": "builds one"}}
     flat = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
     flat["mlip_metadata"] = json.dumps(meta)
     return flat
@@ -144,21 +149,49 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     n_edges = torch.export.Dim("n_edges", min=2)
     dynamic = ({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges})
     program = torch.export.export(graph, inputs, dynamic_shapes=dynamic, strict=False)
+    neighbors = ExportableNeighborList(float(energy_model.cutoff)).to(device_t)
+    nl_program = torch.export.export(neighbors, inputs[:1] + inputs[2:4], strict=False,
+                                     dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
     configs = {"aot_inductor.metadata": aoti_metadata(species, energy_model.cutoff, dtype, device_t.type)}
     configs.update(inductor_configs or {})
     path = str(path)
-    out_path = torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=configs)
+    if not path.endswith(".pt2"):
+        raise ValueError(f"{path}: an AOTInductor package must end in .pt2")
+    files = {name: _compile(prog, configs) for name, prog in (("model", program), ("neighbors", nl_program))}
+    from torch._inductor.package import package_aoti
+
+    package_aoti(path, files)
     if check:
-        compiled = torch._inductor.aoti_load_package(out_path)
-        got = compiled(*inputs)
-        ref = {k: v.detach() for k, v in module(*inputs).items()}
-        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        _check_package(path, module, inputs, dtype)
+    return path
+
+
+def _compile(program: torch.export.ExportedProgram, configs: Dict[str, Any]) -> list:
+    """AOTInductor files of one exported program, for ``package_aoti``."""
+    args, kwargs = program.example_inputs
+    return torch._inductor.aot_compile(program.module(check_guards=False), args, kwargs,
+                                       options={**configs, "aot_inductor.package": True})
+
+
+def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], dtype: torch.dtype) -> None:
+    """Both graphs of the package against eager on the tracing input (tolerance 1e-10 in float64,
+    1e-4 in float32, relative); raises RuntimeError naming the output that differs."""
+    from torch._inductor.package import load_package
+
+    compiled = load_package(path, "model")
+    edge_index, shifts, ok = load_package(path, "neighbors")(inputs[0], inputs[2], inputs[3])
+    if not bool(ok) or edge_index.shape != inputs[4].shape:
+        raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
+    ref = {k: v.detach() for k, v in module(*inputs).items()}
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    for own_list, got in ((False, compiled(*inputs)), (True, compiled(*inputs[:4], edge_index, shifts))):
         for name in OUTPUTS:
             scale = float(ref[name].abs().max()) + 1.0
             err = float((got[name] - ref[name]).abs().max())
             if not err <= tol * scale:
-                raise RuntimeError(f"AOTInductor package {path}: {name} differs from the eager model by {err:.3g}")
-    return out_path
+                how = "with its own neighbour list" if own_list else "with the caller's neighbour list"
+                raise RuntimeError(f"AOTInductor package {path}: {name} {how} differs from the eager model "
+                                   f"by {err:.3g}")
 
 
 class AOTIPotential:
@@ -177,6 +210,13 @@ class AOTIPotential:
         self.atomic_numbers: List[int] = self.meta["atomic_numbers"]
         self.cutoff = float(self.meta["cutoff"])
         self.dtype = getattr(torch, self.meta["dtype"])
+        self.neighbors = None
+        if "neighbors" in self.meta.get("packaged_models", {}):
+            from torch._inductor.package import load_package
+
+            self.neighbors = load_package(str(path), "neighbors",
+                                          device_index=device_t.index if device_t.index is not None else -1)
+        self.path = str(path)
 
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -188,6 +228,22 @@ class AOTIPotential:
         return self.compiled(positions.to(**kw), atomic_numbers.to(self.device, torch.long), cell.to(**kw),
                              pbc.to(self.device, torch.bool), edge_index.to(self.device, torch.long),
                              cell_shifts.to(**kw))
+
+
+    def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                 pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Outputs for a structure, with the package's own neighbour list (no engine, no vesin)."""
+        if self.neighbors is None:
+            raise RuntimeError(f"{self.path} has no built-in neighbour list (written by an earlier mlip): "
+                               "pass edge_index and cell_shifts to compute(), or export it again")
+        kw = dict(device=self.device, dtype=self.dtype)
+        positions, cell, pbc = positions.to(**kw), cell.to(**kw), pbc.to(self.device, torch.bool)
+        edge_index, shifts, ok = self.neighbors(positions, cell, pbc)
+        if not bool(ok):
+            raise RuntimeError(f"{self.path}: the built-in neighbour list covers cells at least cutoff/4 = "
+                               f"{self.cutoff / 4:.3g} Å high in each periodic direction (and a non-singular "
+                               "cell); this one is not: pass an engine neighbour list to compute()")
+        return self.compute(positions, atomic_numbers, cell, pbc, edge_index, shifts)
 
 
 def load_aoti(path: str, device: str = "cpu") -> Tuple[AOTIPotential, Dict[str, Any]]:
