@@ -16,7 +16,6 @@ without them).
 import argparse
 import datetime
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -27,29 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def machine() -> str:
-    info = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except OSError:
-        pass
-    import torch
-
-    cpu = info.get("Model name", platform.processor() or "unknown CPU")
-    return (f"{cpu}, {info.get('CPU(s)', os.cpu_count())} CPUs ({info.get('Thread(s) per core', '?')} thread(s) per "
-            f"core), torch {torch.__version__}, Python {platform.python_version()}")
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
+from bench_common import append_section, commit, machine  # noqa: E402
 
 
 def train_short_model(epochs: int, workdir: Path) -> str:
@@ -187,11 +164,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        out = Path(args.output)
-        if not out.exists():
-            out.write_text("# Benchmarks\n\nEach section is appended by the script named in it.\n")
-        with open(out, "a") as fh:
-            fh.write(text)
+        append_section(args.output, text)
 
 
 if __name__ == "__main__":

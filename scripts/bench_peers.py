@@ -18,8 +18,6 @@ scripts/bench_peers_lib/.
 import argparse
 import datetime
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_common import append_section, commit, machine  # noqa: E402
 from bench_peers_lib import report  # noqa: E402
 from bench_peers_lib.data import DATASETS, prepare, read_references  # noqa: E402
 from bench_peers_lib.envs import PEER_REQUIREMENTS, ensure_env  # noqa: E402
@@ -36,28 +35,6 @@ from bench_peers_lib.runners import LIB, REPO, thread_env, train_mace, train_mli
 
 MODELS = ("mlip", "nequip", "mace")
 DATASET_LABELS = {"si": "mlearn Si", "ethanol": "rMD17 ethanol"}
-
-
-def machine() -> str:
-    info = {}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except OSError:
-        pass
-    cpu = info.get("Model name") or platform.processor() or "unknown CPU"
-    return f"{cpu}, {info.get('CPU(s)', os.cpu_count())} CPUs (lscpu), Python {platform.python_version()}"
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return (out.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 class Log:
@@ -213,12 +190,8 @@ def main(argv=None) -> int:
     text = section(args, rows, envs, datasets, argv)
     print(text)
     if not args.no_write:
-        out = Path(args.output)
-        if not out.exists():
-            out.write_text("# Benchmarks\n\nEach section is appended by the script named in it.\n")
-        with open(out, "a") as fh:
-            fh.write(text)
-        log(f"appended to {out}")
+        append_section(args.output, text)
+        log(f"appended to {args.output}")
     log(f"results in {workdir / 'results.json'}, log {workdir / 'bench.log'}")
     return 1 if any(r.get("error") for r in rows) else 0
 

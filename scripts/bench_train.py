@@ -11,7 +11,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_common import append_section, commit, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLIP_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
@@ -29,28 +30,6 @@ DATASETS = {
                       f"data.test={SHARED}/rmd17_ethanol/test_MD.xyz",
                       f"data.e0_file={SHARED}/rmd17_ethanol/isolated_atoms.xyz"],
 }
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def train(name: str, budget: float, threads: int, extra: list, workdir: Path) -> dict:
@@ -141,11 +120,7 @@ def main() -> None:
               f"`MLIPCalculator` (vesin neighbour list), {infer['torchscript_own_nl_us_per_atom']:.1f} µs/atom/call "
               "through the TorchScript model's own neighbour list.\n"]
     text = "\n".join(lines)
-    out = Path(args.output)
-    if not out.exists():
-        out.write_text("# Benchmarks\n\nEach section is appended by the script named in it.\n")
-    with open(out, "a") as fh:
-        fh.write(text)
+    append_section(args.output, text)
     print(text)
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "data"} for k, v in results.items()}, indent=1))
 
