@@ -11,6 +11,7 @@ import torch
 from ase.calculators.calculator import PropertyNotImplementedError  # noqa: F401
 
 from mlip.export import export_torchscript, load_exported
+from mlip.testing.isolation import WITHOUT_MLIP
 from mlip.testing.systems import ethanol, make_model, predict, sicgeo_cell, triclinic_si
 
 
@@ -56,19 +57,7 @@ def test_exported_rejects_unknown_element(exported):
 def test_exported_model_runs_where_mlip_cannot_be_imported(exported, model):
     atoms = sicgeo_cell()
     ref = float(predict(model, [atoms])["total_energy"][0])
-    script = textwrap.dedent(f"""
-        import sys, json
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "mlip" or name.startswith("mlip.") or name == "e3nn" or name.startswith("e3nn."):
-                    raise ImportError("blocked: " + name)
-        sys.meta_path.insert(0, Block())
-        try:
-            import mlip
-            raise SystemExit("mlip was importable")
-        except ImportError:
-            pass
-        import torch
+    script = WITHOUT_MLIP + textwrap.dedent(f"""
         extra = {{"metadata.json": ""}}
         m = torch.jit.load({str(exported)!r}, _extra_files=extra)
         pos = torch.tensor({atoms.positions.tolist()}, dtype=torch.float64)

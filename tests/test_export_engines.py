@@ -20,6 +20,7 @@ from mlip.export import export_torchscript, load_exported
 from mlip.export.aoti import OUTPUTS, EnginePotential, example_inputs, export_aoti, load_aoti, trace_with_forces
 from mlip.models import MODEL_REGISTRY
 from mlip.nn.neighbors import vesin_neighbor_list
+from mlip.testing.isolation import WITHOUT_MLIP
 from mlip.testing.systems import ethanol, make_model, predict, sicgeo_cell, triclinic_si
 
 SPECIES = [1, 6, 8, 14]
@@ -185,28 +186,12 @@ def test_aoti_package_builds_its_own_neighbour_list(aoti_package):
         compiled(*_engine_inputs(thin)[:4])
 
 
-_BLOCK_MLIP = """
-import sys, json
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("mlip", "e3nn", "vesin", "ase"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-try:
-    import mlip
-    raise SystemExit("mlip was importable")
-except ImportError:
-    pass
-import torch
-"""
-
-
 def test_aoti_package_runs_where_mlip_cannot_be_imported(aoti_package):
     model, path = aoti_package
     atoms = sicgeo_cell()
     ref = predict(model, [atoms])
     edge_index, shifts, _ = vesin_neighbor_list(atoms.positions, atoms.cell[:], atoms.pbc, 4.0)
-    script = _BLOCK_MLIP + textwrap.dedent(f"""
+    script = WITHOUT_MLIP + textwrap.dedent(f"""
         m = torch._inductor.aoti_load_package({str(path)!r})
         meta = json.loads(m.get_metadata()["mlip_metadata"])
         f64 = torch.float64
@@ -276,7 +261,7 @@ def test_torchscript_engine_list_runs_where_mlip_cannot_be_imported(tmp_path):
     atoms = ethanol()
     ref = predict(model, [atoms])
     edge_index, shifts, _ = vesin_neighbor_list(atoms.positions, atoms.cell[:], atoms.pbc, 4.0)
-    script = _BLOCK_MLIP + textwrap.dedent(f"""
+    script = WITHOUT_MLIP + textwrap.dedent(f"""
         extra = {{"metadata.json": ""}}
         m = torch.jit.load({str(path)!r}, _extra_files=extra)
         f64 = torch.float64
