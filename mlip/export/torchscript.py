@@ -52,6 +52,24 @@ class ExportedPotential(torch.nn.Module):
                                + str(self.atomic_numbers))
         return species
 
+    def _graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+               edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """One structure as the model's batch dict: cell [3, 3] Å and cell_shifts [E, 3] in the
+        positions' dtype, pbc [3] bool."""
+        z = atomic_numbers.to(torch.long)
+        n = positions.shape[0]
+        return {
+            keys.POSITIONS: positions,
+            keys.ATOMIC_NUMBERS: z,
+            keys.SPECIES: self._species_of(z),
+            keys.BATCH: torch.zeros(n, dtype=torch.long, device=positions.device),
+            keys.CELL: cell.unsqueeze(0),
+            keys.PBC: pbc.unsqueeze(0),
+            keys.N_ATOMS: torch.tensor([n], dtype=torch.long, device=positions.device),
+            keys.EDGE_INDEX: edge_index.to(torch.long),
+            keys.CELL_SHIFTS: cell_shifts,
+        }
+
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
         edge_index, shifts = torch_neighbor_list(positions, cell, pbc, self.cutoff)
@@ -60,20 +78,8 @@ class ExportedPotential(torch.nn.Module):
     @torch.jit.export
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
-        z = atomic_numbers.to(torch.long)
-        species = self._species_of(z)
-        n = positions.shape[0]
-        data: Dict[str, torch.Tensor] = {
-            keys.POSITIONS: positions,
-            keys.ATOMIC_NUMBERS: z,
-            keys.SPECIES: species,
-            keys.BATCH: torch.zeros(n, dtype=torch.long, device=positions.device),
-            keys.CELL: cell.to(positions.dtype).unsqueeze(0),
-            keys.PBC: pbc.to(torch.bool).unsqueeze(0),
-            keys.N_ATOMS: torch.tensor([n], dtype=torch.long, device=positions.device),
-            keys.EDGE_INDEX: edge_index.to(torch.long),
-            keys.CELL_SHIFTS: cell_shifts.to(positions.dtype),
-        }
+        data = self._graph(positions, atomic_numbers, cell.to(positions.dtype), pbc.to(torch.bool), edge_index,
+                           cell_shifts.to(positions.dtype))
         periodic = bool(pbc.all())
         out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)
         stress = out[keys.PRED_STRESS][0] if periodic else torch.zeros((3, 3), dtype=positions.dtype,
@@ -107,23 +113,11 @@ class ExportedPotential(torch.nn.Module):
         within ``receptive_field() - cutoff`` of one). Returns ``energy`` [] (sum over local
         atoms, eV), ``atomic_energies`` [n_local] eV and ``forces`` [N, 3] = -dE/dx eV/Å on every
         atom, ghosts included (the engine adds ghost forces back to their owners)."""
-        z = atomic_numbers.to(torch.long)
-        species = self._species_of(z)
-        n = positions.shape[0]
         dtype = positions.dtype
         pos = positions.detach().requires_grad_(True)
-        n_edges = edge_index.shape[1]
-        data: Dict[str, torch.Tensor] = {
-            keys.POSITIONS: pos,
-            keys.ATOMIC_NUMBERS: z,
-            keys.SPECIES: species,
-            keys.BATCH: torch.zeros(n, dtype=torch.long, device=pos.device),
-            keys.CELL: torch.zeros((1, 3, 3), dtype=dtype, device=pos.device),
-            keys.PBC: torch.zeros((1, 3), dtype=torch.bool, device=pos.device),
-            keys.N_ATOMS: torch.tensor([n], dtype=torch.long, device=pos.device),
-            keys.EDGE_INDEX: edge_index.to(torch.long),
-            keys.CELL_SHIFTS: torch.zeros((n_edges, 3), dtype=dtype, device=pos.device),
-        }
+        data = self._graph(pos, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=pos.device),
+                           torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
+                           torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device))
         out = self.model.energy_model(data)
         atomic = out[keys.ATOMIC_ENERGY][:n_local]
         energy = atomic.sum()
