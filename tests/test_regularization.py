@@ -74,6 +74,16 @@ def test_smoothness_without_hook_is_a_config_error():
         Regularizer({"name": "l1", "alpha": 1.0}, torch.nn.Linear(2, 1))
 
 
+def test_l2_on_a_model_without_l2_parameters_is_a_config_error():
+    """LJ and Morse have no parameters L2 acts on: an L2 run would silently be an unregularised one."""
+    lj = build_model("lj", species=[18], cutoff=6.0, e0=[0.0])
+    assert l2_parameters(lj) == []
+    with pytest.raises(ConfigError, match=r"regularization=l2 would do nothing: model.name=lj"):
+        Regularizer({"name": "l2", "alpha": 1.0}, lj, "lj")
+    Regularizer({"name": "l2", "alpha": 0.0}, lj, "lj")  # alpha 0 (a CV sweep's first point) is allowed
+    Regularizer({"name": "none"}, lj, "lj")
+
+
 def test_invariant_radial_functions_shape_and_model_values():
     model = _invariant()
     (v,) = model.smooth_functions(32)

@@ -68,6 +68,11 @@ class Regularizer:
                 f"regularization=smoothness needs a model with smooth_functions() (tabulated or learned "
                 f"radial functions); model.name={model_name or type(model).__name__} has none: use "
                 "regularization=l2 or regularization=none")
+        if self.name == "l2" and self.alpha > 0.0 and not l2_parameters(model):
+            raise ConfigError(
+                f"regularization=l2 would do nothing: model.name={model_name or type(model).__name__} has no "
+                "parameters that L2 acts on (a few physical constants per pair, with no natural zero); use "
+                "regularization=none, or a tabulated model (spline_pair, eam) for regularised fits")
 
     @property
     def active(self) -> bool:
