@@ -22,6 +22,7 @@ from mlip.physics import ForcesAndStress
 from mlip.training.loss import WeightedLoss
 from mlip.training.metrics import MetricAccumulator
 from mlip.training.regularization import Regularizer
+from mlip.training.schedule import make_scheduler
 
 
 def _sum_across_ranks(tensors: List[torch.Tensor]) -> None:
@@ -111,10 +112,7 @@ class PotentialModule(L.LightningModule):
         loss_params = list(self.loss_fn.parameters())  # learned sigmas: never decayed
         if loss_params:
             groups.append({"params": loss_params, "weight_decay": 0.0})
-        opt = torch.optim.AdamW(groups, lr=cfg.get("lr", 5e-3),
-                                weight_decay=cfg.get("weight_decay", 0.0), amsgrad=cfg.get("amsgrad", True))
-        sched_cfg = dict(cfg.get("scheduler") or {})
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=sched_cfg.get("factor", 0.5), patience=sched_cfg.get("patience", 10),
-            min_lr=sched_cfg.get("min_lr", 1e-5))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
+        lr = float(cfg.get("lr", 5e-3))
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.get("weight_decay", 0.0),
+                                amsgrad=cfg.get("amsgrad", True))
+        return {"optimizer": opt, "lr_scheduler": make_scheduler(opt, dict(cfg.get("scheduler") or {}), lr, self)}
