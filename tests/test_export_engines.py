@@ -117,9 +117,11 @@ def test_every_model_exports_with_forces_through_torch_export(name):
 
 @pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
 def test_every_model_compiles_with_aoti(name, tmp_path):
-    """A full compile per model family, on a single-species model (10-30 s each on a quiet core)."""
+    """A full compile per model family, on a single-species model (10-30 s each on a quiet core);
+    the package's own neighbour list, the same for every family, is left to the fixture above."""
     model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
-    compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2")))
+    compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False))
+    assert compiled.neighbors is None and list(meta["packaged_models"]) == ["model"]
     assert meta["atomic_numbers"] == [14]
     for atoms in (triclinic_si(), triclinic_si(seed=3).repeat((1, 2, 1))):
         _assert_equal_to_eager(compiled.compute(*_engine_inputs(atoms)), predict(model, [atoms]))

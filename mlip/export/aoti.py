@@ -115,24 +115,28 @@ def trace_with_forces(module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...])
         fx_config.use_duck_shape = previous
 
 
-def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, device: str) -> Dict[str, str]:
+def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, device: str,
+                  neighbors: bool = True) -> Dict[str, str]:
     """What the package carries (strings only, readable with ``get_metadata()`` in Python and C++)."""
     meta: Dict[str, Any] = {"atomic_numbers": [int(z) for z in atomic_numbers], "cutoff": float(cutoff),
                             "units": dict(UNITS), "dtype": str(dtype).replace("torch.", ""),
                             "mlip_version": mlip.__version__, "device": device,
                             "inputs": ["positions", "atomic_numbers", "cell", "pbc", "edge_index", "cell_shifts"],
                             "outputs": list(OUTPUTS), "neighbor_list": "caller",
-                            "packaged_models": {"model": "caller's neighbour list", "neighbors": "builds one"}}
+                            "packaged_models": {"model": "caller's neighbour list",
+                                                **({"neighbors": "builds one"} if neighbors else {})}}
     flat = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
     flat["mlip_metadata"] = json.dumps(meta)
     return flat
 
 
 def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] = None, device: str = "cpu",
-                inductor_configs: Optional[Dict[str, Any]] = None, check: bool = True) -> str:
+                inductor_configs: Optional[Dict[str, Any]] = None, check: bool = True, neighbors: bool = True) -> str:
     """Compile ``model`` (a ``ForcesAndStress`` around a registry model) into ``path`` (``*.pt2``)
-    for ``device``; returns the path. With ``check``, the package is loaded and compared with the
-    eager model on the tracing input (tolerance 1e-10 in float64, 1e-4 in float32, relative)."""
+    for ``device``; returns the path. ``neighbors`` adds the package's own neighbour-list graph
+    (about 12 s more compiling; without it callers must always pass a list). With ``check``, the
+    package is loaded and compared with the eager model on the tracing input (tolerance 1e-10 in
+    float64, 1e-4 in float32, relative)."""
     device_t = torch.device(device)
     model = copy.deepcopy(model).to(device_t).eval()
     if dtype is not None:
@@ -149,20 +153,22 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     n_edges = torch.export.Dim("n_edges", min=2)
     dynamic = ({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges})
     program = torch.export.export(graph, inputs, dynamic_shapes=dynamic, strict=False)
-    neighbors = ExportableNeighborList(float(energy_model.cutoff)).to(device_t)
-    nl_program = torch.export.export(neighbors, inputs[:1] + inputs[2:4], strict=False,
-                                     dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
-    configs = {"aot_inductor.metadata": aoti_metadata(species, energy_model.cutoff, dtype, device_t.type)}
+    programs = {"model": program}
+    if neighbors:
+        programs["neighbors"] = torch.export.export(
+            ExportableNeighborList(float(energy_model.cutoff)).to(device_t), inputs[:1] + inputs[2:4], strict=False,
+            dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
+    configs = {"aot_inductor.metadata": aoti_metadata(species, energy_model.cutoff, dtype, device_t.type, neighbors)}
     configs.update(inductor_configs or {})
     path = str(path)
     if not path.endswith(".pt2"):
         raise ValueError(f"{path}: an AOTInductor package must end in .pt2")
-    files = {name: _compile(prog, configs) for name, prog in (("model", program), ("neighbors", nl_program))}
+    files = {name: _compile(prog, configs) for name, prog in programs.items()}
     from torch._inductor.package import package_aoti
 
     package_aoti(path, files)
     if check:
-        _check_package(path, module, inputs, dtype)
+        _check_package(path, module, inputs, dtype, neighbors)
     return path
 
 
@@ -173,23 +179,26 @@ def _compile(program: torch.export.ExportedProgram, configs: Dict[str, Any]) -> 
                                        options={**configs, "aot_inductor.package": True})
 
 
-def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], dtype: torch.dtype) -> None:
-    """Both graphs of the package against eager on the tracing input (tolerance 1e-10 in float64,
-    1e-4 in float32, relative); raises RuntimeError naming the output that differs."""
+def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], dtype: torch.dtype,
+                   neighbors: bool) -> None:
+    """The package's graphs against eager on the tracing input (tolerance 1e-10 in float64, 1e-4 in
+    float32, relative); raises RuntimeError naming the output that differs."""
     from torch._inductor.package import load_package
 
     compiled = load_package(path, "model")
-    edge_index, shifts, ok = load_package(path, "neighbors")(inputs[0], inputs[2], inputs[3])
-    if not bool(ok) or edge_index.shape != inputs[4].shape:
-        raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
+    runs = [("with the caller's neighbour list", compiled(*inputs))]
+    if neighbors:
+        edge_index, shifts, ok = load_package(path, "neighbors")(inputs[0], inputs[2], inputs[3])
+        if not bool(ok) or edge_index.shape != inputs[4].shape:
+            raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
+        runs.append(("with its own neighbour list", compiled(*inputs[:4], edge_index, shifts)))
     ref = {k: v.detach() for k, v in module(*inputs).items()}
     tol = 1e-10 if dtype == torch.float64 else 1e-4
-    for own_list, got in ((False, compiled(*inputs)), (True, compiled(*inputs[:4], edge_index, shifts))):
+    for how, got in runs:
         for name in OUTPUTS:
             scale = float(ref[name].abs().max()) + 1.0
             err = float((got[name] - ref[name]).abs().max())
             if not err <= tol * scale:
-                how = "with its own neighbour list" if own_list else "with the caller's neighbour list"
                 raise RuntimeError(f"AOTInductor package {path}: {name} {how} differs from the eager model "
                                    f"by {err:.3g}")
 
@@ -234,7 +243,7 @@ class AOTIPotential:
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Outputs for a structure, with the package's own neighbour list (no engine, no vesin)."""
         if self.neighbors is None:
-            raise RuntimeError(f"{self.path} has no built-in neighbour list (written by an earlier mlip): "
+            raise RuntimeError(f"{self.path} has no built-in neighbour list (exported with neighbors=False or by an earlier mlip): "
                                "pass edge_index and cell_shifts to compute(), or export it again")
         kw = dict(device=self.device, dtype=self.dtype)
         positions, cell, pbc = positions.to(**kw), cell.to(**kw), pbc.to(self.device, torch.bool)
