@@ -243,8 +243,8 @@ class AOTIPotential:
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Outputs for a structure, with the package's own neighbour list (no engine, no vesin)."""
         if self.neighbors is None:
-            raise RuntimeError(f"{self.path} has no built-in neighbour list (exported with neighbors=False or by an earlier mlip): "
-                               "pass edge_index and cell_shifts to compute(), or export it again")
+            raise RuntimeError(f"{self.path} has no built-in neighbour list (exported with neighbors=False or "
+                               "by an earlier mlip): pass edge_index and cell_shifts to compute(), or export it again")
         kw = dict(device=self.device, dtype=self.dtype)
         positions, cell, pbc = positions.to(**kw), cell.to(**kw), pbc.to(self.device, torch.bool)
         edge_index, shifts, ok = self.neighbors(positions, cell, pbc)
