@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from bench_common import append_section, commit, machine  # noqa: E402
 
@@ -54,27 +53,17 @@ def train(name: str, budget: float, threads: int, extra: list, workdir: Path) ->
 
 def inference_us_per_atom(model_path: str, threads: int, calls: int = 30) -> dict:
     """µs per atom per energy+forces call on a rattled 216-atom Si cell (after warm-up), through
-    the ASE calculator (vesin neighbour list) and through the bare TorchScript model."""
+    the ASE calculator (vesin neighbour list; the peer benchmark's timing loop) and through the
+    bare TorchScript model."""
     import torch
-    from ase.build import bulk
 
+    from bench_peers_lib.peer_eval import si216, time_si216
     from mlip.calculator import MLIPCalculator
 
     torch.set_num_threads(threads)
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((3, 3, 3))
-    atoms.rattle(0.05, seed=0)
-    calc = MLIPCalculator(model_path)
-    atoms.calc = calc
-    rng = np.random.default_rng(0)
-    base = atoms.get_positions().copy()
-    for _ in range(5):
-        atoms.set_positions(base + rng.normal(scale=0.01, size=base.shape))
-        atoms.get_forces()
-    t = time.perf_counter()
-    for _ in range(calls):
-        atoms.set_positions(base + rng.normal(scale=0.01, size=base.shape))
-        atoms.get_forces()
-    ase_us = (time.perf_counter() - t) / calls / len(atoms) * 1e6
+    ase_us = time_si216(MLIPCalculator(model_path), calls=calls)["us_per_atom"]
+    atoms = si216()
+    base = atoms.get_positions()
     model = torch.jit.load(model_path)
     dtype = next(model.parameters()).dtype
     inputs = (torch.tensor(base, dtype=dtype), torch.tensor(atoms.numbers), torch.tensor(atoms.cell[:], dtype=dtype),
