@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from bench_common import append_section, commit, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

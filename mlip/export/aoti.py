@@ -238,7 +238,6 @@ class AOTIPotential:
                              pbc.to(self.device, torch.bool), edge_index.to(self.device, torch.long),
                              cell_shifts.to(**kw))
 
-
     def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Outputs for a structure, with the package's own neighbour list (no engine, no vesin)."""
