@@ -206,7 +206,7 @@ def test_e0_from_isolated_atoms_and_auto_fallback(tmp_path):
         return atoms_to_frame(labelled(atoms, energy=energy), LabelKeys(), "mem", 0)
 
     isolated = [frame("H", -0.5), frame("O", -75.0)]
-    train = [frame("H2O", -76.4), frame("H4O2", -152.9)]
+    train = [frame("H2O", -76.4), frame("H2O2", -151.5)]
     assert isolated[0].is_isolated_atom and not train[0].is_isolated_atom
     assert resolve_e0("auto", train, [1, 8], isolated) == {1: -0.5, 8: -75.0}
     assert resolve_e0("isolated", train, [1, 8], isolated) == {1: -0.5, 8: -75.0}

@@ -63,7 +63,8 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
         seed=split.seed, split=split.get("name", "random"), k=split.get("k", 5), fold=split.get("fold", 0),
         group_by=split.get("group_by"), require_if_present=require_if_present,
         batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
-        num_workers=cfg.data.num_workers, dtype=dtype)
+        num_workers=cfg.data.num_workers, dtype=dtype,
+        checks=OmegaConf.to_container(cfg.data.checks) if cfg.data.get("checks") is not None else None)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
@@ -92,6 +93,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     stats = dm.statistics
     loss_config = OmegaConf.to_container(cfg.loss, resolve=True)
     loss_config["sigma"] = resolve_sigma(loss_config["sigma"], dm.label_kinds)
+    for kind in [k for k, v in loss_config["sigma"].items() if v is not None and k not in dm.label_kinds]:
+        log.warning("loss: %s left out of the loss: %s", kind, dm.absent_label_hint(kind))
+        loss_config["sigma"][kind] = None
     if isinstance(cfg.loss.sigma, str):
         log.info("loss.sigma=learned: learning sigma of %s", ", ".join(loss_config["sigma"]) or "no kind")
     model_config = dict(OmegaConf.to_container(cfg.model, resolve=True))

@@ -12,7 +12,7 @@ no stress.
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import ase.io
 import numpy as np
@@ -51,6 +51,7 @@ class Frame:
     source: str  # file the frame came from
     index: int  # position of the frame in that file
     info: Dict = field(default_factory=dict)
+    label_names: Tuple[str, ...] = ()  # names of the info / arrays / calculator entries (for hints)
 
     @property
     def n_atoms(self) -> int:
@@ -112,12 +113,20 @@ def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: in
             if np.linalg.norm(cell[k]) < 1e-6:
                 raise DataError(f"frame is periodic along lattice vector {k}, which is zero", path, index)
 
+    numbers = np.asarray(atoms.get_atomic_numbers(), dtype=np.int64)
+    bad = (numbers < 1) | (numbers > 118)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        symbol = atoms.get_chemical_symbols()[k] if 0 <= numbers[k] <= 118 else "?"
+        raise DataError(f"atom {k} has atomic number {int(numbers[k])} ({symbol!r}), not a real element "
+                        "(ASE reads an unknown species name as X, Z=0): fix the species column of the file",
+                        path, index)
     energy = forces = stress = None
     if keys is not None:
         energy, forces, stress = _read_labels(atoms, keys, path, index, pbc, volume)
     info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
     return Frame(
-        numbers=np.asarray(atoms.get_atomic_numbers(), dtype=np.int64),
+        numbers=numbers,
         positions=positions,
         cell=cell,
         pbc=pbc,
@@ -128,7 +137,15 @@ def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: in
         source=str(path),
         index=index,
         info=info,
+        label_names=_label_names(atoms),
     )
+
+
+def _label_names(atoms: Atoms) -> Tuple[str, ...]:
+    """Names under which ``atoms`` holds values (info, arrays, calculator results), for hints."""
+    skip = {"numbers", "positions", "config_type"}
+    names = set(atoms.info) | set(atoms.arrays) | set(getattr(atoms.calc, "results", {}) or {})
+    return tuple(sorted(n for n in names if n not in skip))
 
 
 def _read_labels(atoms: Atoms, keys: LabelKeys, path: str, index: int, pbc: np.ndarray, volume: float):

@@ -1,11 +1,14 @@
 """Per-element reference energies E0 (eV per atom of each element)."""
 
-from typing import Dict, List, Sequence
+import logging
+from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
 
 from mlip.errors import DataError
 from mlip.data.io import Frame
+
+log = logging.getLogger(__name__)
 
 
 def e0_from_isolated_atoms(frames: Sequence[Frame]) -> Dict[int, float]:
@@ -17,48 +20,98 @@ def e0_from_isolated_atoms(frames: Sequence[Frame]) -> Dict[int, float]:
     return out
 
 
-def e0_least_squares(frames: Sequence[Frame], species: Sequence[int]) -> Dict[int, float]:
+#: how a check of the data reacts: raise a DataError, log a warning, or do nothing (``data.checks``)
+CHECK_ACTIONS = ("error", "warn", "off")
+
+
+def composition_matrix(frames: Sequence[Frame], species: Sequence[int]) -> np.ndarray:
+    """Counts [F, S]: atoms of each species (columns in the order of ``species``) in each frame."""
+    col = {z: k for k, z in enumerate(species)}
+    counts = np.zeros((len(frames), len(species)))
+    for r, f in enumerate(frames):
+        for z in f.numbers:
+            counts[r, col[int(z)]] += 1
+    return counts
+
+
+def _formula(counts: np.ndarray, species: Sequence[int]) -> str:
+    from ase.data import chemical_symbols
+    from ase.formula import Formula
+
+    return Formula.from_dict({chemical_symbols[z]: int(n) for z, n in zip(species, counts) if n}).format("hill")
+
+
+def e0_least_squares(frames: Sequence[Frame], species: Sequence[int],
+                     underdetermined: str = "error") -> Dict[int, float]:
     """E0 minimising sum_frames (E - sum_Z n_Z E0_Z)^2 over frames with an energy.
 
-    With one element this is the mean energy per atom. Uses the minimum-norm solution when some
-    elements always appear in the same ratio (the problem is then rank deficient).
+    With one element this is the mean energy per atom. When the compositions cannot separate the
+    elements (every frame has the same composition, or the compositions are collinear: the
+    problem is rank deficient), only sums of E0 are determined: ``underdetermined="error"`` raises a
+    ``DataError`` that says so and how to proceed; ``"warn"``/``"off"`` take the minimum-norm
+    solution (one of infinitely many, logged as such with ``"warn"``).
     """
     labelled = [f for f in frames if f.energy is not None]
     if not labelled:
         raise DataError("cannot fit E0 by least squares: no training frame has an energy")
-    col = {z: k for k, z in enumerate(species)}
-    counts = np.zeros((len(labelled), len(species)))
-    for r, f in enumerate(labelled):
-        for z in f.numbers:
-            counts[r, col[int(z)]] += 1
+    counts = composition_matrix(labelled, species)
     energies = np.array([f.energy for f in labelled])
-    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    solution, _, rank, _ = np.linalg.lstsq(counts, energies, rcond=None)
+    if rank < len(species) and underdetermined != "off":
+        from ase.data import chemical_symbols
+
+        formulas = sorted({_formula(c, species) for c in counts})
+        what = (f"every training frame has the composition {formulas[0]}" if len(formulas) == 1 else
+                f"the {len(formulas)} compositions ({', '.join(formulas[:4])}{', ...' if len(formulas) > 4 else ''}) "
+                f"are collinear (rank {rank} < {len(species)} elements)")
+        names = ", ".join(chemical_symbols[z] for z in species)
+        message = (f"E0 by least squares is not determined: {what}, so the energy cannot be split among "
+                   f"{names}. Add isolated-atom frames (one atom, pbc=F, with its energy) to data.train or "
+                   "data.e0_file, or give the values: data.e0='{" + ", ".join(f"{chemical_symbols[z]}: ..."
+                                                                          for z in species) + "}' (eV), "
+                   "or data.e0=zero to fit total energies (an isolated atom then has no meaningful energy). "
+                   "data.checks.e0_underdetermined=warn takes the minimum-norm solution instead.")
+        if underdetermined == "error":
+            raise DataError(message, labelled[0].source)
+        log.warning("%s (taking the minimum-norm solution: only sums of E0 over each composition mean anything)",
+                    message.split(". Add")[0])
+    col = {z: k for k, z in enumerate(species)}
     return {int(z): float(solution[col[z]]) for z in species}
 
 
-def resolve_e0(spec, frames: Sequence[Frame], species: List[int], isolated: Sequence[Frame] = ()) -> Dict[int, float]:
-    """E0 as configured by ``data.e0``:
+class E0Result(NamedTuple):
+    """Reference energies {Z: eV} and a phrase saying where they came from (for logs and metrics)."""
 
-    ``"auto"``: isolated-atom frames when they cover every species, else least squares;
-    ``"isolated"``: isolated-atom frames (error if a species lacks one);
-    ``"least_squares"``; ``"zero"``; or a mapping {symbol or Z: eV}.
-    """
+    values: Dict[int, float]
+    source: str
+
+
+def reference_energies(spec, frames: Sequence[Frame], species: List[int], isolated: Sequence[Frame] = (),
+                       underdetermined: str = "error") -> E0Result:
+    """E0 as configured by ``data.e0`` (see ``resolve_e0``), with where it came from."""
     from ase.data import atomic_numbers, chemical_symbols
 
     if isinstance(spec, str):
         mode = spec
         if mode == "zero":
-            return {z: 0.0 for z in species}
+            return E0Result({z: 0.0 for z in species}, "zero (data.e0=zero)")
         if mode in ("auto", "isolated"):
             found = e0_from_isolated_atoms(isolated)
             missing = [chemical_symbols[z] for z in species if z not in found]
             if not missing:
-                return {z: found[z] for z in species}
+                return E0Result({z: found[z] for z in species}, "isolated-atom frames")
             if mode == "isolated":
                 raise DataError(f"data.e0=isolated, but there is no isolated-atom frame for {', '.join(missing)}")
-            return e0_least_squares(frames, species)
+            if not any(f.energy is not None for f in frames):
+                log.warning("no training frame has an energy: E0 = 0 for every element; predicted energies "
+                            "are defined only up to a constant")
+                return E0Result({z: 0.0 for z in species}, "zero (no energy labels)")
+            how = "least squares on the training split"
+            if found:
+                how += f" (isolated-atom frames lack {', '.join(missing)})"
+            return E0Result(e0_least_squares(frames, species, underdetermined), how)
         if mode == "least_squares":
-            return e0_least_squares(frames, species)
+            return E0Result(e0_least_squares(frames, species, underdetermined), "least squares on the training split")
         raise DataError(f"data.e0={mode!r}: expected auto, isolated, least_squares, zero or a mapping")
     out: Dict[int, float] = {}
     for key, value in dict(spec).items():
@@ -69,4 +122,16 @@ def resolve_e0(spec, frames: Sequence[Frame], species: List[int], isolated: Sequ
     missing = [chemical_symbols[z] for z in species if z not in out]
     if missing:
         raise DataError(f"data.e0 gives no value for {', '.join(missing)}")
-    return {z: out[z] for z in species}
+    return E0Result({z: out[z] for z in species}, "data.e0 (given)")
+
+
+def resolve_e0(spec, frames: Sequence[Frame], species: List[int], isolated: Sequence[Frame] = (),
+               underdetermined: str = "error") -> Dict[int, float]:
+    """E0 as configured by ``data.e0``:
+
+    ``"auto"``: isolated-atom frames when they cover every species, else least squares (zero
+    when no training frame has an energy);
+    ``"isolated"``: isolated-atom frames (error if a species lacks one);
+    ``"least_squares"``; ``"zero"``; or a mapping {symbol or Z: eV}.
+    """
+    return reference_energies(spec, frames, species, isolated, underdetermined).values

@@ -7,13 +7,16 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import lightning as L
 import torch
+
+from mlip import keys
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mlip.data.dataset import GraphDataset
 from mlip.errors import ConfigError, DataError
 from mlip.data.graph import species_error
 from mlip.data.io import Frame, LabelKeys, read_frames, require_labels
-from mlip.data.reference import resolve_e0
+from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
+from mlip.data.reference import reference_energies
 from mlip.data.split import group_labels, kfold_split, random_split
 from mlip.data.statistics import dataset_statistics
 from mlip.nn.batch import collate
@@ -41,9 +44,12 @@ class FrameDataModule(L.LightningDataModule):
     frame by frame (see ``kfold_split``). ``test`` (a file) stays
     the test set of every fold; no test split is carved from ``train`` in this mode.
 
-    ``require_if_present``: kinds that every train/val frame must carry if any training frame
-    does (the kinds of ``loss.sigma=learned``); ``label_kinds`` lists the kinds the training split
-    carries.
+    ``require``: kinds every train/val frame must carry, among those the training split carries at
+    all (a kind no training frame carries is left out of the loss, not required);
+    ``require_if_present``: the same for ``loss.sigma=learned``. ``label_kinds`` lists the kinds the
+    training split carries, ``label_counts`` the labelled frames of each kind per split.
+    ``checks``: ``data.checks`` (``mlip.data.checks``), the plausibility checks run on every frame
+    before the split: energies in another unit, E0 the data cannot determine or that does not fit.
     """
 
     def __init__(self, train: str, cutoff: float, val: Optional[str] = None, test: Optional[str] = None,
@@ -52,7 +58,8 @@ class FrameDataModule(L.LightningDataModule):
                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
                  batch_size: int = 8, eval_batch_size: int = 16, num_workers: int = 0,
                  dtype: torch.dtype = torch.float32, split: str = "random", k: int = 5, fold: int = 0,
-                 group_by: Optional[str] = None, require_if_present: Sequence[str] = ()):
+                 group_by: Optional[str] = None, require_if_present: Sequence[str] = (),
+                 checks: Optional[Dict[str, str]] = None):
         super().__init__()
         self.paths = {"train": train, "val": val, "test": test}
         self.format = format
@@ -69,6 +76,7 @@ class FrameDataModule(L.LightningDataModule):
         self.fold = fold
         self.group_by = group_by
         self.require_if_present = list(require_if_present)
+        self.checks = check_settings(checks)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -88,15 +96,20 @@ class FrameDataModule(L.LightningDataModule):
         if not frames:
             raise DataError("no training frames (after removing isolated atoms used for E0)", self.paths["train"])
 
+        files = {name: [f for f in read_frames(self.paths[name], self.label_keys, format=self.format)
+                        if not f.is_isolated_atom] for name in ("val", "test") if self.paths[name]}
+        every = frames + [f for fs in files.values() for f in fs]
+        check_energy_outliers(every, sorted({int(z) for f in every for z in f.numbers}),
+                              self.checks["energy_outliers"])
+
         splits: Dict[str, List[Frame]] = {}
         idx = self._split_indices(frames)
         for name in ("train", "val", "test", "cv"):
             if name == "cv":
                 if self.split == "kfold":
                     splits[name] = [frames[i] for i in idx[name]]
-            elif self.paths[name] and name != "train":
-                splits[name] = [f for f in read_frames(self.paths[name], self.label_keys, format=self.format)
-                                if not f.is_isolated_atom]
+            elif name in files:
+                splits[name] = files[name]
                 self.split_indices[f"{name}_file"] = self.paths[name]
             else:
                 splits[name] = [frames[i] for i in idx[name]]
@@ -104,28 +117,47 @@ class FrameDataModule(L.LightningDataModule):
             if not splits[name]:
                 raise DataError(f"the {name} split is empty (set split.{name}_fraction > 0 or data.{name}=<file>)",
                                 self.paths[name] or self.paths["train"])
-        self.label_kinds = [k for k in ("energy", "forces", "stress")
-                            if any(getattr(f, k) is not None for f in splits["train"])]
-        require = self.require + [k for k in self.require_if_present if k in self.label_kinds and k not in self.require]
+        self.label_counts = {name: {k: sum(getattr(f, k) is not None for f in fs) for k in keys.LABEL_KINDS}
+                             for name, fs in splits.items()}
+        self.label_kinds = [k for k in keys.LABEL_KINDS if self.label_counts["train"][k]]
+        if not self.label_kinds:
+            raise DataError("no training frame carries an energy, forces or stress "
+                            f"(looked for data.keys {vars(self.label_keys)}; the frames hold "
+                            f"{', '.join(self._names_in(splits['train'])) or 'nothing else'})", self.paths["train"])
+        require = [k for k in self.require + self.require_if_present if k in self.label_kinds]
         for name in ("train", "val"):
-            require_labels(splits[name], require)
+            require_labels(splits[name], list(dict.fromkeys(require)))
 
         self.species = sorted({int(z) for f in splits["train"] for z in f.numbers})
         species_index = {z: k for k, z in enumerate(self.species)}
         for name in ("val", "test", "cv"):
             for f in splits.get(name, []):
                 species_error(f, species_index)
-        e0 = resolve_e0(self.e0_spec, splits["train"], self.species, isolated)
+        e0, self.e0_source = reference_energies(self.e0_spec, splits["train"], self.species, isolated,
+                                                self.checks["e0_underdetermined"])
+        check_e0_consistency(splits["train"], e0, self.e0_source, self.checks["e0_consistency"])
         self.e0 = [e0[z] for z in self.species]
         self.config_types = sorted({f.config_type for fs in splits.values() for f in fs})
         self.datasets = {name: GraphDataset(fs, self.cutoff, species_index, self.config_types)
                          for name, fs in splits.items() if fs}
         self.statistics = dataset_statistics(splits["train"], self.datasets["train"].graphs, e0)
+        self._train_frames_names = self._names_in(splits["train"])
         self.prepared = True
         from ase.data import chemical_symbols
         log.info("frames: %s", {k: len(v) for k, v in splits.items()})
         log.info("E0 (eV): %s", {chemical_symbols[z]: round(v, 6) for z, v in zip(self.species, self.e0)})
         log.info("statistics: %s", {k: round(v, 6) for k, v in self.statistics.items()})
+
+    @staticmethod
+    def _names_in(frames: Sequence[Frame]) -> List[str]:
+        return sorted({n for f in frames for n in f.label_names})
+
+    def absent_label_hint(self, kind: str) -> str:
+        """Why ``kind`` is not in the training split and how to point mlip at it."""
+        key = getattr(self.label_keys, kind)
+        names = [n for n in self._train_frames_names if n != key]
+        return (f"no training frame carries {kind} (data.keys.{kind}={key!r}; the frames hold "
+                f"{', '.join(names) or 'no other entries'}); if it is under another name, set data.keys.{kind}")
 
     def _split_indices(self, frames: List[Frame]) -> Dict[str, List[int]]:
         """Indices (into the non-isolated frames of ``train``) of each split; fills ``split_indices``."""

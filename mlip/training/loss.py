@@ -44,18 +44,22 @@ DEFAULT_SIGMA_INIT = {keys.ENERGY: 0.005, keys.FORCES: 0.05, keys.STRESS: 0.003}
 
 
 def residuals(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], kind: str) -> torch.Tensor:
-    """Flat residuals (prediction - label) of ``kind`` over labelled entries only."""
+    """Flat residuals (prediction - label) of ``kind`` over labelled entries only: energy per atom
+    (eV/atom), force components (eV/Å), stress components (eV/Å³). Empty when no frame of the
+    batch carries the label or the prediction was not computed (e.g. no stress asked for a batch
+    of molecules), so such a batch contributes nothing to that term."""
+    if kind not in keys.LABEL_KINDS:
+        raise KeyError(kind)
+    mask = batch[keys.MASK_OF[kind]]
+    pred_key = keys.PREDICTION_OF[kind]
+    if pred_key not in out or not bool(mask.any()):
+        return out[keys.TOTAL_ENERGY].new_zeros((0,))
     if kind == keys.ENERGY:
-        mask = batch[keys.ENERGY_MASK]
         r = (out[keys.TOTAL_ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS].to(batch[keys.ENERGY].dtype)
         return r[mask]
     if kind == keys.FORCES:
-        mask = batch[keys.FORCES_MASK][batch[keys.BATCH]]
-        return (out[keys.PRED_FORCES] - batch[keys.FORCES])[mask].reshape(-1)
-    if kind == keys.STRESS:
-        mask = batch[keys.STRESS_MASK]
-        return (out[keys.PRED_STRESS] - batch[keys.STRESS])[mask].reshape(-1)
-    raise KeyError(kind)
+        return (out[keys.PRED_FORCES] - batch[keys.FORCES])[mask[batch[keys.BATCH]]].reshape(-1)
+    return (out[keys.PRED_STRESS] - batch[keys.STRESS])[mask].reshape(-1)
 
 
 def resolve_sigma(sigma: Union[str, Dict[str, object], None], labelled_kinds: Iterable[str]) -> Dict[str, object]:
