@@ -94,7 +94,10 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     loss_config = OmegaConf.to_container(cfg.loss, resolve=True)
     loss_config["sigma"] = resolve_sigma(loss_config["sigma"], dm.label_kinds)
     for kind in [k for k, v in loss_config["sigma"].items() if v is not None and k not in dm.label_kinds]:
-        log.warning("loss: %s left out of the loss: %s", kind, dm.absent_label_hint(kind))
+        if kind == "stress" and dm.n_periodic_train == 0:
+            log.info("loss: stress left out of the loss (no periodic training frame: molecules carry no stress)")
+        else:
+            log.warning("loss: %s left out of the loss: %s", kind, dm.absent_label_hint(kind))
         loss_config["sigma"][kind] = None
     if isinstance(cfg.loss.sigma, str):
         log.info("loss.sigma=learned: learning sigma of %s", ", ".join(loss_config["sigma"]) or "no kind")

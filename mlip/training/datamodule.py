@@ -142,6 +142,7 @@ class FrameDataModule(L.LightningDataModule):
                          for name, fs in splits.items() if fs}
         self.statistics = dataset_statistics(splits["train"], self.datasets["train"].graphs, e0)
         self._train_frames_names = self._names_in(splits["train"])
+        self.n_periodic_train = sum(bool(f.pbc.all()) for f in splits["train"])
         self.prepared = True
         from ase.data import chemical_symbols
         log.info("frames: %s", {k: len(v) for k, v in splits.items()})
@@ -194,6 +195,8 @@ class FrameDataModule(L.LightningDataModule):
         return {
             "species": [chemical_symbols[z] for z in self.species],
             "e0_eV": {chemical_symbols[z]: v for z, v in zip(self.species, self.e0)},
+            "e0_source": self.e0_source,
+            "labels": self.label_counts,
             "statistics": self.statistics,
             "n_frames": {k: len(v) for k, v in self.datasets.items()},
             "config_types": self.config_types,
