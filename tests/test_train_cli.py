@@ -45,6 +45,7 @@ def quick_run(tmp_path_factory):
 def test_three_epoch_run_writes_every_output(quick_run):
     run_dir, stdout = quick_run
     for name in ("config.yaml", "split.json", "metrics.json", "parity_energy.png", "parity_forces.png",
+                 "parity_stress.png", "summary.md",
                  "model.pt", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run_dir / name).exists(), name
     assert list(run_dir.glob("tb/version_*/events.out.tfevents.*"))
@@ -56,7 +57,11 @@ def test_three_epoch_run_writes_every_output(quick_run):
         assert key in metrics["test"]
     # far better than predicting zero forces (mean |F| is about 0.7 eV/Å on this set)
     assert metrics["test"]["forces_mae"] < 600
-    assert "test: energy MAE" in stdout
+    # the summary table: printed and in summary.md, overall and per config_type, with units
+    assert "| **test** |" in stdout and "forces MAE / RMSE (meV/Å)" in stdout
+    summary = (run_dir / "summary.md").read_text()
+    assert "| test · Vacancy |" in summary and "(meV/atom)" in summary
+    assert metrics["units"]["forces_mae"] == "meV/Å" and metrics["data"]["e0_source"].startswith("least squares")
     split = json.loads((run_dir / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"])
     rows = [r for r in _csv_rows(run_dir) if r.get("val/forces_mae")]

@@ -74,8 +74,10 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from mlip.analysis.parity import parity_plot
+    from mlip.analysis.report import METRIC_UNITS, SIGMA_UNITS, banner, summary_markdown, summary_table
     from mlip.export import export_torchscript
     from mlip.models.registry import initialize_from_data
+    from mlip.training.callbacks import EpochLog, progress_bar_wanted
     from mlip.training.checkpoint_io import AtomicCheckpointIO
     from mlip.training.evaluate import evaluate
     from mlip.training.loss import resolve_sigma
@@ -125,6 +127,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg["enable_progress_bar"] = progress_bar_wanted(trainer_cfg.get("enable_progress_bar"))
+    if not trainer_cfg["enable_progress_bar"]:
+        callbacks.append(EpochLog())
     trainer = L.Trainer(
         **trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks,
         logger=[CSVLogger(str(run_dir), name="logs"), TensorBoardLogger(str(run_dir), name="tb")],
@@ -132,6 +137,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         precision="64-true" if dtype == torch.float64 else "32-true", deterministic=False,
     )
     if trainer.is_global_zero:
+        print(banner(str(run_dir), cfg.model.name, sum(p.numel() for p in module.model.parameters()),
+                     float(cfg.model.cutoff), dm.summary(), loss_config["sigma"], str(trainer.strategy.root_device),
+                     cfg.dtype, ckpt_path), flush=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         dm.save_split(str(run_dir / "split.json"))
     t_fit = time.time()
@@ -153,49 +161,42 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         results["learned_sigma"] = module.loss_fn.learned_sigma()
     if dm.split == "kfold":
         results["split"] = {"name": "kfold", "k": dm.k, "fold": dm.fold, "group_by": dm.group_by}
+    parities = {}
     for name in ("val", "test", "cv"):
         if name in dm.datasets:
-            metrics, parity = evaluate(module.model, dm.eval_loader(name), dm.config_types, device)
-            results[name] = metrics
-            if name == "test":
-                test_parity = parity
-    if "test" in dm.datasets:
-        parity = test_parity
-        parity_plot(parity["energy_ref"], parity["energy_pred"], str(run_dir / "parity_energy.png"),
-                    "energy", "meV/atom", 1000.0)
-        parity_plot(parity["forces_ref"], parity["forces_pred"], str(run_dir / "parity_forces.png"),
-                    "force component", "meV/Å", 1000.0)
+            results[name], parities[name] = evaluate(module.model, dm.eval_loader(name), dm.config_types, device,
+                                                     e0=dm.e0)
+    plotted = "test" if "test" in parities else ("cv" if "cv" in parities else "val")
+    _parity_plots(parities[plotted], dm.config_types, plotted, run_dir, parity_plot)
     if cfg.export:
         export_torchscript(module.model, str(run_dir / "model.pt"))
         results["exported_model"] = str(run_dir / "model.pt")
     results["wall_time_s"] = time.time() - t_start
+    results["units"] = METRIC_UNITS
     with open(run_dir / "metrics.json", "w") as fh:
         json.dump(results, fh, indent=1)
-    _print_summary(results, run_dir)
+    table = summary_table(results, dm.config_types)
+    (run_dir / "summary.md").write_text(summary_markdown(results, dm.config_types, str(run_dir)))
+    learned = results.get("learned_sigma") or {}
+    sigma_line = ("\n  learned sigma: " + ", ".join(f"{k} {v:.4g} {SIGMA_UNITS[k]}" for k, v in learned.items())
+                  if learned else "")
+    print(f"mlip: finished {run_dir} ({results['epochs']} epochs, {fit_time:.0f} s)\n{table}{sigma_line}\n"
+          f"  summary.md, metrics.json and parity plots are in {run_dir}", flush=True)
     return results
 
 
-def _print_summary(results: Dict[str, Any], run_dir: Path) -> None:
-    def fmt(m: Dict[str, float], prefix: str = "") -> str:
-        parts = [(f"{prefix}energy_mae", "energy MAE {:.2f} meV/atom"), (f"{prefix}forces_mae", "forces MAE {:.1f} meV/Å"),
-                 (f"{prefix}stress_mae", "stress MAE {:.3f} GPa")]
-        return ", ".join(text.format(m[key]) for key, text in parts if key in m)
+def _parity_plots(parity, config_types, split: str, run_dir: Path, parity_plot) -> None:
+    """``parity_energy.png`` (eV/atom relative to E0), ``parity_forces.png`` (eV/Å) and, when the
+    split has stress labels, ``parity_stress.png`` (GPa), coloured by config_type."""
+    from mlip.training.metrics import EV_PER_A3_TO_GPA
 
-    lines = [f"mlip: run directory {run_dir}",
-             "  E0 (eV/atom): " + ", ".join(f"{k} {v:.6f}" for k, v in results["data"]["e0_eV"].items())]
-    for name in ("val", "cv", "test"):
-        if results.get(name):
-            label = f"cv (held-out fold {results['split']['fold']})" if name == "cv" else name
-            lines.append(f"  {label}: {fmt(results[name])}")
-    if results.get("learned_sigma"):
-        units = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
-        lines.append("  learned sigma: " + ", ".join(f"{k} {v:.4g} {units.get(k, '')}"
-                                                      for k, v in results["learned_sigma"].items()))
-    test = results.get("test") or {}
-    for ct in results["data"]["config_types"]:
-        if any(k.startswith(ct + "/") for k in test):
-            lines.append(f"    test {ct}: {fmt(test, ct + '/')}")
-    print("\n".join(lines), flush=True)
+    plots = (("energy", "energy per atom - E0", "eV/atom", 1.0), ("forces", "force component", "eV/Å", 1.0),
+             ("stress", "stress component", "GPa", EV_PER_A3_TO_GPA))
+    for kind, quantity, unit, scale in plots:
+        if kind == "stress" and not parity["stress_ref"].size:
+            continue
+        parity_plot(parity[f"{kind}_ref"], parity[f"{kind}_pred"], str(run_dir / f"parity_{kind}.png"), quantity,
+                    unit, scale, groups=parity[f"{kind}_config_type"], group_names=config_types, split=split)
 
 
 def _quiet_lightning_logging() -> None:
@@ -210,6 +211,8 @@ def _quiet_lightning_logging() -> None:
         logger.propagate = True
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "Tip:" not in str(record.msg))
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # small data sets have fewer batches than the logging interval; the epoch line says what matters
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")

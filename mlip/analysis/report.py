@@ -1,0 +1,79 @@
+"""What a run tells its user: the banner at the start and the summary table at the end
+(printed, and saved as ``summary.md`` in the run directory). Units: energy meV/atom, forces
+meV/Å (per component), stress GPa (per component), as in ``metrics.json``."""
+
+from typing import Any, Dict, List, Sequence
+
+#: (metric kind, column title with unit, format)
+COLUMNS = (("energy", "energy MAE / RMSE (meV/atom)", "{:.2f} / {:.2f}"),
+           ("forces", "forces MAE / RMSE (meV/Å)", "{:.1f} / {:.1f}"),
+           ("stress", "stress MAE / RMSE (GPa)", "{:.3f} / {:.3f}"))
+#: units of metrics.json entries, written beside them
+METRIC_UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "forces_mae": "meV/Å",
+                "forces_rmse": "meV/Å", "stress_mae": "GPa", "stress_rmse": "GPa", "e0_eV": "eV",
+                "energy_shift": "eV/atom", "energy_std": "eV/atom", "force_rms": "eV/Å",
+                "avg_num_neighbors": "edges per atom", "fit_time_s": "s", "wall_time_s": "s",
+                "learned_sigma": {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}}
+SIGMA_UNITS = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
+
+
+def banner(run_dir: str, model_name: str, n_parameters: int, cutoff: float, data: Dict[str, Any],
+           loss_sigma: Dict[str, Any], device: str, dtype: str, resumed_from: str = None) -> str:
+    """Lines printed before training: run directory, model, frames per split, labels, species,
+    E0 and its source, loss sigmas, device and dtype."""
+    frames = ", ".join(f"{k} {v}" for k, v in data["n_frames"].items())
+    labels = "; ".join(f"{split}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
+                       for split, counts in data["labels"].items() if split in ("train", "val"))
+    e0 = ", ".join(f"{k} {v:.6g}" for k, v in data["e0_eV"].items())
+    sigma = ", ".join(f"{k} {v} {SIGMA_UNITS[k]}" if not isinstance(v, str) else f"{k} {v}"
+                      for k, v in loss_sigma.items() if v is not None)
+    lines = [f"mlip: run directory {run_dir}",
+             f"  model: {model_name}, {n_parameters:,} parameters, cutoff {cutoff:g} Å; {dtype} on {device}",
+             f"  frames: {frames}",
+             f"  labelled frames: {labels}",
+             f"  species: {', '.join(data['species'])}; E0 (eV): {e0} ({data['e0_source']})",
+             f"  loss sigma: {sigma}"]
+    if resumed_from:
+        lines.append(f"  resuming from {resumed_from}")
+    return "\n".join(lines)
+
+
+def _row(name: str, metrics: Dict[str, float], prefix: str = "") -> str:
+    cells = []
+    for kind, _, fmt in COLUMNS:
+        mae, rmse = metrics.get(f"{prefix}{kind}_mae"), metrics.get(f"{prefix}{kind}_rmse")
+        cells.append(fmt.format(mae, rmse) if mae is not None else "–")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def summary_table(results: Dict[str, Any], config_types: Sequence[str]) -> str:
+    """Markdown table of every evaluated split, overall and per config_type, with units."""
+    lines: List[str] = ["| split | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+                        "|---|" + "---|" * len(COLUMNS)]
+    for split in ("val", "cv", "test"):
+        metrics = results.get(split)
+        if not metrics:
+            continue
+        label = f"cv (fold {results['split']['fold']})" if split == "cv" and "split" in results else split
+        lines.append(_row(f"**{label}**", metrics))
+        for ct in config_types:
+            if any(k.startswith(ct + "/") for k in metrics) and len(config_types) > 1:
+                lines.append(_row(f"{label} · {ct}", metrics, ct + "/"))
+    return "\n".join(lines)
+
+
+def summary_markdown(results: Dict[str, Any], config_types: Sequence[str], run_dir: str) -> str:
+    """``summary.md``: the table, E0, learned sigmas and the files of the run."""
+    data = results["data"]
+    parts = [f"# mlip run {run_dir}", "",
+             f"{results.get('epochs')} epochs, {results.get('fit_time_s', 0):.0f} s of training, "
+             f"{results.get('n_parameters', 0):,} parameters.", "",
+             summary_table(results, config_types), "",
+             "E0 (eV): " + ", ".join(f"{k} {v:.6g}" for k, v in data["e0_eV"].items()) + f" ({data['e0_source']}).",
+             "MAE and RMSE of the energy per atom, of each force component and of each stress component."]
+    if results.get("learned_sigma"):
+        parts.append("Learned sigma: " + ", ".join(f"{k} {v:.4g} {SIGMA_UNITS.get(k, '')}"
+                                                   for k, v in results["learned_sigma"].items()) + ".")
+    if results.get("exported_model"):
+        parts.append(f"Exported model: `{results['exported_model']}`.")
+    return "\n".join(parts) + "\n"
