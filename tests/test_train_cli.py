@@ -183,3 +183,14 @@ def test_console_script_composes_the_same_config(tmp_path):
     res = subprocess.run([exe, "--cfg", "job", "loss.sigma.forces=0.07"], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "forces: 0.07" in res.stdout and "name: invariant" in res.stdout
+
+
+def test_export_says_when_it_replaces_a_file(quick_run, tmp_path, capsys):
+    from mlip.cli.main import main as mlip_main
+
+    run_dir, _ = quick_run
+    out = tmp_path / "m.pt"
+    assert mlip_main(["export", str(run_dir), "--output", str(out)]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert mlip_main(["export", str(run_dir), "--output", str(out)]) == 0
+    assert "replaced the existing m.pt" in capsys.readouterr().out

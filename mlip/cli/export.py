@@ -74,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     model = model_from_checkpoint(str(ckpt))
     output.parent.mkdir(parents=True, exist_ok=True)
+    replaced = output.exists()
     t0 = time.time()
     if args.format == "lammps":
         return _export_lammps(model, output)
@@ -87,13 +88,15 @@ def main(args: argparse.Namespace) -> int:
 
         export_aoti(model, str(output), dtype=dtype, device=args.device)
         _, meta = load_aoti(str(output), device=args.device)
-    print(f"mlip export: {ckpt} -> {output} ({args.format}, {meta['dtype']}, {time.time() - t0:.1f} s)")
+    print(f"mlip export: {ckpt} -> {output} ({args.format}, {meta['dtype']}, {time.time() - t0:.1f} s)"
+          + (f"; replaced the existing {output.name}" if replaced else ""))
     print("  " + json.dumps({k: meta[k] for k in ("atomic_numbers", "cutoff", "dtype", "mlip_version")}))
     return 0
 
 
 def _export_lammps(model, directory: Path) -> int:
     """LAMMPS-native files of a classical model, and the input lines that use them."""
+    replaced = directory.is_dir() and any(directory.iterdir())
     from mlip.errors import ConfigError
     from mlip.export.lammps_tables import write_lammps_files
 
@@ -102,7 +105,8 @@ def _export_lammps(model, directory: Path) -> int:
     except ConfigError as err:
         print(f"mlip export: error: {err}", file=sys.stderr)
         return 1
-    print(f"mlip export: LAMMPS files in {directory}: {', '.join(pot.files)}")
+    print(f"mlip export: LAMMPS files in {directory}: {', '.join(pot.files)}"
+          + ("; replaced the files already there" if replaced else ""))
     print("  LAMMPS input lines (atom type k is element k of: " + " ".join(pot.elements) + "):")
     for line in pot.commands():
         print("    " + line)
