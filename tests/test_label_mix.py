@@ -94,3 +94,18 @@ def test_a_batch_without_a_kind_contributes_nothing_to_its_term():
     assert float(terms["stress"]) == 0.0 and float(terms["forces"]) == 0.0
     assert float(total) == pytest.approx((0.5 / 0.1) ** 2)
     assert np.isfinite(float(loss.validation_loss(out, batch)[0]))
+
+
+def test_labels_under_other_keys_are_suggested(tmp_path):
+    from mlip.errors import DataError
+
+    images = ase.io.read(str(SHARED / "3bpa" / "train_300K.xyz"), ":8")
+    for atoms in images:
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+    path = tmp_path / "mace_style.xyz"
+    ase.io.write(path, images)
+    with pytest.raises(DataError, match=r"mace_style.xyz: no training frame carries .* try "
+                                        r"data.keys.energy=REF_energy data.keys.forces=REF_forces"):
+        _run(tmp_path, [f"data.train={path}"])

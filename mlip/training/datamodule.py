@@ -121,9 +121,10 @@ class FrameDataModule(L.LightningDataModule):
                              for name, fs in splits.items()}
         self.label_kinds = [k for k in keys.LABEL_KINDS if self.label_counts["train"][k]]
         if not self.label_kinds:
-            raise DataError("no training frame carries an energy, forces or stress "
-                            f"(looked for data.keys {vars(self.label_keys)}; the frames hold "
-                            f"{', '.join(self._names_in(splits['train'])) or 'nothing else'})", self.paths["train"])
+            names = self._names_in(splits["train"])
+            raise DataError("no training frame carries an energy, forces or stress (looked for data.keys "
+                            f"{vars(self.label_keys)}; the frames hold {', '.join(names) or 'nothing else'})"
+                            + self._suggest_keys(names), self.paths["train"])
         require = [k for k in self.require + self.require_if_present if k in self.label_kinds]
         for name in ("train", "val"):
             require_labels(splits[name], list(dict.fromkeys(require)))
@@ -153,12 +154,20 @@ class FrameDataModule(L.LightningDataModule):
     def _names_in(frames: Sequence[Frame]) -> List[str]:
         return sorted({n for f in frames for n in f.label_names})
 
+    @staticmethod
+    def _suggest_keys(names: Sequence[str]) -> str:
+        """``: try data.keys.energy=REF_energy ...`` for names that contain a kind's name."""
+        guesses = [f"data.keys.{kind}={name}" for kind in ("energy", "forces", "stress", "virial")
+                   for name in names if kind in name.lower() and name != kind][:4]
+        return f": try {' '.join(guesses)}" if guesses else ""
+
     def absent_label_hint(self, kind: str) -> str:
         """Why ``kind`` is not in the training split and how to point mlip at it."""
         key = getattr(self.label_keys, kind)
         names = [n for n in self._train_frames_names if n != key]
         return (f"no training frame carries {kind} (data.keys.{kind}={key!r}; the frames hold "
-                f"{', '.join(names) or 'no other entries'}); if it is under another name, set data.keys.{kind}")
+                f"{', '.join(names) or 'no other entries'}); if it is under another name, set data.keys.{kind}"
+                + self._suggest_keys([n for n in names if kind in n.lower()]))
 
     def _split_indices(self, frames: List[Frame]) -> Dict[str, List[int]]:
         """Indices (into the non-isolated frames of ``train``) of each split; fills ``split_indices``."""
