@@ -133,3 +133,30 @@ def test_check_settings_name_the_key():
         check_settings({"energy_outlier": "warn"})
     with pytest.raises(ConfigError, match=r"data.checks.e0_consistency='maybe'"):
         check_settings({"e0_consistency": "maybe"})
+
+
+def test_one_atom_in_a_big_periodic_box_is_an_isolated_atom():
+    """Plane-wave codes compute E0 of an atom in a large periodic box; a 1-atom bulk cell is not one."""
+    from mlip.data.io import atoms_to_frame, LabelKeys
+
+    def frame(atoms):
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0)
+        return atoms_to_frame(atoms, LabelKeys(), "mem", 0)
+
+    assert frame(Atoms("Si", cell=[12, 12, 12], pbc=True)).is_isolated_atom
+    assert frame(Atoms("Si", cell=[12, 12, 3], pbc=[True, True, False])).is_isolated_atom  # c not periodic
+    assert not frame(bulk("Cu", "fcc", a=3.6)).is_isolated_atom
+    assert not frame(Atoms("Si", cell=[12, 12, 4], pbc=True)).is_isolated_atom
+
+
+def test_e0_file_without_isolated_atoms_is_refused(tmp_path):
+    from mlip.training.datamodule import FrameDataModule
+
+    images = _si_frames(8)
+    import ase.io
+
+    ase.io.write(tmp_path / "train.xyz", images)
+    ase.io.write(tmp_path / "not_isolated.xyz", images[:2])
+    dm = FrameDataModule(train=str(tmp_path / "train.xyz"), cutoff=4.0, e0_file=str(tmp_path / "not_isolated.xyz"))
+    with pytest.raises(DataError, match=r"not_isolated.xyz: data.e0_file holds no isolated-atom frame"):
+        dm.prepare()

@@ -22,6 +22,9 @@ from mlip.errors import DataError
 
 #: A stress above this (eV/Å³, = 800 GPa) is taken as a unit mix-up (GPa or kbar read as eV/Å³).
 MAX_PLAUSIBLE_STRESS = 5.0
+#: A one-atom frame in a periodic box at least this wide (Å) along every periodic direction is an
+#: isolated atom (E0), as plane-wave codes compute it; a 1-atom bulk cell is a few Å wide.
+ISOLATED_BOX_WIDTH = 8.0
 #: A force component above this (eV/Å) is taken as a unit mix-up or a broken calculation.
 MAX_PLAUSIBLE_FORCE = 1.0e3
 
@@ -59,7 +62,18 @@ class Frame:
 
     @property
     def is_isolated_atom(self) -> bool:
-        return self.n_atoms == 1 and not self.pbc.any()
+        """One atom, not periodic, or periodic in a box whose every periodic width is at least
+        ``ISOLATED_BOX_WIDTH`` (how plane-wave codes such as VASP compute an isolated atom)."""
+        if self.n_atoms != 1:
+            return False
+        if not self.pbc.any():
+            return True
+        volume = abs(float(np.linalg.det(self.cell)))
+        if volume <= 0:
+            return False
+        widths = [volume / np.linalg.norm(np.cross(self.cell[(k + 1) % 3], self.cell[(k + 2) % 3]))
+                  for k in range(3) if self.pbc[k]]
+        return min(widths) >= ISOLATED_BOX_WIDTH
 
 
 def _calc_result(atoms: Atoms, name: str):

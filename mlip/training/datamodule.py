@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mlip.data.dataset import GraphDataset
 from mlip.errors import ConfigError, DataError
 from mlip.data.graph import species_error
-from mlip.data.io import Frame, LabelKeys, read_frames, require_labels
+from mlip.data.io import ISOLATED_BOX_WIDTH, Frame, LabelKeys, read_frames, require_labels
 from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
 from mlip.data.reference import reference_energies
 from mlip.data.split import group_labels, kfold_split, random_split
@@ -92,7 +92,11 @@ class FrameDataModule(L.LightningDataModule):
         isolated = [f for f in frames if f.is_isolated_atom]
         frames = [f for f in frames if not f.is_isolated_atom]
         if self.e0_file:
-            isolated += read_frames(self.e0_file, self.label_keys, format=self.format)
+            extra = read_frames(self.e0_file, self.label_keys, format=self.format)
+            if not any(f.is_isolated_atom and f.energy is not None for f in extra):
+                raise DataError("data.e0_file holds no isolated-atom frame with an energy (one atom, pbc=F or a "
+                                f"periodic box at least {ISOLATED_BOX_WIDTH:g} Å wide)", self.e0_file)
+            isolated += extra
         if not frames:
             raise DataError("no training frames (after removing isolated atoms used for E0)", self.paths["train"])
 
