@@ -36,6 +36,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.export.torchscript import UNITS
+from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
@@ -205,7 +206,8 @@ def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tenso
 
 class AOTIPotential:
     """A loaded ``model.pt2`` with the ``compute`` interface of ``ExportedPotential`` (used by the
-    ASE calculator); checks species in Python before calling the compiled graph."""
+    ASE calculator); checks species and overlapping atoms (closer than ``min_distance`` Å) in
+    Python before calling the compiled graph, and converts inputs to the package's dtype."""
 
     def __init__(self, path: str, device: str = "cpu"):
         device_t = torch.device(device)
@@ -226,6 +228,8 @@ class AOTIPotential:
             self.neighbors = load_package(str(path), "neighbors",
                                           device_index=device_t.index if device_t.index is not None else -1)
         self.path = str(path)
+        #: Å; atoms closer than this are refused as overlapping (0 turns the check off)
+        self.min_distance = MIN_DISTANCE
 
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -234,9 +238,15 @@ class AOTIPotential:
             raise RuntimeError(f"element with atomic number {unknown[0]} is not among the model's species "
                                f"{self.atomic_numbers}")
         kw = dict(device=self.device, dtype=self.dtype)
-        return self.compiled(positions.to(**kw), atomic_numbers.to(self.device, torch.long), cell.to(**kw),
-                             pbc.to(self.device, torch.bool), edge_index.to(self.device, torch.long),
-                             cell_shifts.to(**kw))
+        positions, cell, cell_shifts = positions.to(**kw), cell.to(**kw), cell_shifts.to(**kw)
+        edge_index = edge_index.to(self.device, torch.long)
+        if self.min_distance > 0.0:
+            vectors = positions[edge_index[1]] - positions[edge_index[0]] + cell_shifts @ cell
+            i, j, d = closest_pair(vectors, edge_index)
+            if d < self.min_distance:
+                raise RuntimeError(overlap_message(i, j, d, self.min_distance))
+        return self.compiled(positions, atomic_numbers.to(self.device, torch.long), cell,
+                             pbc.to(self.device, torch.bool), edge_index, cell_shifts)
 
     def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
