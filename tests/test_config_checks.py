@@ -101,7 +101,8 @@ BAD = [
     ("", "optimizer.scheduler.name", "step", "plateau, cosine"),
     ("", "split.val_fraction", 1.0, "[0, 1)"),
     ("", "split.test_fraction", -0.1, "[0, 1)"),
-    ("data.test=null split.test_fraction=0.5", "split.val_fraction", 0.6, "+ split.test_fraction=0.5 = 1.1 must be < 1"),
+    ("data.test=null split.test_fraction=0.5", "split.val_fraction", 0.6,
+     "+ split.test_fraction=0.5 = 1.1 must be < 1"),
     ("split=kfold", "split.k", 1, "at least 2 folds"),
     ("split=kfold", "split.fold", 5, "0..4"),
     ("split=kfold", "split.fold", -1, "[0, 4]"),
@@ -181,7 +182,8 @@ def test_good_settings_pass(groups, values):
 def test_gpu_without_gpu_says_so_and_how_to_train_on_cpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu' but PyTorch sees no GPU.*trainer.accelerator=cpu"):
+    with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu' but PyTorch sees no GPU.*"
+                                          r"trainer.accelerator=cpu"):
         check_config(_compose(["trainer.accelerator=gpu"]))
 
 

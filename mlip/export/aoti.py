@@ -19,7 +19,8 @@ one atom and E = 0 give correct results too). Outputs
 (dict): ``energy`` [] eV, ``atomic_energies`` [N] eV, ``forces`` [N, 3] eV/Å, ``stress`` [3, 3]
 eV/Å³ (ASE sign; zero unless fully periodic), ``virial`` [3, 3] eV (= -V stress). C++ loaders
 (``AOTIModelPackageLoader::run``) get the same five tensors in that order. An element the model
-does not know makes every output NaN (a compiled graph cannot raise).
+does not know makes every output NaN (a compiled graph cannot raise); nor does the graph check for
+overlapping atoms: ``AOTIPotential`` (mlip's loader, used by the ASE calculator) checks both.
 
 Forces and stress need ``torch.autograd.grad`` inside the program. ``torch.export`` on its own
 turns tensors saved for the backward pass into (fake) constants, so the model is first traced

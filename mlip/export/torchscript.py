@@ -5,12 +5,13 @@
     out = model.compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)  # engine's list
 
 Inputs: positions [N, 3] Å, atomic_numbers [N] int64, cell [3, 3] Å (rows are lattice vectors),
-pbc [3] bool. Floating-point inputs in another dtype are converted to the model's (``dtype``
-attribute); the outputs are in the model's dtype. Atoms closer than ``min_distance`` (Å, an
-attribute, default 0.1; 0 turns the check off) raise an error naming them instead of giving NaN. Outputs (dict): ``energy`` [] eV, ``atomic_energies`` [N] eV,
-``forces`` [N, 3] eV/Å, ``stress`` [3, 3] eV/Å³ (ASE sign; zero unless fully periodic) and
-``virial`` [3, 3] eV (= -V stress). The file carries ``atomic_numbers``, ``cutoff`` (Å),
-``units``, ``dtype``, ``min_distance`` and ``mlip_version`` as attributes and as ``metadata.json``.
+pbc [3] bool. Floating-point inputs in another dtype are converted to the model's dtype, in which
+the outputs come. Atoms closer than ``min_distance`` (Å, an attribute, default 0.1; 0 turns the
+check off) raise an error naming them instead of giving NaN. Outputs (dict): ``energy`` [] eV,
+``atomic_energies`` [N] eV, ``forces`` [N, 3] eV/Å, ``stress`` [3, 3] eV/Å³ (ASE sign; zero unless
+fully periodic) and ``virial`` [3, 3] eV (= -V stress). The file carries ``atomic_numbers``,
+``cutoff`` (Å), ``units``, ``dtype``, ``min_distance`` and ``mlip_version`` as attributes and as
+``metadata.json``.
 """
 
 import json
