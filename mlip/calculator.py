@@ -3,7 +3,9 @@
 
 Gives energy and free_energy (eV), forces (eV/Å), stress (eV/Å³, Voigt xx yy zz yz xz xy, ASE
 sign; periodic cells only) and per-atom energies ``energies`` (eV). The neighbour list comes from
-vesin (on the CPU) and is handed to the model's ``compute`` with integer cell shifts.
+vesin (on the CPU) and is handed to the model's ``compute`` with integer cell shifts. Atoms closer
+than ``min_distance`` (default the model's, 0.1 Å) raise ``ValueError`` naming them, instead of
+giving NaN.
 """
 
 from pathlib import Path
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from mlip.nn.geometry import MIN_DISTANCE, overlap_message
 from mlip.nn.neighbors import vesin_neighbor_list
 
 
@@ -57,25 +60,42 @@ def _model_dtype(potential) -> torch.dtype:
 
 
 class MLIPCalculator(Calculator):
-    """``MLIPCalculator(model_path, device="cpu", dtype=None)``; ``dtype`` ("float32" / "float64")
-    converts a checkpoint or TorchScript model (default: as saved)."""
+    """``MLIPCalculator(model_path, device="cpu", dtype=None, min_distance=None)``; ``dtype``
+    ("float32" / "float64") converts a checkpoint or TorchScript model (default: as saved);
+    ``min_distance`` (Å) is the closest two atoms may come (default: the model's, 0.1 Å; 0 turns
+    the check off)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
-    def __init__(self, model_path: str, device: str = "cpu", dtype: Optional[str] = None, **kwargs):
+    def __init__(self, model_path: str, device: str = "cpu", dtype: Optional[str] = None,
+                 min_distance: Optional[float] = None, **kwargs):
         super().__init__(**kwargs)
         torch_dtype = getattr(torch, dtype) if dtype else None
         self.device = torch.device(device)
         self.potential = load_potential(model_path, device=device, dtype=torch_dtype)
         self.cutoff = float(self.potential.cutoff)
         self.dtype = _model_dtype(self.potential)
+        if min_distance is None:
+            min_distance = float(getattr(self.potential, "min_distance", MIN_DISTANCE))
+        elif hasattr(self.potential, "min_distance"):
+            self.potential.min_distance = float(min_distance)  # the model's own check agrees
+        self.min_distance = float(min_distance)
+
+    def _check_distances(self, edge_index: np.ndarray, distances: np.ndarray) -> None:
+        """ValueError naming the atoms when two are closer than ``min_distance``."""
+        if self.min_distance > 0.0 and len(distances):
+            k = int(np.argmin(distances))
+            if distances[k] < self.min_distance:
+                i, j = int(edge_index[0, k]), int(edge_index[1, k])
+                raise ValueError(overlap_message(i, j, float(distances[k]), self.min_distance))
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         pbc = np.asarray(atoms.get_pbc(), dtype=bool)
         cell = np.asarray(atoms.get_cell()[:], dtype=np.float64)
-        edge_index, shifts, _ = vesin_neighbor_list(atoms.get_positions(), cell, pbc, self.cutoff)
+        edge_index, shifts, distances = vesin_neighbor_list(atoms.get_positions(), cell, pbc, self.cutoff)
+        self._check_distances(edge_index, distances)
         kw = dict(dtype=self.dtype, device=self.device)
         out = self.potential.compute(
             torch.tensor(atoms.get_positions(), **kw),

@@ -21,6 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR
 from mlip.errors import ConfigError, DataError
 
@@ -69,6 +70,7 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
 
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     """Train, test and export as configured; returns the metrics written to ``metrics.json``."""
+    check_config(cfg)  # every setting, before any work
     import lightning as L
     from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger

@@ -19,7 +19,8 @@ one atom and E = 0 give correct results too). Outputs
 (dict): ``energy`` [] eV, ``atomic_energies`` [N] eV, ``forces`` [N, 3] eV/Å, ``stress`` [3, 3]
 eV/Å³ (ASE sign; zero unless fully periodic), ``virial`` [3, 3] eV (= -V stress). C++ loaders
 (``AOTIModelPackageLoader::run``) get the same five tensors in that order. An element the model
-does not know makes every output NaN (a compiled graph cannot raise).
+does not know makes every output NaN (a compiled graph cannot raise); nor does the graph check for
+overlapping atoms: ``AOTIPotential`` (mlip's loader, used by the ASE calculator) checks both.
 
 Forces and stress need ``torch.autograd.grad`` inside the program. ``torch.export`` on its own
 turns tensors saved for the backward pass into (fake) constants, so the model is first traced
@@ -36,6 +37,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.export.torchscript import UNITS
+from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
@@ -205,7 +207,8 @@ def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tenso
 
 class AOTIPotential:
     """A loaded ``model.pt2`` with the ``compute`` interface of ``ExportedPotential`` (used by the
-    ASE calculator); checks species in Python before calling the compiled graph."""
+    ASE calculator); checks species and overlapping atoms (closer than ``min_distance`` Å) in
+    Python before calling the compiled graph, and converts inputs to the package's dtype."""
 
     def __init__(self, path: str, device: str = "cpu"):
         device_t = torch.device(device)
@@ -226,6 +229,8 @@ class AOTIPotential:
             self.neighbors = load_package(str(path), "neighbors",
                                           device_index=device_t.index if device_t.index is not None else -1)
         self.path = str(path)
+        #: Å; atoms closer than this are refused as overlapping (0 turns the check off)
+        self.min_distance = MIN_DISTANCE
 
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -234,9 +239,15 @@ class AOTIPotential:
             raise RuntimeError(f"element with atomic number {unknown[0]} is not among the model's species "
                                f"{self.atomic_numbers}")
         kw = dict(device=self.device, dtype=self.dtype)
-        return self.compiled(positions.to(**kw), atomic_numbers.to(self.device, torch.long), cell.to(**kw),
-                             pbc.to(self.device, torch.bool), edge_index.to(self.device, torch.long),
-                             cell_shifts.to(**kw))
+        positions, cell, cell_shifts = positions.to(**kw), cell.to(**kw), cell_shifts.to(**kw)
+        edge_index = edge_index.to(self.device, torch.long)
+        if self.min_distance > 0.0:
+            vectors = positions[edge_index[1]] - positions[edge_index[0]] + cell_shifts @ cell
+            i, j, d = closest_pair(vectors, edge_index)
+            if d < self.min_distance:
+                raise RuntimeError(overlap_message(i, j, d, self.min_distance))
+        return self.compiled(positions, atomic_numbers.to(self.device, torch.long), cell,
+                             pbc.to(self.device, torch.bool), edge_index, cell_shifts)
 
     def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:

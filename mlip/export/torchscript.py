@@ -4,11 +4,14 @@
     out = model(positions, atomic_numbers, cell, pbc)   # builds its own neighbour list
     out = model.compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)  # engine's list
 
-Inputs: positions [N, 3] Å (model dtype), atomic_numbers [N] int64, cell [3, 3] Å (rows are
-lattice vectors), pbc [3] bool. Outputs (dict): ``energy`` [] eV, ``atomic_energies`` [N] eV,
-``forces`` [N, 3] eV/Å, ``stress`` [3, 3] eV/Å³ (ASE sign; zero unless fully periodic) and
-``virial`` [3, 3] eV (= -V stress). The file carries ``atomic_numbers``, ``cutoff`` (Å),
-``units``, ``dtype`` and ``mlip_version`` as attributes and as ``metadata.json``.
+Inputs: positions [N, 3] Å, atomic_numbers [N] int64, cell [3, 3] Å (rows are lattice vectors),
+pbc [3] bool. Floating-point inputs in another dtype are converted to the model's dtype, in which
+the outputs come. Atoms closer than ``min_distance`` (Å, an attribute, default 0.1; 0 turns the
+check off) raise an error naming them instead of giving NaN. Outputs (dict): ``energy`` [] eV,
+``atomic_energies`` [N] eV, ``forces`` [N, 3] eV/Å, ``stress`` [3, 3] eV/Å³ (ASE sign; zero unless
+fully periodic) and ``virial`` [3, 3] eV (= -V stress). The file carries ``atomic_numbers``,
+``cutoff`` (Å), ``units``, ``dtype``, ``min_distance`` and ``mlip_version`` as attributes and as
+``metadata.json``.
 """
 
 import json
@@ -18,6 +21,7 @@ import torch
 
 import mlip
 from mlip import keys
+from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
@@ -28,7 +32,8 @@ UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress"
 class ExportedPotential(torch.nn.Module):
     """One frame in, energy, forces and stress out. Works eagerly and under ``torch.jit.script``."""
 
-    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int], cutoff: float):
+    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int], cutoff: float,
+                 min_distance: float = MIN_DISTANCE):
         super().__init__()
         self.model = model
         self.atomic_numbers: List[int] = [int(z) for z in atomic_numbers]
@@ -36,6 +41,10 @@ class ExportedPotential(torch.nn.Module):
         self.mlip_version: str = mlip.__version__
         self.units: Dict[str, str] = dict(UNITS)
         self.dtype_name: str = str(next(model.parameters()).dtype).replace("torch.", "")
+        #: Å; atoms closer than this are refused as overlapping (0 turns the check off)
+        self.min_distance: float = float(min_distance)
+        # empty, in the model's dtype (and following .to(dtype)): inputs are converted to its dtype
+        self.register_buffer("dtype_probe", torch.zeros(0, dtype=next(model.parameters()).dtype))
         table = torch.full((119,), -1, dtype=torch.long)
         for k, z in enumerate(self.atomic_numbers):
             table[z] = k
@@ -51,6 +60,13 @@ class ExportedPotential(torch.nn.Module):
             raise RuntimeError("element with atomic number " + str(bad) + " is not among the model's species "
                                + str(self.atomic_numbers))
         return species
+
+    def _check_distances(self, data: Dict[str, torch.Tensor]) -> None:
+        """A clear error, naming the atoms, when two atoms are closer than ``min_distance``."""
+        if self.min_distance > 0.0:
+            i, j, d = closest_pair(edge_vectors(data), data[keys.EDGE_INDEX])
+            if d < self.min_distance:
+                raise RuntimeError(overlap_message(i, j, d, self.min_distance))
 
     def _graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
                edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -72,19 +88,23 @@ class ExportedPotential(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
+        dtype = self.dtype_probe.dtype
+        positions, cell = positions.to(dtype), cell.to(dtype)
         edge_index, shifts = torch_neighbor_list(positions, cell, pbc, self.cutoff)
         return self.compute(positions, atomic_numbers, cell, pbc, edge_index, shifts)
 
     @torch.jit.export
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
-        data = self._graph(positions, atomic_numbers, cell.to(positions.dtype), pbc.to(torch.bool), edge_index,
-                           cell_shifts.to(positions.dtype))
+        dtype = self.dtype_probe.dtype
+        positions, cell = positions.to(dtype), cell.to(dtype)
+        data = self._graph(positions, atomic_numbers, cell, pbc.to(torch.bool), edge_index, cell_shifts.to(dtype))
+        self._check_distances(data)
         periodic = bool(pbc.all())
         out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)
         stress = out[keys.PRED_STRESS][0] if periodic else torch.zeros((3, 3), dtype=positions.dtype,
                                                                            device=positions.device)
-        volume = torch.linalg.det(cell.to(positions.dtype)).abs()
+        volume = torch.linalg.det(cell).abs()
         return {
             "energy": out[keys.TOTAL_ENERGY][0].detach(),
             "atomic_energies": out[keys.ATOMIC_ENERGY].detach(),
@@ -107,17 +127,18 @@ class ExportedPotential(torch.nn.Module):
                       n_local: int) -> Dict[str, torch.Tensor]:
         """Energy of the first ``n_local`` atoms, for engines with ghost atoms (LAMMPS, MPI domains).
 
-        ``positions`` [N, 3] Å (in the model's dtype) holds local atoms first, then ghosts at their image positions, so
+        ``positions`` [N, 3] Å holds local atoms first, then ghosts at their image positions, so
         edge vectors are ``positions[j] - positions[i]`` (no cell shifts); ``edge_index`` [2, E]
         must contain every edge centred on a local atom (and, for message passing, on the ghosts
         within ``receptive_field() - cutoff`` of one). Returns ``energy`` [] (sum over local
         atoms, eV), ``atomic_energies`` [n_local] eV and ``forces`` [N, 3] = -dE/dx eV/Å on every
         atom, ghosts included (the engine adds ghost forces back to their owners)."""
-        dtype = positions.dtype
-        pos = positions.detach().requires_grad_(True)
+        dtype = self.dtype_probe.dtype
+        pos = positions.detach().to(dtype).requires_grad_(True)
         data = self._graph(pos, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=pos.device),
                            torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
                            torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device))
+        self._check_distances(data)
         out = self.model.energy_model(data)
         atomic = out[keys.ATOMIC_ENERGY][:n_local]
         energy = atomic.sum()
@@ -128,7 +149,7 @@ class ExportedPotential(torch.nn.Module):
 
     def metadata(self) -> Dict[str, object]:
         return {"atomic_numbers": self.atomic_numbers, "cutoff": self.cutoff, "units": self.units,
-                "dtype": self.dtype_name, "mlip_version": self.mlip_version}
+                "dtype": self.dtype_name, "min_distance": self.min_distance, "mlip_version": self.mlip_version}
 
 
 def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = None) -> torch.jit.ScriptModule:

@@ -29,7 +29,8 @@ Optional hooks for regularisation and analysis (``mlip.training.regularization``
   a classical model plus E0; the readout's last layer, E0, scale and shift of a neural model.
 """
 
-from typing import Any
+import inspect
+from typing import Any, Iterable, List
 
 import torch
 
@@ -48,11 +49,39 @@ MODEL_REGISTRY = {
 }
 
 
-def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
-    """Instantiate a registered energy model; unknown names give the list of known ones."""
+#: constructor arguments the trainer fills from the data, not from ``configs/model/<name>.yaml``
+DATA_DERIVED = ("species", "e0", "scale", "shift", "avg_num_neighbors")
+
+
+def model_class(name: str) -> type:
+    """The registered class of ``model.name``; unknown names give the list of known ones."""
     if name not in MODEL_REGISTRY:
         raise ConfigError(f"model.name={name!r} is not a known model; choose one of {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](**kwargs)
+    return MODEL_REGISTRY[name]
+
+
+def accepted_keys(name: str) -> List[str]:
+    """Config keys ``model.<key>`` that model ``name`` takes: its constructor's arguments other than
+    the data-derived ones, plus ``name``."""
+    params = inspect.signature(model_class(name).__init__).parameters
+    return ["name"] + [p for p in params if p != "self" and p not in DATA_DERIVED]
+
+
+def check_model_keys(name: str, keys: Iterable[str]) -> None:
+    """ConfigError naming the first ``model.<key>`` that model ``name`` does not take."""
+    allowed = accepted_keys(name)
+    unknown = [k for k in keys if k not in allowed and k not in DATA_DERIVED]
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]} is not a setting of model={name}; its settings are: "
+                          f"{', '.join(allowed)} (remove model.{unknown[0]}, or choose another model)")
+
+
+def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
+    """Instantiate a registered energy model; unknown names give the list of known ones, unknown
+    settings a ConfigError naming ``model.<key>`` and the model's settings."""
+    cls = model_class(name)
+    check_model_keys(name, kwargs)
+    return cls(**kwargs)
 
 
 def initialize_from_data(model: torch.nn.Module, batches) -> None:

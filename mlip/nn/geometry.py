@@ -1,6 +1,6 @@
-"""Edge vectors and cell volumes from a batch."""
+"""Edge vectors and cell volumes from a batch; the overlapping-atoms guard of inference."""
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 
@@ -21,3 +21,32 @@ def edge_vectors(data: Dict[str, torch.Tensor]) -> torch.Tensor:
 def cell_volume(cell: torch.Tensor) -> torch.Tensor:
     """|det(cell)| [B] in Å³ for ``cell`` [B, 3, 3]; 0 for molecules (zero cell)."""
     return torch.linalg.det(cell).abs()
+
+
+#: atoms closer than this (Å) are refused as overlapping by the exported models and the ASE calculator
+#: (two atoms at one position give NaN; no training set holds pairs this close)
+MIN_DISTANCE = 0.1
+
+
+def closest_pair(vectors: torch.Tensor, edge_index: torch.Tensor) -> Tuple[int, int, float]:
+    """``(i, j, |r_ij|)`` of the shortest edge of ``vectors`` [E, 3] (``edge_vectors``); ``(-1, -1,
+    inf)`` without edges. TorchScript-compatible."""
+    if vectors.shape[0] == 0:
+        return -1, -1, float("inf")
+    lengths = torch.linalg.norm(vectors.detach(), dim=1)
+    k = int(torch.argmin(lengths))
+    return int(edge_index[0, k]), int(edge_index[1, k]), float(lengths[k])
+
+
+def _fixed4(x: float) -> str:
+    """``x`` >= 0 with four decimals (TorchScript has no format specifications)."""
+    n = int(round(x * 10000.0))
+    return str(n // 10000) + "." + str(n % 10000).zfill(4)
+
+
+def overlap_message(i: int, j: int, distance: float, min_distance: float) -> str:
+    """The error for atoms ``i`` and ``j`` closer than ``min_distance``. TorchScript-compatible."""
+    threshold = _fixed4(min_distance).rstrip("0").rstrip(".")
+    return ("atoms " + str(i) + " and " + str(j) + " are " + _fixed4(distance) + " Å apart (closer than "
+            + threshold + " Å): overlapping atoms, where the model gives no meaningful energy; "
+            + "check the structure (min_distance sets the threshold, 0 turns the check off)")
