@@ -264,7 +264,8 @@ def _check_trainer(cfg: DictConfig) -> None:
     _number(cfg, "trainer.num_nodes", 1, integer=True)
     _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
     _number(cfg, "trainer.check_val_every_n_epoch", 1, integer=True, null=True)
-    _flag(cfg, "trainer.enable_progress_bar")
+    _flag(cfg, "trainer.enable_progress_bar", null=True)
+    _flag(cfg, "trainer.enable_model_summary")
     _check_devices(cfg)
 
 
