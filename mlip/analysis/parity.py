@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from mlip.fileio import save_figure
+
 
 def parity_plot(ref: np.ndarray, pred: np.ndarray, path: str, quantity: str, unit: str, scale: float = 1.0) -> None:
     """Scatter of ``pred`` against ``ref`` with the diagonal, MAE and RMSE in the title.
@@ -26,5 +28,7 @@ def parity_plot(ref: np.ndarray, pred: np.ndarray, path: str, quantity: str, uni
     ax.set_ylabel(f"predicted {quantity} ({unit})")
     ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)

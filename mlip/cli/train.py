@@ -5,10 +5,11 @@ With ``-m`` (Hydra multirun), one job per combination of the swept values, each 
 
 Outputs in Hydra's run directory: ``config.yaml`` (resolved), ``split.json``, ``metrics.json``,
 ``parity_energy.png``, ``parity_forces.png``, ``checkpoints/{best,last}.ckpt``, ``model.pt``
-and CSV / TensorBoard logs.
+and CSV / TensorBoard logs. ``last.ckpt`` is the last completed epoch, ``best.ckpt`` the epoch
+of lowest ``val/loss``; each file is replaced atomically (``mlip.fileio``). The run holds the
+lock file ``.mlip.lock`` in its directory while it lives, so a second run into it is refused.
 """
 
-import json
 import logging
 import os
 import sys
@@ -22,7 +23,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.config_path import CONFIG_DIR
-from mlip.errors import ConfigError, DataError
+from mlip.errors import USER_ERRORS, ConfigError
+from mlip.fileio import atomic_open, run_dir_lock, write_json
 
 log = logging.getLogger("mlip")
 
@@ -32,6 +34,7 @@ INIT_BATCHES = 8
 
 
 def _resolve_ckpt(ckpt_path, run_dir: Path):
+    """The checkpoint to resume from (``"last"``: the run directory's, if any), or None."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
@@ -66,16 +69,35 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
         num_workers=cfg.data.num_workers, dtype=dtype)
 
 
+def checkpoint_callbacks(ckpt_dir: Path) -> list:
+    """``best.ckpt`` (lowest ``val/loss``) and ``last.ckpt`` (every epoch), in this order, so that
+    ``last.ckpt`` records the best-checkpoint state of its own epoch. (``ModelCheckpoint(
+    save_last=True)`` rewrites ``last.ckpt`` only in epochs that improve the monitored value.)"""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                           enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    return [best, last]
+
+
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
-    """Train, test and export as configured; returns the metrics written to ``metrics.json``."""
+    """Train, test and export as configured; returns the metrics written to ``metrics.json``.
+    Holds the run directory's lock while it runs (``RunDirInUseError`` if a live run has it)."""
+    with run_dir_lock(run_dir):
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     import lightning as L
-    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from mlip.analysis.parity import parity_plot
     from mlip.export import export_torchscript
     from mlip.models.registry import initialize_from_data
-    from mlip.training.checkpoint_io import AtomicCheckpointIO
+    from mlip.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
     from mlip.training.evaluate import evaluate
     from mlip.training.loss import resolve_sigma
     from mlip.training.module import PotentialModule
@@ -109,11 +131,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         initialize_from_data(module.energy_model, batches)
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True,
-                        enable_version_counter=False),
-        LearningRateMonitor(logging_interval="epoch"),
-    ]
+    callbacks = [*checkpoint_callbacks(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
     if cfg.optimizer.get("ema_decay"):
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
@@ -125,7 +143,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         precision="64-true" if dtype == torch.float64 else "32-true", deterministic=False,
     )
     if trainer.is_global_zero:
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        with atomic_open(run_dir / "config.yaml") as fh:
+            OmegaConf.save(cfg, fh, resolve=True)
         dm.save_split(str(run_dir / "split.json"))
     t_fit = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -136,8 +155,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     # final evaluation on rank 0 only, with the best (EMA) weights, outside Lightning's loop
     best = Path(callbacks[0].best_model_path) if callbacks[0].best_model_path else ckpt_dir / "best.ckpt"
     if best.exists():
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+        module.load_state_dict(load_checkpoint(best)["state_dict"])
     device = module.device  # evaluate where training ran (rank 0's device)
     results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
                                "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
@@ -162,8 +180,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         export_torchscript(module.model, str(run_dir / "model.pt"))
         results["exported_model"] = str(run_dir / "model.pt")
     results["wall_time_s"] = time.time() - t_start
-    with open(run_dir / "metrics.json", "w") as fh:
-        json.dump(results, fh, indent=1)
+    write_json(run_dir / "metrics.json", results)
     _print_summary(results, run_dir)
     return results
 
@@ -213,7 +230,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     _quiet_lightning_logging()
     try:
         run(cfg, run_dir)
-    except (DataError, ConfigError, FloatingPointError, FileNotFoundError) as err:
+    except (*USER_ERRORS, FloatingPointError, FileNotFoundError) as err:
         log.error("%s", err)
         print(f"mlip: error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
