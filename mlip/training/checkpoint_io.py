@@ -27,6 +27,12 @@ def _corrupt(path, why: str) -> CheckpointError:
                            "(e.g. checkpoints/best.ckpt of the run) or train afresh")
 
 
+def _short_reason(err: Exception) -> str:
+    """The first sentence of ``err``'s message if it is plain text, else its type name."""
+    text = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:100]
+    return text if text and text.isascii() and text.isprintable() else type(err).__name__
+
+
 def load_checkpoint(path, map_location: Any = "cpu", for_resume: bool = False) -> Dict[str, Any]:
     """The checkpoint dict of an mlip ``.ckpt`` file, checked: ``CheckpointError`` for a file
     that is truncated, not a torch file, or not written by mlip's trainer (``for_resume``: also
@@ -37,8 +43,7 @@ def load_checkpoint(path, map_location: Any = "cpu", for_resume: bool = False) -
     try:
         ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
     except Exception as err:  # truncated zip, random bytes, foreign pickle: all unreadable
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise _corrupt(path, f"cannot be read: {reason}") from err
+        raise _corrupt(path, f"cannot be read: {_short_reason(err)}") from err
     if not isinstance(ckpt, dict):
         raise _corrupt(path, f"holds a {type(ckpt).__name__}, not a training checkpoint")
     missing = [k for k in MODEL_KEYS + (TRAINING_KEYS if for_resume else ()) if k not in ckpt]
