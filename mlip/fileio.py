@@ -18,10 +18,11 @@ Bottom layer: imports nothing from mlip but ``mlip.errors``.
 
 import json
 import os
+import re
 import socket
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, Optional, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
 from mlip.errors import RunDirInUseError, WriteError
 
@@ -34,6 +35,21 @@ def temporary_name(path: PathLike) -> Path:
     writers read: ``savefig`` picks the format from it, AOTInductor packages end in ``.pt2``)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def remove_temporaries(directory: PathLike) -> List[Path]:
+    """Delete the temporary files that killed writers left in ``directory`` (names as made by
+    ``temporary_name``, of other processes); returns them. Call only while holding the
+    directory's lock, when no other process writes there."""
+    pattern = re.compile(r"^\..*\.tmp-(\d+)(\.[^.]*)?$")
+    removed = []
+    for path in Path(directory).glob(".*.tmp-*"):
+        match = pattern.match(path.name)
+        if match and int(match.group(1)) != os.getpid() and path.is_file():
+            with suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _fsync(path: Path) -> None:

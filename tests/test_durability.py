@@ -152,8 +152,11 @@ def test_killed_and_resumed_run_equals_uninterrupted(frames, tmp_path, monkeypat
             run(_cfg(frames, *overrides), tmp_path / "killed")
     ckpts = tmp_path / "killed" / "checkpoints"
     assert _load(ckpts / "last.ckpt")["epoch"] == 1  # the last completed and fully written epoch
+    orphan = ckpts / ".last.tmp-999999999.ckpt"  # what a SIGKILL during a write leaves
+    orphan.write_bytes(b"PK\x03\x04")
     results = run(_cfg(frames, *overrides, "ckpt_path=last"), tmp_path / "killed")
     assert results["epochs"] == 4
+    assert not orphan.exists()
     for name in ("best.ckpt", "last.ckpt"):
         a, b = _load(tmp_path / "straight" / "checkpoints" / name), _load(ckpts / name)
         for key in COMPARED:

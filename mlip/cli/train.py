@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.config_path import CONFIG_DIR
 from mlip.errors import USER_ERRORS, ConfigError
-from mlip.fileio import atomic_open, run_dir_lock, write_json
+from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json
 
 log = logging.getLogger("mlip")
 
@@ -85,7 +85,11 @@ def checkpoint_callbacks(ckpt_dir: Path) -> list:
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     """Train, test and export as configured; returns the metrics written to ``metrics.json``.
     Holds the run directory's lock while it runs (``RunDirInUseError`` if a live run has it)."""
-    with run_dir_lock(run_dir):
+    with run_dir_lock(run_dir) as lock:
+        if lock is not None:  # the launching process; no other writer now
+            for directory in (run_dir, run_dir / "checkpoints"):
+                if directory.is_dir():
+                    remove_temporaries(directory)
         return _run(cfg, run_dir)
 
 
