@@ -253,7 +253,7 @@ def bad_checkpoints(tiny_run, tmp_path_factory):
     return [out / n for n in ("truncated.ckpt", "random.ckpt", "foreign.ckpt")]
 
 
-def test_corrupt_checkpoints_refused_by_export_and_calculator(bad_checkpoints, capsys):
+def test_corrupt_checkpoints_refused_by_export_calculator_identifiability(bad_checkpoints, capsys):
     from mlip.calculator import MLIPCalculator
     from mlip.cli.main import main as mlip_main
 
@@ -264,6 +264,8 @@ def test_corrupt_checkpoints_refused_by_export_and_calculator(bad_checkpoints, c
         err = capsys.readouterr().err
         assert f"mlip export: error: {path}: corrupt or not an mlip checkpoint" in err
         assert "Traceback" not in err
+        assert mlip_main(["identifiability", str(path), "--data", str(SI)]) == 1
+        assert f"mlip identifiability: error: {path}: corrupt or not an mlip checkpoint" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoints_refused_on_resume(bad_checkpoints, frames, tmp_path):
