@@ -20,3 +20,35 @@ class DataError(ValueError):
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the config key at fault."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: truncated, not a torch file, or not written by mlip.
+    ``str(err)`` reads ``<path>: <problem>``."""
+
+
+class RunDirInUseError(RuntimeError):
+    """The run directory is locked by another live run; the message names the directory, host and pid."""
+
+
+class WriteError(OSError):
+    """An output file could not be written (disk full, quota, permissions); the previous version
+    of the file, if any, is left whole. ``str(err)`` reads ``<path>: <problem>``."""
+
+    def __init__(self, path, cause: OSError):
+        import errno
+
+        full = getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        problem = ("disk full (no space left on device)" if full
+                   else f"write failed ({getattr(cause, 'strerror', None) or cause})")
+        self.message = (f"{path}: {problem}; the previous version of the file, if any, is unchanged. "
+                        + ("Free disk space and run again." if full else "Check the path and run again."))
+        self.disk_full = full
+        super().__init__(getattr(cause, "errno", None), self.message, str(path))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+#: the errors the command-line tools report as ``mlip: error: <message>`` (exit 1, no traceback)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, RunDirInUseError, WriteError)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlip.fileio import save_figure, write_json
+
 SECTIONS = ("cv", "val", "test", "learned_sigma")
 FOLD_KEY = "split.fold"
 ALPHA_KEY = "regularization.alpha"
@@ -242,8 +244,10 @@ def cv_curve(groups: List[Group], metric: str, path: str) -> bool:
     ax.set_ylabel(f"{metric} (mean ± std over folds)")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -254,6 +258,5 @@ def write_summary(groups: List[Group], metric: str, path: str) -> Dict[str, Any]
         "groups": [{"label": g.label, "alpha": g.alpha, "jobs": [str(j.path) for j in g.jobs],
                     "folds": [j.fold for j in g.jobs], "metrics": g.stats} for g in groups],
     }
-    with open(path, "w") as fh:
-        json.dump(summary, fh, indent=1)
+    write_json(path, summary)
     return summary

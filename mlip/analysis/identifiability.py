@@ -37,6 +37,7 @@ from torch.func import functional_call
 
 from mlip import keys
 from mlip.errors import ConfigError
+from mlip.fileio import save_figure
 from mlip.training.loss import residuals
 
 #: eigenvalues below RTOL x largest count as zero (see ``analyse``)
@@ -423,5 +424,7 @@ def spectrum_plot(report: Dict[str, Any], path: str, title: str = "Fisher inform
     ax.set_title(f"{title}\n{report['n_parameters']} parameters, condition {cond:.3g}", fontsize=8)
     ax.set_ylabel("eigenvalue of F (loss weights)")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -4,6 +4,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mlip.fileio import save_figure
+
 #: more config types than this share one colour (a legend would not fit)
 MAX_LEGEND = 12
 
@@ -56,5 +58,7 @@ def parity_plot(ref: np.ndarray, pred: np.ndarray, path: str, quantity: str, uni
     ax.tick_params(labelsize=8)
     ax.set_aspect("equal", adjustable="box")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)

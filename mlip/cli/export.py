@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlip.errors import USER_ERRORS
+
 SUFFIX = {"torchscript": ".pt", "aoti": ".pt2", "lammps": ""}  # lammps: a directory
 
 
@@ -54,15 +56,22 @@ def default_output(source: str, ckpt: Path, fmt: str) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Export as asked; a user error (missing or corrupt checkpoint, full disk, ...) is printed as
+    ``mlip export: error: ...`` and returns 1."""
+    try:
+        return _export(args)
+    except (*USER_ERRORS, FileNotFoundError) as err:
+        print(f"mlip export: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``main`` without the error report: raises the ``USER_ERRORS`` it meets."""
     import torch
 
     from mlip.training.checkpoint_load import model_from_checkpoint
 
-    try:
-        ckpt = resolve_checkpoint(args.source)
-    except FileNotFoundError as err:
-        print(f"mlip export: error: {err}", file=sys.stderr)
-        return 1
+    ckpt = resolve_checkpoint(args.source)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("mlip export: error: --device cuda, but torch sees no CUDA device here", file=sys.stderr)
         return 1
@@ -97,14 +106,9 @@ def main(args: argparse.Namespace) -> int:
 def _export_lammps(model, directory: Path) -> int:
     """LAMMPS-native files of a classical model, and the input lines that use them."""
     replaced = directory.is_dir() and any(directory.iterdir())
-    from mlip.errors import ConfigError
     from mlip.export.lammps_tables import write_lammps_files
 
-    try:
-        pot = write_lammps_files(model, str(directory))
-    except ConfigError as err:
-        print(f"mlip export: error: {err}", file=sys.stderr)
-        return 1
+    pot = write_lammps_files(model, str(directory))
     print(f"mlip export: LAMMPS files in {directory}: {', '.join(pot.files)}"
           + ("; replaced the files already there" if replaced else ""))
     print("  LAMMPS input lines (atom type k is element k of: " + " ".join(pot.elements) + "):")

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from mlip.errors import ConfigError, DataError
+from mlip.errors import USER_ERRORS, ConfigError, DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,10 +128,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                                                spectrum_plot)
     from mlip.data.dataset import GraphDataset
     from mlip.nn.batch import collate
-    from mlip.training.module import PotentialModule
+    from mlip.fileio import atomic_open, write_json
+    from mlip.training.checkpoint_load import module_from_checkpoint
 
     ckpt, run_dir = resolve_source(args.source)
-    module = PotentialModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    module = module_from_checkpoint(str(ckpt))  # in the saved dtype; corrupt files refused
     model = module.model
     energy_model = model.energy_model
     frames, where = load_frames(args, run_dir)
@@ -147,12 +148,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     out = Path(args.out) if args.out else (run_dir if run_dir is not None else ckpt.parent) / "identifiability"
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "identifiability.json", "w") as fh:
-        json.dump(report, fh, indent=1, allow_nan=True)
+    write_json(out / "identifiability.json", report, allow_nan=True)
     spectrum_plot(report, str(out / "identifiability.png"))
-    np.savez(out / "fisher.npz", names=np.array(info.names), values=info.values,
-             fisher=info.matrix("loss", args.kinds), counts=json.dumps(info.counts), sigma=json.dumps(info.sigma),
-             **{f"fisher_{k}": v for k, v in info.blocks.items()})
+    with atomic_open(out / "fisher.npz", "wb") as fh:
+        np.savez(fh, names=np.array(info.names), values=info.values,
+                 fisher=info.matrix("loss", args.kinds), counts=json.dumps(info.counts), sigma=json.dumps(info.sigma),
+                 **{f"fisher_{k}": v for k, v in info.blocks.items()})
     print(f"mlip identifiability: {ckpt} on the {where}")
     print(format_report(report))
     print(f"wrote {out / 'identifiability.json'}, {out / 'identifiability.png'}, {out / 'fisher.npz'}")
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     try:
         run(args)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (*USER_ERRORS, FileNotFoundError) as err:
         print(f"mlip identifiability: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -5,10 +5,11 @@ With ``-m`` (Hydra multirun), one job per combination of the swept values, each 
 
 Outputs in Hydra's run directory: ``config.yaml`` (resolved), ``split.json``, ``metrics.json``,
 ``parity_energy.png``, ``parity_forces.png``, ``checkpoints/{best,last}.ckpt``, ``model.pt``
-and CSV / TensorBoard logs.
+and CSV / TensorBoard logs. ``last.ckpt`` is the last completed epoch, ``best.ckpt`` the epoch
+of lowest ``val/loss``; each file is replaced atomically (``mlip.fileio``). The run holds the
+lock file ``.mlip.lock`` in its directory while it lives, so a second run into it is refused.
 """
 
-import json
 import logging
 import os
 import sys
@@ -23,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR
-from mlip.errors import ConfigError, DataError
+from mlip.errors import USER_ERRORS, ConfigError
+from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json, write_text
 
 log = logging.getLogger("mlip")
 
@@ -33,6 +35,7 @@ INIT_BATCHES = 8
 
 
 def _resolve_ckpt(ckpt_path, run_dir: Path):
+    """The checkpoint to resume from (``"last"``: the run directory's, if any), or None."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
@@ -68,11 +71,34 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
         checks=OmegaConf.to_container(cfg.data.checks) if cfg.data.get("checks") is not None else None)
 
 
+def checkpoint_callbacks(ckpt_dir: Path) -> list:
+    """``best.ckpt`` (lowest ``val/loss``) and ``last.ckpt`` (every epoch), in this order, so that
+    ``last.ckpt`` records the best-checkpoint state of its own epoch. (``ModelCheckpoint(
+    save_last=True)`` rewrites ``last.ckpt`` only in epochs that improve the monitored value.)"""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                           enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    return [best, last]
+
+
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
-    """Train, test and export as configured; returns the metrics written to ``metrics.json``."""
+    """Train, test and export as configured; returns the metrics written to ``metrics.json``.
+    Holds the run directory's lock while it runs (``RunDirInUseError`` if a live run has it)."""
     check_config(cfg)  # every setting, before any work
+    with run_dir_lock(run_dir) as lock:
+        if lock is not None:  # the launching process; no other writer now
+            for directory in (run_dir, run_dir / "checkpoints"):
+                if directory.is_dir():
+                    remove_temporaries(directory)
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     import lightning as L
-    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from mlip.analysis.parity import parity_plot
@@ -80,7 +106,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.export import export_torchscript
     from mlip.models.registry import initialize_from_data
     from mlip.training.callbacks import EpochLog, progress_bar_wanted
-    from mlip.training.checkpoint_io import AtomicCheckpointIO
+    from mlip.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
     from mlip.training.evaluate import evaluate
     from mlip.training.loss import resolve_sigma
     from mlip.training.module import PotentialModule
@@ -120,11 +146,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         initialize_from_data(module.energy_model, batches)
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True,
-                        enable_version_counter=False),
-        LearningRateMonitor(logging_interval="epoch"),
-    ]
+    callbacks = [*checkpoint_callbacks(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
     if cfg.optimizer.get("ema_decay"):
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
@@ -142,7 +164,8 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         print(banner(str(run_dir), cfg.model.name, sum(p.numel() for p in module.model.parameters()),
                      float(cfg.model.cutoff), dm.summary(), loss_config["sigma"], str(trainer.strategy.root_device),
                      cfg.dtype, ckpt_path), flush=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        with atomic_open(run_dir / "config.yaml") as fh:
+            OmegaConf.save(cfg, fh, resolve=True)
         dm.save_split(str(run_dir / "split.json"))
     t_fit = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -153,8 +176,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     # final evaluation on rank 0 only, with the best (EMA) weights, outside Lightning's loop
     best = Path(callbacks[0].best_model_path) if callbacks[0].best_model_path else ckpt_dir / "best.ckpt"
     if best.exists():
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+        module.load_state_dict(load_checkpoint(best)["state_dict"])
     device = module.device  # evaluate where training ran (rank 0's device)
     results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
                                "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
@@ -175,10 +197,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         results["exported_model"] = str(run_dir / "model.pt")
     results["wall_time_s"] = time.time() - t_start
     results["units"] = METRIC_UNITS
-    with open(run_dir / "metrics.json", "w") as fh:
-        json.dump(results, fh, indent=1)
+    write_json(run_dir / "metrics.json", results)
     table = summary_table(results, dm.config_types)
-    (run_dir / "summary.md").write_text(summary_markdown(results, dm.config_types, str(run_dir)))
+    write_text(run_dir / "summary.md", summary_markdown(results, dm.config_types, str(run_dir)))
     learned = results.get("learned_sigma") or {}
     sigma_line = ("\n  learned sigma: " + ", ".join(f"{k} {v:.4g} {SIGMA_UNITS[k]}" for k, v in learned.items())
                   if learned else "")
@@ -225,10 +246,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     _quiet_lightning_logging()
     try:
         run(cfg, run_dir)
-    except (DataError, ConfigError, FloatingPointError, FileNotFoundError) as err:
-        log.error("%s", err)
+    except (*USER_ERRORS, FloatingPointError, FileNotFoundError) as err:
+        _log_to_files(f"error: {err}")
         print(f"mlip: error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def _log_to_files(message: str) -> None:
+    """Record ``message`` in the run's ``train.log`` (Hydra's file handler) without echoing it on
+    the console, where the one ``mlip: error:`` line already says it."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.export.torchscript import UNITS
+from mlip.fileio import atomic_path
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -138,7 +139,8 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     for ``device``; returns the path. ``neighbors`` adds the package's own neighbour-list graph
     (about 12 s more compiling; without it callers must always pass a list). With ``check``, the
     package is loaded and compared with the eager model on the tracing input (tolerance 1e-10 in
-    float64, 1e-4 in float32, relative)."""
+    float64, 1e-4 in float32, relative) before it replaces ``path`` (atomically; a failed write
+    leaves the previous file and raises ``WriteError``)."""
     device_t = torch.device(device)
     model = copy.deepcopy(model).to(device_t).eval()
     if dtype is not None:
@@ -168,9 +170,11 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     files = {name: _compile(prog, configs) for name, prog in programs.items()}
     from torch._inductor.package import package_aoti
 
-    package_aoti(path, files)
-    if check:
-        _check_package(path, module, inputs, dtype, neighbors)
+    with atomic_path(path) as tmp:  # checked before the rename: a bad package never replaces a good one
+        with open(tmp, "wb") as fh:  # a file object: a full disk raises OSError (see mlip.fileio)
+            package_aoti(fh, files)
+        if check:
+            _check_package(str(tmp), module, inputs, dtype, neighbors)
     return path
 
 

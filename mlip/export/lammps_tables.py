@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mlip.errors import ConfigError
+from mlip.fileio import write_text
 from mlip.models.classical import EmbeddedAtomModel, PairPotential
 from mlip.models.classical.base import pair_members
 
@@ -105,7 +106,7 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
                   ""]
         lines += [f"{k + 1} {r[k]:.16e} {energy[k]:.16e} {force[k]:.16e}" for k in range(n_points)]
         coeffs.append(f"{a + 1} {b + 1} {path} {keyword}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return LammpsPotential(f"table spline {n_points}", coeffs, [str(path)], elements,
                            dict(zip(elements, em.energies.e0.tolist())))
 
@@ -141,7 +142,7 @@ def write_eam_alloy(model: torch.nn.Module, path: str, n_r: int = 10000, n_rho: 
             for j in range(i + 1):
                 p = int(em.pair_table[i * len(elements) + j])
                 lines += _block((rt * em.pair_function(p, rt)).numpy())
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return LammpsPotential("eam/alloy", [f"* * {path} " + " ".join(elements)], [str(path)], elements,
                            dict(zip(elements, em.energies.e0.tolist())))
 

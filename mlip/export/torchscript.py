@@ -21,6 +21,7 @@ import torch
 
 import mlip
 from mlip import keys
+from mlip.fileio import atomic_open
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -153,7 +154,8 @@ class ExportedPotential(torch.nn.Module):
 
 
 def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = None) -> torch.jit.ScriptModule:
-    """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``."""
+    """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``
+    (atomically: a failed write leaves the previous file and raises ``WriteError``)."""
     import copy
 
     model = copy.deepcopy(model).cpu().eval()  # exported on CPU; load with map_location for GPUs
@@ -162,7 +164,8 @@ def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = N
     energy_model = model.energy_model
     wrapper = ExportedPotential(model, energy_model.species, energy_model.cutoff)
     scripted = torch.jit.script(wrapper)
-    torch.jit.save(scripted, str(path), _extra_files={"metadata.json": json.dumps(wrapper.metadata())})
+    with atomic_open(path, "wb") as fh:  # a file object: a full disk raises OSError, not an abort
+        torch.jit.save(scripted, fh, _extra_files={"metadata.json": json.dumps(wrapper.metadata())})
     return scripted
 
 

@@ -2,14 +2,15 @@
 
 ``PotentialModule.load_from_checkpoint`` builds its modules in torch's default dtype and copies
 the saved weights into them, which would silently turn a float64 model into float32; here the
-saved dtype is read from the state dict first.
+saved dtype is read from the state dict first. Files are read by ``checkpoint_io.load_checkpoint``,
+which refuses truncated and foreign files (``CheckpointError``).
 """
-
-from pathlib import Path
 
 import torch
 
+from mlip.errors import CheckpointError
 from mlip.physics import ForcesAndStress
+from mlip.training.checkpoint_io import load_checkpoint
 from mlip.training.module import PotentialModule
 
 
@@ -21,15 +22,21 @@ def checkpoint_dtype(state_dict) -> torch.dtype:
     return torch.float32
 
 
+def module_from_checkpoint(path: str) -> PotentialModule:
+    """The ``PotentialModule`` of a ``.ckpt`` (model with the EMA weights where EMA was on, and the
+    loss with its learned sigmas), on the CPU, in the saved dtype, in eval mode."""
+    ckpt = load_checkpoint(path)
+    try:
+        module = PotentialModule(**ckpt["hyper_parameters"])
+        module.to(checkpoint_dtype(ckpt["state_dict"]))
+        module.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupt or not an mlip checkpoint (its model cannot be rebuilt: "
+                              f"{str(err).splitlines()[0][:160]})") from err
+    return module.eval()
+
+
 def model_from_checkpoint(path: str, device: str = "cpu") -> ForcesAndStress:
     """The ``ForcesAndStress`` model of a Lightning ``.ckpt`` (the EMA weights where EMA was on),
     in eval mode, in its saved dtype, on ``device``."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not an mlip training checkpoint (no hyper_parameters / state_dict)")
-    module = PotentialModule(**ckpt["hyper_parameters"])
-    module.to(checkpoint_dtype(ckpt["state_dict"]))
-    module.load_state_dict(ckpt["state_dict"])
-    return module.model.to(torch.device(device)).eval()
+    return module_from_checkpoint(path).model.to(torch.device(device)).eval()

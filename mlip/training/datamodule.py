@@ -1,6 +1,5 @@
 """``FrameDataModule``: files -> checked frames -> split -> E0 and statistics -> graph datasets."""
 
-import json
 import logging
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mlip.data.dataset import GraphDataset
 from mlip.errors import ConfigError, DataError
+from mlip.fileio import write_json
 from mlip.data.graph import species_error
 from mlip.data.io import ISOLATED_BOX_WIDTH, Frame, LabelKeys, read_frames, require_labels
 from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
@@ -216,26 +216,26 @@ class FrameDataModule(L.LightningDataModule):
         }
 
     def save_split(self, path: str) -> None:
-        """Write the frame indices of each split (whole configurations) as JSON."""
-        with open(path, "w") as fh:
-            json.dump(self.split_indices, fh, indent=1)
+        """Write the frame indices of each split (whole configurations) as JSON (atomically)."""
+        write_json(path, self.split_indices)
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        """Training (``shuffle``): each epoch's order is a function of (``seed``, epoch) alone, so a
+        run resumed at epoch k sees the order an uninterrupted run sees there (Lightning calls the
+        sampler's ``set_epoch``); with several ranks the order is split and padded across them.
+        Evaluation: each frame exactly once across ranks."""
         ds = self.datasets[name]
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        sampler = None
-        if world > 1:
-            # training: shuffled and padded; evaluation: each frame exactly once across ranks
-            sampler = (DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed) if shuffle
-                       else list(range(rank, len(ds), world)))
+        if shuffle:
+            sampler = DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed)
+        else:
+            sampler = list(range(rank, len(ds), world)) if world > 1 else None
         return DataLoader(
-            ds, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle and sampler is None, sampler=sampler,
+            ds, batch_size=self.batch_size if shuffle else self.eval_batch_size, sampler=sampler,
             collate_fn=partial(collate, dtype=self.dtype), num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None,
         )
 
     def train_dataloader(self) -> DataLoader:

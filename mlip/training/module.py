@@ -9,6 +9,10 @@ Training loss = data loss (``WeightedLoss``, learned sigmas included) + regulari
 ``train/loss`` (their sum) are logged apart; ``val/loss`` is the data loss with fixed sigmas and no
 penalty, so checkpoint selection and the learning-rate schedule do not depend on ``alpha`` or on
 the current learned sigmas. Learned sigmas are excluded from weight decay.
+
+The plateau schedule is stepped here, in ``on_train_epoch_end``, not by Lightning: Lightning steps
+epoch schedulers after the epoch's checkpoints are written, so a run resumed from ``last.ckpt``
+would miss that step. Its state is kept in the checkpoint's ``lr_schedulers`` entry.
 """
 
 from typing import Any, Dict, List, Optional
@@ -43,6 +47,9 @@ class PotentialModule(L.LightningModule):
         self.config_types = list(config_types or ["default"])
         self._val_metrics: Optional[MetricAccumulator] = None
         self._val_loss = torch.zeros(2, dtype=torch.float64)
+        self._plateau: Optional[torch.optim.lr_scheduler.ReduceLROnPlateau] = None
+        self._plateau_state: Optional[Dict[str, Any]] = None  # from a checkpoint, until the scheduler exists
+        self._epoch_val_loss: Optional[float] = None  # this epoch's val/loss, for the plateau schedule
 
     @property
     def energy_model(self) -> torch.nn.Module:
@@ -81,6 +88,9 @@ class PotentialModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         for kind, value in self.loss_fn.learned_sigma().items():
             self.log(f"train/sigma_{kind}", value)
+        if self._plateau is not None and self._epoch_val_loss is not None:
+            self._plateau.step(self._epoch_val_loss)  # before the epoch's checkpoints are written
+        self._epoch_val_loss = None
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -101,6 +111,8 @@ class PotentialModule(L.LightningModule):
         _sum_across_ranks(self._val_metrics.tensors() + [self._val_loss])
         val_loss = self._val_loss[0] / self._val_loss[1].clamp_min(1.0)
         self.log("val/loss", val_loss.float(), prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self._epoch_val_loss = float(val_loss.float())  # the value Lightning's plateau stepping used
         for name, value in self._val_metrics.compute().items():
             show = name in ("energy_mae", "forces_mae")
             self.log(f"val/{name}", value, prog_bar=show)
@@ -115,4 +127,25 @@ class PotentialModule(L.LightningModule):
         lr = float(cfg.get("lr", 5e-3))
         opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.get("weight_decay", 0.0),
                                 amsgrad=cfg.get("amsgrad", True))
-        return {"optimizer": opt, "lr_scheduler": make_scheduler(opt, dict(cfg.get("scheduler") or {}), lr, self)}
+        scheduler = make_scheduler(opt, dict(cfg.get("scheduler") or {}), lr, self)
+        if isinstance(scheduler["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self._plateau = scheduler["scheduler"]  # stepped in on_train_epoch_end (see the module docstring)
+            self._restore_plateau()
+            return {"optimizer": opt}
+        self._plateau = None
+        return {"optimizer": opt, "lr_scheduler": scheduler}
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        if self._plateau is not None:
+            checkpoint["lr_schedulers"] = [self._plateau.state_dict()]
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        states = checkpoint.get("lr_schedulers") or []
+        self._plateau_state = states[0] if states and "num_bad_epochs" in states[0] else None
+        self._restore_plateau()
+
+    def _restore_plateau(self) -> None:
+        if self._plateau is not None and self._plateau_state is not None:
+            self._plateau.load_state_dict(self._plateau_state)
+            self._plateau_state = None

@@ -1,6 +1,7 @@
 """Learning-rate schedules (``optimizer.scheduler.name``):
 
-- ``plateau``: ``ReduceLROnPlateau`` on ``val/loss`` (``factor``, ``patience``, ``min_lr``).
+- ``plateau``: ``ReduceLROnPlateau`` on ``val/loss`` (``factor``, ``patience``, ``min_lr``), stepped
+  by ``PotentialModule.on_train_epoch_end`` before the epoch's checkpoints are written.
 - ``cosine``: ``lr(p) = min_lr + (lr - min_lr) (1 + cos(pi p)) / 2`` per step, ``p`` the fraction of
   the run done: the larger of steps / planned steps (``trainer.max_epochs``) and elapsed /
   allowed wall time (``trainer.max_time``). A wall-clock budget thus ends at ``min_lr``, however
