@@ -90,7 +90,7 @@ BAD = [
     ("", "optimizer.lr", INF, "finite"),
     ("", "optimizer.lr", NAN, "finite"),
     ("", "optimizer.lr", "fast", "> 0"),
-    ("", "optimizer.name", "sgd", "adamw"),
+    ("", "optimizer._target_", "torch.nn.Linear", "not a torch.optim.Optimizer"),
     ("", "optimizer.weight_decay", -0.1, ">= 0"),
     ("", "optimizer.ema_decay", 1.0, "[0, 1)"),
     ("", "optimizer.ema_decay", -0.5, "or null"),
@@ -167,7 +167,7 @@ GOOD = [
     ("", {"trainer.gradient_clip_val": None}), ("", {"trainer.devices": "auto"}),
     ("", {"trainer.accelerator": "cpu", "trainer.devices": 2, "trainer.strategy": "ddp"}),
     ("split=kfold", {"split.k": 3, "split.fold": 2}), ("", {"loss.huber_delta": 1.0}),
-    ("", {"data.e0": {"Si": -0.8}}), ("", {"dtype": "float64"}), ("model=equivariant", {"model.size": "medium"}),
+    ("", {"data.e0": {"Si": -0.8}}), ("", {"dtype": "float64"}), ("optimizer=sgd", {"optimizer.momentum": 0.5}), ("model=equivariant", {"model.size": "medium"}),
 ]
 
 

@@ -212,8 +212,23 @@ def _check_split(cfg: DictConfig) -> None:
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
-    """optimizer name, lr, weight decay, EMA decay and the learning-rate schedule."""
-    _choice(cfg, "optimizer.name", ("adamw",))
+    """optimizer class and its arguments, lr, weight decay, EMA decay and the learning-rate schedule."""
+    import inspect
+
+    import torch
+
+    from mlip.training.builders import OPTIMIZER_OWN_KEYS, check_arguments, locate
+
+    target = _get(cfg, "optimizer._target_")
+    if target is _ABSENT or not isinstance(target, str):
+        _fail("optimizer._target_", None if target is _ABSENT else target, "must name a torch.optim class",
+              "e.g. optimizer=adamw or optimizer=sgd (configs/optimizer/)")
+    cls = locate(target, "optimizer")
+    if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
+        _fail("optimizer._target_", target, "is not a torch.optim.Optimizer", "e.g. torch.optim.AdamW")
+    node = _get(cfg, "optimizer")
+    check_arguments(cls, {k: v for k, v in node.items() if k not in OPTIMIZER_OWN_KEYS}, "optimizer",
+                    positional=("params",))
     _number(cfg, "optimizer.lr", 0.0, low_open=True, fix="e.g. optimizer.lr=0.005")
     _number(cfg, "optimizer.weight_decay", 0.0, fix="0 turns weight decay off")
     _flag(cfg, "optimizer.amsgrad")

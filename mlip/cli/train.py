@@ -46,42 +46,42 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
     return str(ckpt_path)
 
 
-def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
-    from mlip.training.datamodule import FrameDataModule
+def _plain(node):
+    """A config node as plain Python (None stays None)."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig,)) else node
 
+
+#: keys of the data group (configs/data/*.yaml) and of each split method (configs/split/*.yaml)
+DATA_KEYS = ("train", "val", "test", "format", "keys", "e0", "e0_file", "allow_missing", "checks", "batch_size",
+             "eval_batch_size", "num_workers")
+SPLIT_KEYS = {"random": ("name", "val_fraction", "test_fraction", "group_by", "seed"),
+              "kfold": ("name", "k", "fold", "val_fraction", "group_by", "seed")}
+
+
+def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
+    """The ``FrameDataModule`` of the data and split groups (their YAML files hold every default;
+    an unknown key is refused by name), with the labels the loss requires."""
+    from mlip.training.builders import refuse_unknown
+    from mlip.training.datamodule import FrameDataModule
     from mlip.training.loss import loss_kinds
 
-    allowed_missing = set(cfg.data.allow_missing or [])
+    data, split = _plain(cfg.data), _plain(cfg.split)
+    refuse_unknown(data, DATA_KEYS, "data")
+    if split.get("name") not in SPLIT_KEYS:
+        raise ConfigError(f"split.name={split.get('name')!r} is not known; use {' or '.join(SPLIT_KEYS)}")
+    refuse_unknown(split, SPLIT_KEYS[split["name"]], "split")
+    allowed_missing = set(data["allow_missing"] or [])
     sigma = cfg.loss.sigma if isinstance(cfg.loss.sigma, str) else OmegaConf.to_container(cfg.loss.sigma)
     require = [k for k in loss_kinds(sigma) if k not in allowed_missing]
     # loss.sigma=learned: the kinds are those the training data carries, each then required
     require_if_present = ([k for k in ("energy", "forces", "stress") if k not in allowed_missing]
                           if isinstance(sigma, str) else [])
-    split = cfg.split
+    split_args = {("split" if k == "name" else k): v for k, v in split.items()}
     return FrameDataModule(
-        train=cfg.data.train, val=cfg.data.get("val"), test=cfg.data.get("test"), format=cfg.data.get("format"),
-        keys=OmegaConf.to_container(cfg.data["keys"]), e0=OmegaConf.to_container(cfg.data.e0)
-        if isinstance(cfg.data.e0, DictConfig) else cfg.data.e0,
-        e0_file=cfg.data.get("e0_file"), require=require, cutoff=cfg.model.cutoff,
-        val_fraction=split.get("val_fraction", 0.1), test_fraction=split.get("test_fraction", 0.0),
-        seed=split.seed, split=split.get("name", "random"), k=split.get("k", 5), fold=split.get("fold", 0),
-        group_by=split.get("group_by"), require_if_present=require_if_present,
-        batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
-        num_workers=cfg.data.num_workers, dtype=dtype,
-        checks=OmegaConf.to_container(cfg.data.checks) if cfg.data.get("checks") is not None else None)
-
-
-def checkpoint_callbacks(ckpt_dir: Path) -> list:
-    """``best.ckpt`` (lowest ``val/loss``) and ``last.ckpt`` (every epoch), in this order, so that
-    ``last.ckpt`` records the best-checkpoint state of its own epoch. (``ModelCheckpoint(
-    save_last=True)`` rewrites ``last.ckpt`` only in epochs that improve the monitored value.)"""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
-                           enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False)
-    return [best, last]
+        train=data["train"], val=data["val"], test=data["test"], format=data["format"], keys=data["keys"],
+        e0=data["e0"], e0_file=data["e0_file"], checks=data["checks"], batch_size=data["batch_size"],
+        eval_batch_size=data["eval_batch_size"], num_workers=data["num_workers"], require=require,
+        require_if_present=require_if_present, cutoff=cfg.model.cutoff, dtype=dtype, **split_args)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
@@ -98,14 +98,15 @@ def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
 
 def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     import lightning as L
-    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.callbacks import EMAWeightAveraging
 
     from mlip.analysis.parity import parity_plot
     from mlip.analysis.report import METRIC_UNITS, SIGMA_UNITS, banner, summary_markdown, summary_table
     from mlip.export import export_torchscript
     from mlip.models.registry import initialize_from_data
-    from mlip.training.callbacks import EpochLog, progress_bar_wanted
+    from mlip.data.statistics import output_normalization
+    from mlip.training.builders import build_named
+    from mlip.training.callbacks import EpochLog, checkpoint_callbacks, progress_bar_wanted
     from mlip.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
     from mlip.training.evaluate import evaluate
     from mlip.training.loss import resolve_sigma
@@ -133,8 +134,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         log.info("loss.sigma=learned: learning sigma of %s", ", ".join(loss_config["sigma"]) or "no kind")
     model_config = dict(OmegaConf.to_container(cfg.model, resolve=True))
     model_config.update(species=dm.species, e0=dm.e0, avg_num_neighbors=stats["avg_num_neighbors"],
-                        scale=stats["force_rms"] if loss_config["sigma"].get("forces") is not None
-                        else stats["energy_std"], shift=stats["energy_shift"])
+                        **output_normalization(stats, loss_config["sigma"].get("forces") is not None))
     regularization = cfg.get("regularization")
     module = PotentialModule(model_config, loss_config,
                              OmegaConf.to_container(cfg.optimizer, resolve=True), dm.config_types,
@@ -146,7 +146,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         initialize_from_data(module.energy_model, batches)
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks = [*checkpoint_callbacks(ckpt_dir), LearningRateMonitor(logging_interval="epoch")]
+    callbacks = [*checkpoint_callbacks(ckpt_dir), *build_named(_plain(cfg.get("callbacks")), "callbacks")]
     if cfg.optimizer.get("ema_decay"):
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
@@ -156,7 +156,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         callbacks.append(EpochLog())
     trainer = L.Trainer(
         **trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks,
-        logger=[CSVLogger(str(run_dir), name="logs"), TensorBoardLogger(str(run_dir), name="tb")],
+        logger=build_named(_plain(cfg.get("logger")), "logger", save_dir=str(run_dir)) or False,
         plugins=[AtomicCheckpointIO()], inference_mode=False, use_distributed_sampler=False,
         precision="64-true" if dtype == torch.float64 else "32-true", deterministic=False,
     )

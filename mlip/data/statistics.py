@@ -23,3 +23,11 @@ def dataset_statistics(frames: Sequence[Frame], graphs: Sequence[dict], e0: Dict
         "energy_shift": float(np.mean(residual)) if residual else 0.0,
         "energy_std": float(np.std(residual)) if len(residual) > 1 else 1.0,
     }
+
+
+def output_normalization(statistics: Dict[str, float], forces_in_loss: bool) -> Dict[str, float]:
+    """``scale`` (eV) and ``shift`` (eV/atom) of a model's per-atom output: the force RMS when forces
+    are fitted (so predicted forces start at the right magnitude), else the spread of the energy per
+    atom after E0; the shift is the mean energy per atom after E0."""
+    scale = statistics["force_rms"] if forces_in_loss else statistics["energy_std"]
+    return {"scale": scale, "shift": statistics["energy_shift"]}

@@ -45,3 +45,16 @@ class EpochLog(L.Callback):
             parts.append(f"lr {trainer.optimizers[0].param_groups[0]['lr']:.3g}")
         parts.append(f"{time.time() - self._t0:.1f} s")
         log.info("  ".join(parts))
+
+
+def checkpoint_callbacks(ckpt_dir) -> list:
+    """``best.ckpt`` (lowest ``val/loss``) and ``last.ckpt`` (every epoch), in this order, so that
+    ``last.ckpt`` records the best-checkpoint state of its own epoch. (``ModelCheckpoint(
+    save_last=True)`` rewrites ``last.ckpt`` only in epochs that improve the monitored value.)"""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                           enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    return [best, last]

@@ -23,6 +23,7 @@ import torch
 from mlip import keys
 from mlip.models import build_model
 from mlip.physics import ForcesAndStress
+from mlip.training.builders import build_optimizer
 from mlip.training.loss import WeightedLoss
 from mlip.training.metrics import MetricAccumulator
 from mlip.training.regularization import Regularizer
@@ -124,9 +125,8 @@ class PotentialModule(L.LightningModule):
         loss_params = list(self.loss_fn.parameters())  # learned sigmas: never decayed
         if loss_params:
             groups.append({"params": loss_params, "weight_decay": 0.0})
-        lr = float(cfg.get("lr", 5e-3))
-        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.get("weight_decay", 0.0),
-                                amsgrad=cfg.get("amsgrad", True))
+        opt = build_optimizer(cfg, groups)
+        lr = float(opt.defaults["lr"])
         scheduler = make_scheduler(opt, dict(cfg.get("scheduler") or {}), lr, self)
         if isinstance(scheduler["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau):
             self._plateau = scheduler["scheduler"]  # stepped in on_train_epoch_end (see the module docstring)
