@@ -314,10 +314,16 @@ def test_live_lock_refuses_a_second_run(frames, tmp_path):
         run(_cfg(frames), tmp_path)
 
 
-def test_stale_lock_is_taken_over_and_released(frames, tmp_path):
+def test_stale_lock_is_taken_over_and_released(frames, tmp_path, monkeypatch):
+    import mlip.cli.train as train_cli
+
+    def fails_inside(cfg, run_dir):
+        raise ConfigError("failed while holding the lock")
+
+    monkeypatch.setattr(train_cli, "_run", fails_inside)
     _write_lock(tmp_path, socket.gethostname(), _dead_pid())
-    with pytest.raises(ConfigError, match="dtype"):  # got past the lock, then failed: lock released
-        run(_cfg(frames, "dtype=float16"), tmp_path)
+    with pytest.raises(ConfigError, match="holding the lock"):  # got past the lock, then failed: lock released
+        run(_cfg(frames), tmp_path)
     assert not (tmp_path / LOCK_NAME).exists()
     with run_dir_lock(tmp_path) as lock:
         assert json.loads(lock.read_text())["pid"] == os.getpid()
