@@ -16,7 +16,7 @@ This module is layer 0: it imports numpy and torch only (ASE lazily, inside the 
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch

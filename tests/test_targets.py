@@ -13,12 +13,16 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlip import keys, targets
+from hydra import compose, initialize_config_dir
+
 from mlip.analysis.report import metric_units, summary_table
+from mlip.cli.check_config import check_config
+from mlip.cli.config_path import CONFIG_DIR
+from mlip.cli.train import build_datamodule
 from mlip.data.io import LabelKeys, read_frames
 from mlip.errors import DataError
 from mlip.models import build_model
 from mlip.physics import ForcesAndStress
-from mlip.training.datamodule import FrameDataModule
 from mlip.training.evaluate import evaluate
 from mlip.training.loss import WeightedLoss, residuals
 from mlip.training.metrics import MetricAccumulator
@@ -85,10 +89,15 @@ def test_a_registered_per_frame_kind_runs_through_reading_batching_loss_and_metr
     with pytest.raises(DataError, match=r"bad.xyz, frame 1: dipole_norm 'my_dipole' is negative"):
         read_frames(bad, LabelKeys(dipole_norm="my_dipole"))
 
-    # batched and masked by the data module; counted among the labels of each split
-    dm = FrameDataModule(train=path, cutoff=3.0, keys={"dipole_norm": "my_dipole"}, val_fraction=0.2,
-                         test_fraction=0.0, batch_size=10, eval_batch_size=10, dtype=torch.float64, e0="zero",
-                         checks={"energy_outliers": "off", "e0_underdetermined": "off", "e0_consistency": "off"})
+    # one config line (its sigma; here also its file key, and frames without it allowed) passes the
+    # config checks, and the data module batches and masks it and counts it among the labels
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["data=custom", f"data.train={path}", "data.e0=zero", "model.cutoff=3.0",
+                                          "split.test_fraction=0.0", "split.val_fraction=0.2", "data.batch_size=10",
+                                          "data.eval_batch_size=10", f"+loss.sigma.{DIPOLE}=0.2",
+                                          f"+data.keys.{DIPOLE}=my_dipole", f"data.allow_missing=[{DIPOLE}]"])
+    check_config(cfg)
+    dm = build_datamodule(cfg, torch.float64)
     dm.prepare()
     assert DIPOLE in dm.label_kinds and dm.label_counts["train"][DIPOLE] + dm.label_counts["val"][DIPOLE] == 8
     batch = next(iter(dm.eval_loader("train")))
