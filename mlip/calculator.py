@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlip.nn.geometry import MIN_DISTANCE, overlap_message
 from mlip.nn.neighbors import vesin_neighbor_list
@@ -109,4 +110,4 @@ class MLIPCalculator(Calculator):
         self.results["energies"] = out["atomic_energies"].detach().cpu().double().numpy()
         if pbc.all():
             s = out["stress"].detach().cpu().double().numpy()
-            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            self.results["stress"] = full_3x3_to_voigt_6_stress(s)  # xx yy zz yz xz xy

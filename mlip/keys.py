@@ -14,7 +14,8 @@ Inputs
     CELL_SHIFTS    [E, 3]  float, integer lattice translations: r_ij = r_j - r_i + S @ cell
     CONFIG_TYPE    [B]     long, index into the datamodule's list of config types
 
-Labels (and masks, True where the frame carries the label)
+Labels (and masks, True where the frame carries the label); ``mlip.targets`` registers these
+kinds and any other
     ENERGY [B] eV, FORCES [N, 3] eV/Å, STRESS [B, 3, 3] eV/Å³
     ENERGY_MASK [B], FORCES_MASK [B], STRESS_MASK [B]  bool
 
@@ -45,7 +46,17 @@ TOTAL_ENERGY = "total_energy"
 PRED_FORCES = "pred_forces"
 PRED_STRESS = "pred_stress"
 
-#: Label kinds that a loss or metric can use, with the masks that say which frames carry them.
-LABEL_KINDS = (ENERGY, FORCES, STRESS)
-MASK_OF = {ENERGY: ENERGY_MASK, FORCES: FORCES_MASK, STRESS: STRESS_MASK}
-PREDICTION_OF = {ENERGY: TOTAL_ENERGY, FORCES: PRED_FORCES, STRESS: PRED_STRESS}
+
+def __getattr__(name: str):
+    """``LABEL_KINDS``, ``MASK_OF`` and ``PREDICTION_OF``: live views of ``mlip.targets``' registry
+    (kinds that a loss or metric can use, the masks that say which frames carry them, and the
+    model output that predicts them)."""
+    from mlip import targets
+
+    if name == "LABEL_KINDS":
+        return targets.names()
+    if name == "MASK_OF":
+        return {t.name: t.mask_key for t in targets.all_targets()}
+    if name == "PREDICTION_OF":
+        return {t.name: t.prediction_key for t in targets.all_targets()}
+    raise AttributeError(f"module 'mlip.keys' has no attribute {name!r}")

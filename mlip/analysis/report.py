@@ -1,20 +1,41 @@
 """What a run tells its user: the banner at the start and the summary table at the end
-(printed, and saved as ``summary.md`` in the run directory). Units: energy meV/atom, forces
-meV/Å (per component), stress GPa (per component), as in ``metrics.json``."""
+(printed, and saved as ``summary.md`` in the run directory). One column per registered kind
+(``mlip.targets``) in its report unit: energy meV/atom, forces meV/Å (per component), stress GPa
+(per component), as in ``metrics.json``. ``COLUMNS``, ``METRIC_UNITS`` and ``SIGMA_UNITS`` are live
+views of the registry."""
 
 from typing import Any, Dict, List, Sequence
 
-#: (metric kind, column title with unit, format)
-COLUMNS = (("energy", "energy MAE / RMSE (meV/atom)", "{:.2f} / {:.2f}"),
-           ("forces", "forces MAE / RMSE (meV/Å)", "{:.1f} / {:.1f}"),
-           ("stress", "stress MAE / RMSE (GPa)", "{:.3f} / {:.3f}"))
-#: units of metrics.json entries, written beside them
-METRIC_UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "forces_mae": "meV/Å",
-                "forces_rmse": "meV/Å", "stress_mae": "GPa", "stress_rmse": "GPa", "e0_eV": "eV",
-                "energy_shift": "eV/atom", "energy_std": "eV/atom", "force_rms": "eV/Å",
-                "avg_num_neighbors": "edges per atom", "fit_time_s": "s", "wall_time_s": "s",
-                "learned_sigma": {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}}
-SIGMA_UNITS = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
+from mlip import targets
+
+#: units of metrics.json entries that are not per kind
+_OTHER_UNITS = {"e0_eV": "eV", "energy_shift": "eV/atom", "energy_std": "eV/atom", "force_rms": "eV/Å",
+                "avg_num_neighbors": "edges per atom", "fit_time_s": "s", "wall_time_s": "s"}
+
+
+def columns() -> tuple:
+    """(metric kind, column title with unit, format) of every registered kind."""
+    return tuple((t.name, f"{t.name} MAE / RMSE ({t.report_unit})", t.table_format) for t in targets.all_targets())
+
+
+def sigma_units() -> Dict[str, str]:
+    """Unit of each kind's loss sigma (its residual's unit)."""
+    return {t.name: t.residual_unit for t in targets.all_targets()}
+
+
+def metric_units() -> Dict[str, Any]:
+    """Units of metrics.json entries, written beside them."""
+    units: Dict[str, Any] = {}
+    for t in targets.all_targets():
+        units[f"{t.name}_mae"] = units[f"{t.name}_rmse"] = t.report_unit
+    return {**units, **_OTHER_UNITS, "learned_sigma": sigma_units()}
+
+
+def __getattr__(name: str):
+    views = {"COLUMNS": columns, "METRIC_UNITS": metric_units, "SIGMA_UNITS": sigma_units}
+    if name in views:
+        return views[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def banner(run_dir: str, model_name: str, n_parameters: int, cutoff: float, data: Dict[str, Any],
@@ -25,7 +46,8 @@ def banner(run_dir: str, model_name: str, n_parameters: int, cutoff: float, data
     labels = "; ".join(f"{split}: " + ", ".join(f"{k} {n}" for k, n in counts.items())
                        for split, counts in data["labels"].items() if split in ("train", "val"))
     e0 = ", ".join(f"{k} {v:.6g}" for k, v in data["e0_eV"].items())
-    sigma = ", ".join(f"{k} {v} {SIGMA_UNITS[k]}" if not isinstance(v, str) else f"{k} {v}"
+    units = sigma_units()
+    sigma = ", ".join(f"{k} {v} {units[k]}" if not isinstance(v, str) else f"{k} {v}"
                       for k, v in loss_sigma.items() if v is not None)
     lines = [f"mlip: run directory {run_dir}",
              f"  model: {model_name}, {n_parameters:,} parameters, cutoff {cutoff:g} Å; {dtype} on {device}",
@@ -40,7 +62,7 @@ def banner(run_dir: str, model_name: str, n_parameters: int, cutoff: float, data
 
 def _row(name: str, metrics: Dict[str, float], prefix: str = "") -> str:
     cells = []
-    for kind, _, fmt in COLUMNS:
+    for kind, _, fmt in columns():
         mae, rmse = metrics.get(f"{prefix}{kind}_mae"), metrics.get(f"{prefix}{kind}_rmse")
         cells.append(fmt.format(mae, rmse) if mae is not None else "–")
     return f"| {name} | " + " | ".join(cells) + " |"
@@ -48,8 +70,9 @@ def _row(name: str, metrics: Dict[str, float], prefix: str = "") -> str:
 
 def summary_table(results: Dict[str, Any], config_types: Sequence[str]) -> str:
     """Markdown table of every evaluated split, overall and per config_type, with units."""
-    lines: List[str] = ["| split | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-                        "|---|" + "---|" * len(COLUMNS)]
+    cols = columns()
+    lines: List[str] = ["| split | " + " | ".join(title for _, title, _ in cols) + " |",
+                        "|---|" + "---|" * len(cols)]
     for split in ("val", "cv", "test"):
         metrics = results.get(split)
         if not metrics:
@@ -72,7 +95,7 @@ def summary_markdown(results: Dict[str, Any], config_types: Sequence[str], run_d
              "E0 (eV): " + ", ".join(f"{k} {v:.6g}" for k, v in data["e0_eV"].items()) + f" ({data['e0_source']}).",
              "MAE and RMSE of the energy per atom, of each force component and of each stress component."]
     if results.get("learned_sigma"):
-        parts.append("Learned sigma: " + ", ".join(f"{k} {v:.4g} {SIGMA_UNITS.get(k, '')}"
+        parts.append("Learned sigma: " + ", ".join(f"{k} {v:.4g} {sigma_units().get(k, '')}"
                                                    for k, v in results["learned_sigma"].items()) + ".")
     if results.get("exported_model"):
         parts.append(f"Exported model: `{results['exported_model']}`.")

@@ -17,13 +17,13 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mlip import targets
 from mlip.errors import ConfigError
 
 _ABSENT = object()
 #: largest plausible model.cutoff (Å); longer ranges need other physics (electrostatics)
 MAX_CUTOFF = 30.0
 DTYPES = ("float32", "float64")
-LABEL_KINDS = ("energy", "forces", "stress")
 E0_MODES = ("auto", "isolated", "least_squares", "zero")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 #: ``trainer.max_time`` as a string, the format Lightning's Timer accepts
@@ -159,8 +159,9 @@ def _check_data(cfg: DictConfig) -> None:
     _number(cfg, "data.eval_batch_size", 1, integer=True, fix="e.g. data.eval_batch_size=16")
     _number(cfg, "data.num_workers", 0, integer=True, fix="0 loads batches in the main process")
     allow = _get(cfg, "data.allow_missing")
-    if allow not in (_ABSENT, None) and (not isinstance(allow, list) or not set(allow) <= set(LABEL_KINDS)):
-        _fail("data.allow_missing", allow, f"must be a list of label kinds among {', '.join(LABEL_KINDS)}",
+    kinds = targets.names()
+    if allow not in (_ABSENT, None) and (not isinstance(allow, list) or not set(allow) <= set(kinds)):
+        _fail("data.allow_missing", allow, f"must be a list of label kinds among {', '.join(kinds)}",
               "e.g. data.allow_missing=[stress]")
     e0 = _get(cfg, "data.e0")
     if isinstance(e0, dict):
@@ -246,19 +247,20 @@ def _check_optimizer(cfg: DictConfig) -> None:
 def _check_loss(cfg: DictConfig) -> None:
     """loss.sigma (> 0, null or 'learned'), loss.sigma_init (> 0), loss.huber_delta (> 0 or null)."""
     sigma = _get(cfg, "loss.sigma")
+    kinds = targets.names()
     if isinstance(sigma, str) and sigma != "learned":
         _fail("loss.sigma", sigma, "is not known", "use 'learned' or per kind, e.g. loss.sigma.forces=0.05")
     if isinstance(sigma, dict):
         for kind, value in sigma.items():
-            if kind not in LABEL_KINDS:
-                raise ConfigError(f"loss.sigma.{kind}: unknown kind; use {', '.join(LABEL_KINDS)}")
+            if kind not in kinds:
+                raise ConfigError(f"loss.sigma.{kind}: unknown kind; use {', '.join(kinds)}")
             if value is not None and value != "learned" and not (_is_number(value) and value > 0):
                 _fail(f"loss.sigma.{kind}", value, "must be > 0, 'learned', or null",
                       f"null leaves {kind} out of the loss")
         if all(v is None for v in sigma.values()):
             _fail("loss.sigma", sigma, "leaves every kind out",
                   "set at least one of loss.sigma.energy, loss.sigma.forces, loss.sigma.stress")
-    for kind in LABEL_KINDS:
+    for kind in kinds:
         _number(cfg, f"loss.sigma_init.{kind}", 0.0, low_open=True, null=True)
     _number(cfg, "loss.huber_delta", 0.0, low_open=True, null=True,
             fix="in units of sigma, e.g. loss.huber_delta=1.0; null for squared errors")

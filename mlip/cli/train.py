@@ -61,6 +61,7 @@ SPLIT_KEYS = {"random": ("name", "val_fraction", "test_fraction", "group_by", "s
 def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
     """The ``FrameDataModule`` of the data and split groups (their YAML files hold every default;
     an unknown key is refused by name), with the labels the loss requires."""
+    from mlip import targets
     from mlip.training.builders import refuse_unknown
     from mlip.training.datamodule import FrameDataModule
     from mlip.training.loss import loss_kinds
@@ -74,7 +75,7 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
     sigma = cfg.loss.sigma if isinstance(cfg.loss.sigma, str) else OmegaConf.to_container(cfg.loss.sigma)
     require = [k for k in loss_kinds(sigma) if k not in allowed_missing]
     # loss.sigma=learned: the kinds are those the training data carries, each then required
-    require_if_present = ([k for k in ("energy", "forces", "stress") if k not in allowed_missing]
+    require_if_present = ([k for k in targets.names() if k not in allowed_missing]
                           if isinstance(sigma, str) else [])
     split_args = {("split" if k == "name" else k): v for k, v in split.items()}
     return FrameDataModule(
@@ -101,7 +102,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     from mlip.analysis.parity import parity_plot
-    from mlip.analysis.report import METRIC_UNITS, SIGMA_UNITS, banner, summary_markdown, summary_table
+    from mlip.analysis.report import banner, metric_units, sigma_units, summary_markdown, summary_table
     from mlip.export import export_torchscript
     from mlip.models.registry import initialize_from_data
     from mlip.data.statistics import output_normalization
@@ -196,12 +197,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         export_torchscript(module.model, str(run_dir / "model.pt"))
         results["exported_model"] = str(run_dir / "model.pt")
     results["wall_time_s"] = time.time() - t_start
-    results["units"] = METRIC_UNITS
+    results["units"] = metric_units()
     write_json(run_dir / "metrics.json", results)
     table = summary_table(results, dm.config_types)
     write_text(run_dir / "summary.md", summary_markdown(results, dm.config_types, str(run_dir)))
     learned = results.get("learned_sigma") or {}
-    sigma_line = ("\n  learned sigma: " + ", ".join(f"{k} {v:.4g} {SIGMA_UNITS[k]}" for k, v in learned.items())
+    units = sigma_units()
+    sigma_line = ("\n  learned sigma: " + ", ".join(f"{k} {v:.4g} {units[k]}" for k, v in learned.items())
                   if learned else "")
     print(f"mlip: finished {run_dir} ({results['epochs']} epochs, {fit_time:.0f} s)\n{table}{sigma_line}\n"
           f"  summary.md, metrics.json and parity plots are in {run_dir}", flush=True)
@@ -209,17 +211,17 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
 
 
 def _parity_plots(parity, config_types, split: str, run_dir: Path, parity_plot) -> None:
-    """``parity_energy.png`` (eV/atom relative to E0), ``parity_forces.png`` (eV/Å) and, when the
-    split has stress labels, ``parity_stress.png`` (GPa), coloured by config_type."""
-    from mlip.training.metrics import EV_PER_A3_TO_GPA
+    """``parity_<kind>.png`` for every registered kind (``mlip.targets``): energy (eV/atom relative
+    to E0) and forces (eV/Å) always, stress (GPa) and other kinds when the split has such labels;
+    coloured by config_type."""
+    from mlip import targets
 
-    plots = (("energy", "energy per atom - E0", "eV/atom", 1.0), ("forces", "force component", "eV/Å", 1.0),
-             ("stress", "stress component", "GPa", EV_PER_A3_TO_GPA))
-    for kind, quantity, unit, scale in plots:
-        if kind == "stress" and not parity["stress_ref"].size:
+    for t in targets.all_targets():
+        if f"{t.name}_ref" not in parity or (not t.plot_unlabelled and not parity[f"{t.name}_ref"].size):
             continue
-        parity_plot(parity[f"{kind}_ref"], parity[f"{kind}_pred"], str(run_dir / f"parity_{kind}.png"), quantity,
-                    unit, scale, groups=parity[f"{kind}_config_type"], group_names=config_types, split=split)
+        parity_plot(parity[f"{t.name}_ref"], parity[f"{t.name}_pred"], str(run_dir / f"parity_{t.name}.png"),
+                    t.parity_quantity, t.parity_unit, t.parity_scale, groups=parity[f"{t.name}_config_type"],
+                    group_names=config_types, split=split)
 
 
 def _quiet_lightning_logging() -> None:

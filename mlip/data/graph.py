@@ -5,7 +5,7 @@ from typing import Dict, Mapping
 import numpy as np
 import torch
 
-from mlip import keys
+from mlip import keys, targets
 from mlip.errors import DataError
 from mlip.data.io import Frame
 from mlip.nn.neighbors import vesin_neighbor_list
@@ -29,8 +29,9 @@ def species_error(frame: Frame, species_index: Mapping[int, int]) -> None:
 def frame_to_graph(
     frame: Frame, cutoff: float, species_index: Mapping[int, int], config_type: int = 0
 ) -> Dict[str, torch.Tensor]:
-    """Graph of one frame with its vesin neighbour list. Labels missing from the frame are
-    zero-filled and flagged False in their mask, so the loss leaves them out."""
+    """Graph of one frame with its vesin neighbour list and the labels of every registered kind
+    (``mlip.targets``). Labels missing from the frame are zero-filled and flagged False in their
+    mask, so the loss leaves them out."""
     species_error(frame, species_index)
     edge_index, shifts, dist = vesin_neighbor_list(frame.positions, frame.cell, frame.pbc, cutoff)
     if dist.size and dist.min() < MIN_DISTANCE:
@@ -50,13 +51,13 @@ def frame_to_graph(
         keys.EDGE_INDEX: torch.from_numpy(edge_index),
         keys.CELL_SHIFTS: torch.from_numpy(shifts).to(torch.float64),
         keys.CONFIG_TYPE: torch.tensor([config_type], dtype=torch.long),
-        keys.ENERGY: torch.tensor([frame.energy if frame.energy is not None else 0.0], dtype=torch.float64),
-        keys.ENERGY_MASK: torch.tensor([frame.energy is not None]),
-        keys.FORCES: torch.tensor(frame.forces if frame.forces is not None else np.zeros((n, 3))),
-        keys.FORCES_MASK: torch.tensor([frame.forces is not None]),
-        keys.STRESS: torch.tensor(frame.stress if frame.stress is not None else np.zeros((3, 3))).unsqueeze(0),
-        keys.STRESS_MASK: torch.tensor([frame.stress is not None]),
     }
+    for target in targets.all_targets():  # label [n, *shape] or [1, *shape], zero-filled, and its mask [1]
+        value = frame.labels.get(target.name)
+        shape = ((n,) if target.per_atom else (1,)) + target.shape
+        g[target.label_key] = (torch.zeros(shape, dtype=torch.float64) if value is None
+                               else torch.as_tensor(value, dtype=torch.float64).reshape(shape).clone())
+        g[target.mask_key] = torch.tensor([value is not None])
     return g
 
 

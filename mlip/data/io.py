@@ -1,13 +1,15 @@
 """Reading DFT frames from any ASE-readable file, with checks that name file, frame and problem.
 
-Label lookup for each kind (energy, forces, stress, virial) with a configured key ``k``:
-``atoms.info[k]`` / ``atoms.arrays[k]`` first; then, when ``k`` is ASE's standard name
-(``energy``, ``forces``, ``stress``), the value stored by ASE's calculator (extxyz, OUTCAR, ...).
+Labels are read for every kind of ``mlip.targets``' registry, each by its reader with its
+configured key ``k`` (``data.keys.<kind>``): by default ``atoms.info[k]`` / ``atoms.arrays[k]``
+first; then, when ``k`` is ASE's standard name (``energy``, ``forces``, ``stress``), the value
+stored by ASE's calculator (extxyz, OUTCAR, ...). Each value is checked for its shape (per atom or
+per frame), NaN/inf and the kind's plausibility hook.
 
 Stress is stored as a 3x3 tensor in eV/Å³ with ASE's sign (positive = tensile), from 9 values,
 a 3x3 array, or 6 Voigt values (xx, yy, zz, yz, xz, xy). A virial W (eV) becomes
 stress = -W / V, V the cell volume in Å³. Molecules (``pbc`` all false, even with a Lattice) carry
-no stress.
+no stress (a kind with ``periodic_only``).
 """
 
 import os
@@ -18,43 +20,68 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from mlip.errors import DataError
+from mlip import targets
+from mlip.errors import ConfigError, DataError
+from mlip.targets import MAX_PLAUSIBLE_FORCE, MAX_PLAUSIBLE_STRESS  # noqa: F401  (re-exported)
 
-#: A stress above this (eV/Å³, = 800 GPa) is taken as a unit mix-up (GPa or kbar read as eV/Å³).
-MAX_PLAUSIBLE_STRESS = 5.0
 #: A one-atom frame in a periodic box at least this wide (Å) along every periodic direction is an
 #: isolated atom (E0), as plane-wave codes compute it; a 1-atom bulk cell is a few Å wide.
 ISOLATED_BOX_WIDTH = 8.0
-#: A force component above this (eV/Å) is taken as a unit mix-up or a broken calculation.
-MAX_PLAUSIBLE_FORCE = 1.0e3
 
 
-@dataclass
 class LabelKeys:
-    """Where labels live in the file: info/arrays keys for each kind."""
+    """Where labels live in the file: the info/arrays key of each registered kind (default: the
+    kind's name) and of the extra entries a reader uses (``virial``). ``LabelKeys(forces="REF_forces")``;
+    attributes by kind name (``keys.forces``)."""
 
-    energy: str = "energy"
-    forces: str = "forces"
-    stress: str = "stress"
-    virial: str = "virial"
+    def __init__(self, **given: str):
+        defaults = targets.default_file_keys()
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ConfigError(f"data.keys.{unknown[0]}: no such label kind; known: {', '.join(defaults)}")
+        for name, key in {**defaults, **given}.items():
+            setattr(self, name, key)
+
+    def as_dict(self) -> Dict[str, str]:
+        return dict(vars(self))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LabelKeys) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return "LabelKeys(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
 
 
 @dataclass
 class Frame:
-    """One configuration with its labels. Arrays in eV, Å, eV/Å, eV/Å³."""
+    """One configuration with its labels: ``labels[kind]`` for each kind of ``mlip.targets`` the
+    frame carries, float64 arrays of shape ``[N, *shape]`` (per atom) or ``shape`` (per frame) in
+    the kind's unit; ``energy`` (float, eV), ``forces`` ([N, 3] eV/Å) and ``stress`` ([3, 3]
+    eV/Å³) read them (None when absent)."""
 
     numbers: np.ndarray  # [N] atomic numbers
     positions: np.ndarray  # [N, 3] Å
     cell: np.ndarray  # [3, 3] Å, rows are lattice vectors
     pbc: np.ndarray  # [3] bool
-    energy: Optional[float]  # eV
-    forces: Optional[np.ndarray]  # [N, 3] eV/Å
-    stress: Optional[np.ndarray]  # [3, 3] eV/Å³
+    labels: Dict[str, np.ndarray]
     config_type: str
     source: str  # file the frame came from
     index: int  # position of the frame in that file
     info: Dict = field(default_factory=dict)
     label_names: Tuple[str, ...] = ()  # names of the info / arrays / calculator entries (for hints)
+
+    @property
+    def energy(self) -> Optional[float]:
+        value = self.labels.get("energy")
+        return None if value is None else float(value)
+
+    @property
+    def forces(self) -> Optional[np.ndarray]:
+        return self.labels.get("forces")
+
+    @property
+    def stress(self) -> Optional[np.ndarray]:
+        return self.labels.get("stress")
 
     @property
     def n_atoms(self) -> int:
@@ -74,34 +101,6 @@ class Frame:
         widths = [volume / np.linalg.norm(np.cross(self.cell[(k + 1) % 3], self.cell[(k + 2) % 3]))
                   for k in range(3) if self.pbc[k]]
         return min(widths) >= ISOLATED_BOX_WIDTH
-
-
-def _calc_result(atoms: Atoms, name: str):
-    calc = atoms.calc
-    if calc is None:
-        return None
-    return getattr(calc, "results", {}).get(name)
-
-
-def _lookup(atoms: Atoms, key: str, standard: str, per_atom: bool):
-    store = atoms.arrays if per_atom else atoms.info
-    if key in store:
-        return store[key]
-    if key in atoms.info:
-        return atoms.info[key]
-    if key == standard:
-        return _calc_result(atoms, standard)
-    return None
-
-
-def _as_stress_tensor(value, what: str, path: str, frame: int) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.size == 9:
-        return arr.reshape(3, 3)
-    if arr.size == 6:
-        xx, yy, zz, yz, xz, xy = arr.reshape(6)
-        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    raise DataError(f"{what} has {arr.size} values; expected 9 (3x3) or 6 (Voigt)", path, frame)
 
 
 def _check_finite(value: np.ndarray, what: str, path: str, frame: int) -> None:
@@ -135,18 +134,14 @@ def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: in
         raise DataError(f"atom {k} has atomic number {int(numbers[k])} ({symbol!r}), not a real element "
                         "(ASE reads an unknown species name as X, Z=0): fix the species column of the file",
                         path, index)
-    energy = forces = stress = None
-    if keys is not None:
-        energy, forces, stress = _read_labels(atoms, keys, path, index, pbc, volume)
+    labels = _read_labels(atoms, keys, path, index, pbc) if keys is not None else {}
     info = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, np.integer, np.floating))}
     return Frame(
         numbers=numbers,
         positions=positions,
         cell=cell,
         pbc=pbc,
-        energy=energy,
-        forces=forces,
-        stress=stress,
+        labels=labels,
         config_type=str(atoms.info.get("config_type", "default")),
         source=str(path),
         index=index,
@@ -162,46 +157,45 @@ def _label_names(atoms: Atoms) -> Tuple[str, ...]:
     return tuple(sorted(n for n in names if n not in skip))
 
 
-def _read_labels(atoms: Atoms, keys: LabelKeys, path: str, index: int, pbc: np.ndarray, volume: float):
-    """Energy (eV), forces [N, 3] (eV/Å) and stress [3, 3] (eV/Å³) of one frame, each None if absent."""
-    n = len(atoms)
-    energy = _lookup(atoms, keys.energy, "energy", per_atom=False)
-    if energy is not None:
+def _as_label(value, target: targets.Target, key: str, n: int, path: str, index: int) -> np.ndarray:
+    """``value`` as a float64 array of the kind's shape ([N, *shape] per atom), or a ``DataError``."""
+    what = f"{target.name} '{key}'"
+    expected = ((n,) if target.per_atom else ()) + target.shape
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is not None and arr.shape == expected:
+        return arr
+    if not expected:
+        if arr is not None and arr.size == 1:
+            return arr.reshape(())
+        raise DataError(f"{what} is not a single number: {value!r}", path, index)
+    raise DataError(f"{what} have shape {np.shape(value) if arr is None else arr.shape}; expected {expected}",
+                    path, index)
+
+
+def _read_labels(atoms: Atoms, keys: LabelKeys, path: str, index: int, pbc: np.ndarray) -> Dict[str, np.ndarray]:
+    """The labels of one frame, {kind: array} for each registered kind it carries (see ``Frame``)."""
+    file_keys = keys.as_dict()
+    labels: Dict[str, np.ndarray] = {}
+    for target in targets.all_targets():
+        if target.periodic_only and not pbc.all():
+            continue
+        key = file_keys[target.name]
         try:
-            energy = float(np.asarray(energy, dtype=np.float64).reshape(()))
-        except (TypeError, ValueError):
-            raise DataError(f"energy '{keys.energy}' is not a single number: {energy!r}", path, index) from None
-        _check_finite(np.asarray(energy), f"energy '{keys.energy}'", path, index)
-
-    forces = _lookup(atoms, keys.forces, "forces", per_atom=True)
-    if forces is not None:
-        forces = np.asarray(forces, dtype=np.float64)
-        if forces.shape != (n, 3):
-            raise DataError(f"forces '{keys.forces}' have shape {forces.shape}; expected ({n}, 3)", path, index)
-        _check_finite(forces, f"forces '{keys.forces}'", path, index)
-        if np.abs(forces).max() > MAX_PLAUSIBLE_FORCE:
-            raise DataError(
-                f"a force component of {np.abs(forces).max():.3g} eV/Å is implausible; check units of "
-                f"'{keys.forces}' (expected eV/Å)", path, index)
-
-    stress = None
-    if pbc.all():
-        raw = _lookup(atoms, keys.stress, "stress", per_atom=False)
-        if raw is not None:
-            stress = _as_stress_tensor(raw, f"stress '{keys.stress}'", path, index)
-            _check_finite(stress, f"stress '{keys.stress}'", path, index)
-        else:
-            virial = _lookup(atoms, keys.virial, "virial", per_atom=False)
-            if virial is not None:
-                virial = _as_stress_tensor(virial, f"virial '{keys.virial}'", path, index)
-                _check_finite(virial, f"virial '{keys.virial}'", path, index)
-                stress = -virial / volume
-        if stress is not None and np.abs(stress).max() > MAX_PLAUSIBLE_STRESS:
-            raise DataError(
-                f"a stress component of {np.abs(stress).max():.3g} eV/Å³ ({np.abs(stress).max() * 160.2:.3g} GPa) "
-                "is implausible; stress must be in eV/Å³ (1 GPa = 0.00624 eV/Å³, 1 kbar = 0.000624 eV/Å³)",
-                path, index)
-    return energy, forces, stress
+            raw = target.read_value(atoms, file_keys)
+        except targets.LabelError as err:
+            raise DataError(str(err), path, index) from None
+        if raw is None:
+            continue
+        value = _as_label(raw, target, key, len(atoms), path, index)
+        _check_finite(value, f"{target.name} '{key}'", path, index)
+        problem = target.check(value, key) if target.check is not None else None
+        if problem:
+            raise DataError(problem, path, index)
+        labels[target.name] = value
+    return labels
 
 
 def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":", format: Optional[str] = None) -> List[Frame]:
@@ -224,10 +218,11 @@ def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":", f
 def require_labels(frames: Sequence[Frame], kinds: Sequence[str]) -> None:
     """Raise a ``DataError`` for the first frame that lacks one of ``kinds``."""
     for kind in kinds:
+        periodic_only = targets.get(kind).periodic_only
         for f in frames:
-            if kind == "stress" and not f.pbc.all():
+            if periodic_only and not f.pbc.all():
                 continue  # molecules carry no stress; they are masked out of that term
-            if getattr(f, kind) is None:
+            if kind not in f.labels:
                 raise DataError(
                     f"no {kind} label, but {kind} is in the loss (set data.keys.{kind} to the right key, "
                     f"or add {kind} to data.allow_missing to leave such frames out of that term)",

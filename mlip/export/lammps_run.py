@@ -58,13 +58,14 @@ def model_elements(model_path: str) -> List[str]:
 
 
 def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:
-    """Write ``atoms`` as a LAMMPS data file (atom_style atomic, type k = ``elements[k-1]``).
+    """Write ``atoms`` as a LAMMPS data file (atom_style atomic, type k = ``elements[k-1]``, a
+    triclinic box, masses) with ASE's writer (``ase.io.write(..., format="lammps-data")``).
 
-    LAMMPS boxes have a along x and b in the xy plane: the cell must be lower triangular (rotate
-    other cells first, e.g. ``ase.io.write(..., format="lammps-data")`` does). Positions are
-    written wrapped into the cell; forces are then in the same frame as ASE's.
+    LAMMPS boxes have a along x and b in the xy plane: the cell must be lower triangular (ASE would
+    rotate other cells, and the forces LAMMPS gives would then be in the rotated frame). Positions
+    are written wrapped into the cell; forces are then in the same frame as ASE's.
     """
-    from ase.data import atomic_masses, atomic_numbers
+    import ase.io
 
     cell = np.asarray(atoms.get_cell()[:], dtype=float)
     if not np.all(atoms.get_pbc()):
@@ -76,17 +77,11 @@ def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:
     if missing:
         raise ValueError(f"write_lammps_data: elements {missing} are not in {list(elements)}")
     wrapped = atoms.copy()
+    wrapped.calc = None
     wrapped.wrap()
-    g = "{:.17g}".format
-    lines = ["LAMMPS data file written by mlip", "", f"{len(atoms)} atoms", f"{len(elements)} atom types",
-             f"0 {g(cell[0, 0])} xlo xhi", f"0 {g(cell[1, 1])} ylo yhi", f"0 {g(cell[2, 2])} zlo zhi",
-             f"{g(cell[1, 0])} {g(cell[2, 0])} {g(cell[2, 1])} xy xz yz", "", "Masses", ""]
-    lines += [f"{k + 1} {g(atomic_masses[atomic_numbers[e]])}  # {e}" for k, e in enumerate(elements)]
-    lines += ["", "Atoms  # atomic", ""]
-    types = {e: k + 1 for k, e in enumerate(elements)}
-    for i, (symbol, x) in enumerate(zip(wrapped.get_chemical_symbols(), wrapped.get_positions())):
-        lines.append(f"{i + 1} {types[symbol]} {g(x[0])} {g(x[1])} {g(x[2])}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    with open(path, "w") as fh:
+        ase.io.write(fh, wrapped, format="lammps-data", specorder=list(elements), masses=True, force_skew=True,
+                     units="metal", atom_style="atomic")
 
 
 def pair_lines(model: str, elements: Sequence[str]) -> str:

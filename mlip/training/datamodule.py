@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import lightning as L
 import torch
 
-from mlip import keys
+from mlip import targets
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mlip.data.dataset import GraphDataset
@@ -121,9 +121,9 @@ class FrameDataModule(L.LightningDataModule):
             if not splits[name]:
                 raise DataError(f"the {name} split is empty (set split.{name}_fraction > 0 or data.{name}=<file>)",
                                 self.paths[name] or self.paths["train"])
-        self.label_counts = {name: {k: sum(getattr(f, k) is not None for f in fs) for k in keys.LABEL_KINDS}
+        self.label_counts = {name: {k: sum(k in f.labels for f in fs) for k in targets.names()}
                              for name, fs in splits.items()}
-        self.label_kinds = [k for k in keys.LABEL_KINDS if self.label_counts["train"][k]]
+        self.label_kinds = [k for k in targets.names() if self.label_counts["train"][k]]
         if not self.label_kinds:
             names = self._names_in(splits["train"])
             raise DataError("no training frame carries an energy, forces or stress (looked for data.keys "
@@ -161,7 +161,7 @@ class FrameDataModule(L.LightningDataModule):
     @staticmethod
     def _suggest_keys(names: Sequence[str]) -> str:
         """``: try data.keys.energy=REF_energy ...`` for names that contain a kind's name."""
-        guesses = [f"data.keys.{kind}={name}" for kind in ("energy", "forces", "stress", "virial")
+        guesses = [f"data.keys.{kind}={name}" for kind in targets.default_file_keys()
                    for name in names if kind in name.lower() and name != kind][:4]
         return f": try {' '.join(guesses)}" if guesses else ""
 

@@ -1,15 +1,23 @@
 """Evaluating a model on a whole split: metrics and the arrays behind parity plots."""
 
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from mlip import keys
+from mlip import keys, targets
 from mlip.training.metrics import MetricAccumulator
 
-PARITY_KEYS = ("energy_ref", "energy_pred", "energy_config_type", "forces_ref", "forces_pred",
-               "forces_config_type", "stress_ref", "stress_pred", "stress_config_type")
+
+def parity_keys() -> Tuple[str, ...]:
+    """``<kind>_ref``, ``<kind>_pred``, ``<kind>_config_type`` of every registered kind."""
+    return tuple(f"{t.name}_{part}" for t in targets.all_targets() for part in ("ref", "pred", "config_type"))
+
+
+def __getattr__(name: str):
+    if name == "PARITY_KEYS":  # compatibility: a live view of the registry
+        return parity_keys()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def evaluate(model: torch.nn.Module, loader: Iterable[Dict[str, torch.Tensor]], config_types: Sequence[str],
@@ -17,16 +25,18 @@ def evaluate(model: torch.nn.Module, loader: Iterable[Dict[str, torch.Tensor]], 
              ) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
     """Run ``model`` (a ``ForcesAndStress``) over ``loader``.
 
-    Returns metrics (see ``MetricAccumulator.compute``) and parity arrays over labelled entries:
-    ``energy_ref``, ``energy_pred`` [F] (eV/atom, relative to ``e0``: (E - sum_i E0[Z_i]) / N,
-    with ``e0`` [S] eV per species index, zero if None), ``forces_ref``, ``forces_pred`` [3 N] (eV/Å,
-    components), ``stress_ref``, ``stress_pred`` [6 F'] (eV/Å³, Voigt components of periodic frames),
-    and ``<kind>_config_type``: the config-type index of each entry.
+    Returns metrics (see ``MetricAccumulator.compute``) and parity arrays over labelled entries,
+    by each kind's ``parity`` hook (``mlip.targets``): ``energy_ref``, ``energy_pred`` [F]
+    (eV/atom, relative to ``e0``: (E - sum_i E0[Z_i]) / N, with ``e0`` [S] eV per species index,
+    zero if None), ``forces_ref``, ``forces_pred`` [3 N] (eV/Å, components), ``stress_ref``,
+    ``stress_pred`` [6 F'] (eV/Å³, Voigt components of periodic frames), the components of any
+    other kind, and ``<kind>_config_type``: the config-type index of each entry. A kind the model
+    does not predict gets empty arrays.
     """
-    acc = MetricAccumulator(config_types, device=device)
-    parity = {k: [] for k in PARITY_KEYS}
+    acc = MetricAccumulator(config_types, device=device, sync_on_compute=False)
+    kinds = acc.kinds
+    parity: Dict[str, List[np.ndarray]] = {k: [] for k in parity_keys()}
     e0_table = torch.zeros(0) if e0 is None else torch.as_tensor(list(e0), dtype=torch.float64)
-    voigt = (torch.tensor([0, 1, 2, 1, 0, 0]), torch.tensor([0, 1, 2, 2, 2, 1]))
     was_training = model.training
     model.eval()
     for batch in loader:
@@ -34,21 +44,15 @@ def evaluate(model: torch.nn.Module, loader: Iterable[Dict[str, torch.Tensor]], 
         out = model(batch, compute_forces=True, compute_stress=True, create_graph=False)
         acc.update(out, batch)
         ct = batch[keys.CONFIG_TYPE].cpu().numpy()
-        n = batch[keys.N_ATOMS].to(torch.float64).cpu()
-        frame_e0 = torch.zeros_like(n)
+        frame_e0 = torch.zeros(batch[keys.N_ATOMS].shape[0], dtype=torch.float64)
         if e0_table.numel():
             frame_e0.index_add_(0, batch[keys.BATCH].cpu(), e0_table[batch[keys.SPECIES].cpu()])
-        em = batch[keys.ENERGY_MASK].cpu().numpy()
-        for name, value in (("ref", batch[keys.ENERGY]), ("pred", out[keys.TOTAL_ENERGY])):
-            parity[f"energy_{name}"].append(((value.detach().cpu().double() - frame_e0) / n).numpy()[em])
-        parity["energy_config_type"].append(ct[em])
-        fm = batch[keys.FORCES_MASK][batch[keys.BATCH]].cpu().numpy()
-        parity["forces_ref"].append(batch[keys.FORCES].detach().cpu().numpy()[fm].reshape(-1))
-        parity["forces_pred"].append(out[keys.PRED_FORCES].detach().cpu().numpy()[fm].reshape(-1))
-        parity["forces_config_type"].append(np.repeat(ct[batch[keys.BATCH].cpu().numpy()][fm], 3))
-        sm = batch[keys.STRESS_MASK].cpu().numpy()
-        parity["stress_ref"].append(batch[keys.STRESS].detach().cpu()[:, voigt[0], voigt[1]].numpy()[sm].reshape(-1))
-        parity["stress_pred"].append(out[keys.PRED_STRESS].detach().cpu()[:, voigt[0], voigt[1]].numpy()[sm].reshape(-1))
-        parity["stress_config_type"].append(np.repeat(ct[sm], 6))
+        for target in kinds:
+            if target.prediction_key not in out or target.mask_key not in batch:
+                continue
+            ref, pred, frame = target.parity_arrays(out, batch, frame_e0)
+            parity[f"{target.name}_ref"].append(ref)
+            parity[f"{target.name}_pred"].append(pred)
+            parity[f"{target.name}_config_type"].append(ct[frame])
     model.train(was_training)
     return acc.compute(), {k: np.concatenate(v) if v else np.zeros(0) for k, v in parity.items()}

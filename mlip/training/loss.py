@@ -4,9 +4,10 @@ Fixed sigma (``loss.sigma.<kind>=<value>``):
 
     L = sum_k (1 / n_k) sum_{i in k} rho(r_i / sigma_k),   rho(x) = x^2 (or Huber)
 
-over kinds k in {energy, forces, stress} whose sigma is set. Residuals r: energy per atom
+over kinds k whose sigma is set, among the kinds of ``mlip.targets`` (energy, forces, stress and
+any registered kind). Residuals r (each kind's ``residual`` hook): energy per atom
 (E_pred - E_ref) / N in eV/atom; every force component in eV/Å; every stress component (3x3) in
-eV/Å³. n_k counts only labelled entries (frames whose mask is True), so unlabelled frames are left
+eV/Å³; by default prediction - label of every component of labelled entries. n_k counts only labelled entries (frames whose mask is True), so unlabelled frames are left
 out of a term, and no kind dominates by sheer number. Up to constants this is twice the negative
 log-likelihood of independent Gaussian errors with standard deviations sigma_k, each kind's sum
 divided by its count.
@@ -35,31 +36,35 @@ from typing import Dict, Iterable, Optional, Tuple, Union
 
 import torch
 
-from mlip import keys
+from mlip import keys, targets
 from mlip.errors import ConfigError
 
 LEARNED = "learned"
-#: initial (and validation-loss) sigmas of learned kinds when loss.sigma_init does not give one
-DEFAULT_SIGMA_INIT = {keys.ENERGY: 0.005, keys.FORCES: 0.05, keys.STRESS: 0.003}
+
+
+def default_sigma_init() -> Dict[str, float]:
+    """Initial (and validation-loss) sigma of each registered kind when loss.sigma_init does not
+    give one (energy 0.005 eV/atom, forces 0.05 eV/Å, stress 0.003 eV/Å³)."""
+    return {t.name: t.sigma_init for t in targets.all_targets()}
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_SIGMA_INIT":  # compatibility: a live view of the registry
+        return default_sigma_init()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def residuals(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], kind: str) -> torch.Tensor:
-    """Flat residuals (prediction - label) of ``kind`` over labelled entries only: energy per atom
-    (eV/atom), force components (eV/Å), stress components (eV/Å³). Empty when no frame of the
-    batch carries the label or the prediction was not computed (e.g. no stress asked for a batch
-    of molecules), so such a batch contributes nothing to that term."""
-    if kind not in keys.LABEL_KINDS:
-        raise KeyError(kind)
-    mask = batch[keys.MASK_OF[kind]]
-    pred_key = keys.PREDICTION_OF[kind]
-    if pred_key not in out or not bool(mask.any()):
+    """Flat residuals (prediction - label) of ``kind`` over labelled entries only, by the kind's
+    ``residual`` hook (``mlip.targets``): energy per atom (eV/atom), force components (eV/Å),
+    stress components (eV/Å³). Empty when no frame of the batch carries the label or the
+    prediction was not computed (e.g. no stress asked for a batch of molecules), so such a batch
+    contributes nothing to that term. ``KeyError`` for a kind not registered."""
+    target = targets.get(kind)
+    mask = batch.get(target.mask_key)
+    if target.prediction_key not in out or mask is None or not bool(mask.any()):
         return out[keys.TOTAL_ENERGY].new_zeros((0,))
-    if kind == keys.ENERGY:
-        r = (out[keys.TOTAL_ENERGY] - batch[keys.ENERGY]) / batch[keys.N_ATOMS].to(batch[keys.ENERGY].dtype)
-        return r[mask]
-    if kind == keys.FORCES:
-        return (out[keys.PRED_FORCES] - batch[keys.FORCES])[mask[batch[keys.BATCH]]].reshape(-1)
-    return (out[keys.PRED_STRESS] - batch[keys.STRESS])[mask].reshape(-1)
+    return target.residuals(out, batch)
 
 
 def resolve_sigma(sigma: Union[str, Dict[str, object], None], labelled_kinds: Iterable[str]) -> Dict[str, object]:
@@ -68,7 +73,7 @@ def resolve_sigma(sigma: Union[str, Dict[str, object], None], labelled_kinds: It
     if isinstance(sigma, str):
         if sigma != LEARNED:
             raise ConfigError(f"loss.sigma={sigma!r}: use 'learned' or a mapping such as loss.sigma.forces=0.05")
-        return {kind: LEARNED for kind in keys.LABEL_KINDS if kind in set(labelled_kinds)}
+        return {kind: LEARNED for kind in targets.names() if kind in set(labelled_kinds)}
     return dict(sigma or {})
 
 
@@ -76,26 +81,26 @@ def loss_kinds(sigma: Union[str, Dict[str, object], None]) -> Tuple[str, ...]:
     """Kinds a ``loss.sigma`` setting puts in the loss for sure (``learned`` alone: none yet known)."""
     if isinstance(sigma, str):
         return ()
-    return tuple(k for k, v in dict(sigma or {}).items() if v is not None and k in keys.LABEL_KINDS)
+    return tuple(k for k, v in dict(sigma or {}).items() if v is not None and k in targets.names())
 
 
 class WeightedLoss(torch.nn.Module):
     """``sigma``: {kind: sigma, "learned" or None}; None leaves the kind out. ``huber_delta``:
     None for squared errors, else the Huber threshold in units of sigma. ``sigma_init``: initial
-    sigma of learned kinds (default ``DEFAULT_SIGMA_INIT``)."""
+    sigma of learned kinds (default: each kind's ``sigma_init`` in ``mlip.targets``)."""
 
     def __init__(self, sigma: Dict[str, object], huber_delta: Optional[float] = None,
                  sigma_init: Optional[Dict[str, float]] = None):
         super().__init__()
         if isinstance(sigma, str):
             raise ConfigError(f"loss.sigma={sigma!r} must be resolved to kinds first (resolve_sigma)")
-        init = dict(DEFAULT_SIGMA_INIT)
+        init = default_sigma_init()
         init.update({k: v for k, v in dict(sigma_init or {}).items() if v is not None})
         self.sigma: Dict[str, float] = {}  # fixed sigma of each kind (initial value when learned)
         self.log_sigma = torch.nn.ParameterDict()
         for kind, value in dict(sigma).items():
-            if kind not in keys.LABEL_KINDS:
-                raise ConfigError(f"loss.sigma.{kind}: unknown kind; use {', '.join(keys.LABEL_KINDS)}")
+            if kind not in targets.names():
+                raise ConfigError(f"loss.sigma.{kind}: unknown kind; use {', '.join(targets.names())}")
             if value is None:
                 continue
             if value == LEARNED:
@@ -123,7 +128,7 @@ class WeightedLoss(torch.nn.Module):
         return tuple(self.log_sigma.keys())
 
     def learned_sigma(self) -> Dict[str, float]:
-        """Current learned sigma of each learned kind (eV/atom, eV/Å, eV/Å³)."""
+        """Current learned sigma of each learned kind (in its ``residual_unit``: eV/atom, eV/Å, eV/Å³)."""
         return {kind: float(s.detach().exp()) for kind, s in self.log_sigma.items()}
 
     def _rho(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,15 +25,9 @@ from mlip.models import build_model
 from mlip.physics import ForcesAndStress
 from mlip.training.builders import build_optimizer
 from mlip.training.loss import WeightedLoss
-from mlip.training.metrics import MetricAccumulator
+from mlip.training.metrics import MetricAccumulator, WeightedMean
 from mlip.training.regularization import Regularizer
 from mlip.training.schedule import make_scheduler
-
-
-def _sum_across_ranks(tensors: List[torch.Tensor]) -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        for t in tensors:
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
 
 
 class PotentialModule(L.LightningModule):
@@ -46,8 +40,9 @@ class PotentialModule(L.LightningModule):
         self.loss_fn = WeightedLoss(**loss_config)
         self.regularizer = Regularizer(regularization_config, self.model.energy_model, model_config.get("name"))
         self.config_types = list(config_types or ["default"])
-        self._val_metrics: Optional[MetricAccumulator] = None
-        self._val_loss = torch.zeros(2, dtype=torch.float64)
+        # validation accumulators (torchmetrics, summed across ranks in compute()); built each epoch on
+        # the module's device and kept in a dict, not as submodules, so module.to(dtype) leaves them float64
+        self._val: Dict[str, Any] = {}
         self._plateau: Optional[torch.optim.lr_scheduler.ReduceLROnPlateau] = None
         self._plateau_state: Optional[Dict[str, Any]] = None  # from a checkpoint, until the scheduler exists
         self._epoch_val_loss: Optional[float] = None  # this epoch's val/loss, for the plateau schedule
@@ -95,26 +90,22 @@ class PotentialModule(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
-        self._val_metrics = MetricAccumulator(self.config_types, device=self.device)
-        self._val_loss = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self._val = {"metrics": MetricAccumulator(self.config_types, device=self.device),
+                     "loss": WeightedMean(device=self.device)}
 
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
         with torch.enable_grad():
             out = self.model(batch, compute_forces=True, compute_stress=True, create_graph=False)
         loss, _ = self.loss_fn.validation_loss(out, batch)
-        n = float(batch[keys.N_ATOMS].shape[0])
-        self._val_loss += torch.stack([loss.detach().double() * n, loss.new_tensor(n, dtype=torch.float64)])
-        assert self._val_metrics is not None
-        self._val_metrics.update(out, batch)
+        self._val["loss"].update(loss, float(batch[keys.N_ATOMS].shape[0]))
+        self._val["metrics"].update(out, batch)
 
     def on_validation_epoch_end(self) -> None:
-        assert self._val_metrics is not None
-        _sum_across_ranks(self._val_metrics.tensors() + [self._val_loss])
-        val_loss = self._val_loss[0] / self._val_loss[1].clamp_min(1.0)
+        val_loss = self._val["loss"].compute()  # mean over frames, all ranks
         self.log("val/loss", val_loss.float(), prog_bar=True)
         if not self.trainer.sanity_checking:
             self._epoch_val_loss = float(val_loss.float())  # the value Lightning's plateau stepping used
-        for name, value in self._val_metrics.compute().items():
+        for name, value in self._val["metrics"].compute().items():
             show = name in ("energy_mae", "forces_mae")
             self.log(f"val/{name}", value, prog_bar=show)
 

@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers, chemical_symbols
 from ase.io import read, write
+from ase.stress import full_3x3_to_voigt_6_stress
 
 #: name -> (training file, test file, isolated-atom file or None, batch size), under --data-root
 DATASETS = {
@@ -66,8 +67,7 @@ def _labels(atoms: Atoms) -> dict:
     if stress is not None:
         stress = np.asarray(stress, dtype=float)
         if stress.shape == (3, 3) or stress.size == 9:
-            s = stress.reshape(3, 3)
-            stress = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))  # xx yy zz yz xz xy
     return {"energy": float(energy), "forces": np.asarray(forces, dtype=float), "stress": stress}
 
 

@@ -9,13 +9,14 @@ periodic labelled frames (GPa; the off-diagonal ones count twice, as in mlip's o
 from typing import Dict, List, Optional
 
 import numpy as np
+from ase.stress import voigt_6_to_full_3x3_stress
 
 EV_PER_A3_TO_GPA = 160.21766208
 
 
 def _voigt_to_full(v) -> np.ndarray:
-    xx, yy, zz, yz, xz, xy = np.asarray(v, dtype=float)
-    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    """3x3 from Voigt (xx, yy, zz, yz, xz, xy), by ASE."""
+    return voigt_6_to_full_3x3_stress(np.asarray(v, dtype=float))
 
 
 def score(ref: dict, pred: dict) -> Dict[str, float]:
