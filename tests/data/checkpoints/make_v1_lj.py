@@ -1,4 +1,6 @@
-"""Write tests/data/checkpoints/v1_lj.ckpt with the code at the current commit."""
+"""Write tests/data/checkpoints/v1_lj.ckpt (+ structure and expected energy) with the code at the
+current commit; run from the repository root. Kept as the record of how the stored file was made:
+do not rerun it with newer code (see README.md)."""
 import json, shutil, sys, tempfile
 from pathlib import Path
 import torch
@@ -27,6 +29,6 @@ e = atoms.get_potential_energy(); f = atoms.get_forces()
 import subprocess
 commit = subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
 json.dump({"structure": "v1_lj_structure.extxyz", "energy_eV": float(e), "forces_eV_per_A_atom0": f[0].tolist(),
-           "n_atoms": len(atoms), "written_by_commit": commit, "mlip_version": "0.1.0", "overrides": ov[:1] + ov[2:] and ov},
+           "n_atoms": len(atoms), "written_by_commit": commit, "mlip_version": "0.1.0", "overrides": ov},
           open(out / "v1_lj_expected.json", "w"), indent=1)
 print(e, (out / "v1_lj.ckpt").stat().st_size)
