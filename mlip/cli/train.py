@@ -104,7 +104,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.analysis.parity import parity_plot
     from mlip.analysis.report import METRIC_UNITS, SIGMA_UNITS, banner, summary_markdown, summary_table
     from mlip.export import export_torchscript
-    from mlip.models.registry import initialize_from_data
+    from mlip.models.contract import initialize_from_data
     from mlip.training.callbacks import EpochLog, progress_bar_wanted
     from mlip.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
     from mlip.training.evaluate import evaluate
