@@ -2,9 +2,10 @@
 
 Adding a model family: one file in ``mlip/models`` (or ``mlip/models/classical``) with the class,
 one line in ``MODEL_REGISTRY`` and one ``configs/model/<name>.yaml``; ``tests/test_model_physics.py``
-then checks it (after small settings in ``SMALL_MODEL_CONFIGS`` of ``mlip/testing/systems.py``). ``build_model`` checks every
-model it builds against the contract in code (``mlip/models/contract.py``, ``ModelContractError``
-naming what is missing); the rest of mlip reads hooks only through that module's functions.
+then checks it (give it small settings in ``SMALL_MODEL_CONFIGS`` of ``mlip/testing/systems.py``).
+``build_model`` checks every model it builds against the contract in code
+(``mlip/models/contract.py``; ``ModelContractError`` names what is missing); the rest of mlip
+reads hooks only through that module's functions.
 
 The contract of an energy model (what the trainer, physics wrapper and export rely on):
 

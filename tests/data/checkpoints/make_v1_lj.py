@@ -1,9 +1,8 @@
 """Write tests/data/checkpoints/v1_lj.ckpt (+ structure and expected energy) with the code at the
 current commit; run from the repository root. Kept as the record of how the stored file was made:
 do not rerun it with newer code (see README.md)."""
-import json, shutil, sys, tempfile
+import json, shutil, tempfile
 from pathlib import Path
-import torch
 from ase.io import read, write
 from hydra import compose, initialize_config_dir
 from mlip.cli.config_path import CONFIG_DIR
