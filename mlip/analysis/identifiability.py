@@ -38,6 +38,7 @@ from torch.func import functional_call
 from mlip import keys
 from mlip.errors import ConfigError
 from mlip.fileio import save_figure
+from mlip.models import contract
 from mlip.training.loss import residuals
 
 #: eigenvalues below RTOL x largest count as zero (see ``analyse``)
@@ -73,9 +74,8 @@ def select_parameters(energy_model: torch.nn.Module, patterns: Optional[Sequence
             raise ConfigError(f"--params {' '.join(unmatched)}: matches no parameter or buffer; "
                               f"names are: {', '.join(available)}")
         return chosen
-    hook = getattr(energy_model, "identifiability_parameters", None)
-    if hook is not None:
-        names = list(hook())
+    names = contract.identifiability_parameters(energy_model)
+    if names is not None:
         missing = [n for n in names if n not in available]
         if missing:
             raise ConfigError(f"identifiability_parameters() of {type(energy_model).__name__} names "
@@ -91,8 +91,8 @@ def _entry_labels(energy_model: torch.nn.Module, name: str, tensor: torch.Tensor
     if tensor.dim() == 0:
         return [name]
     first: Optional[List[str]] = None
-    species = list(getattr(energy_model, "species", []) or [])
-    pair_names = list(getattr(energy_model, "pair_names", []) or [])
+    species = list(contract.energy_model_of(energy_model).species)
+    pair_names = contract.pair_names(energy_model)
     leaf = name.split(".")[-1]
     per_species = leaf == "e0" or leaf.startswith(("density", "embedding"))
     if per_species and tensor.shape[0] == len(species):

@@ -28,8 +28,7 @@ import torch
 
 from mlip.errors import ConfigError
 from mlip.fileio import write_text
-from mlip.models.classical import EmbeddedAtomModel, PairPotential
-from mlip.models.classical.base import pair_members
+from mlip.models.contract import energy_model_of, lammps_style
 
 #: numbers per line in setfl files
 PER_LINE = 5
@@ -51,8 +50,7 @@ class LammpsPotential:
 
 
 def _energy_model(model: torch.nn.Module) -> torch.nn.Module:
-    em = getattr(model, "energy_model", model)
-    return copy.deepcopy(em).double().cpu().eval()
+    return copy.deepcopy(energy_model_of(model)).double().cpu().eval()
 
 
 def _elements(em) -> List[str]:
@@ -90,7 +88,7 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
     """``pair_style table spline n_points`` file for a pair model. ``r_inner`` (Å): first
     tabulated distance."""
     em = _energy_model(model)
-    if not isinstance(em, PairPotential):
+    if lammps_style(em) != "table":
         raise ConfigError(f"{type(em).__name__} is not a pair potential; pair_style table needs lj, morse or spline_pair")
     if not 0.0 < r_inner < em.cutoff:
         raise ConfigError(f"r_inner={r_inner} must lie between 0 and the cutoff {em.cutoff}")
@@ -98,7 +96,9 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
     r = rsq_grid(r_inner, em.cutoff, n_points)
     lines = _header(em, "pair_style table spline " + str(n_points))
     coeffs = []
-    for p, (a, b) in enumerate(pair_members(len(elements))):
+    pairs = [(a, b) for a in range(len(elements)) for b in range(a, len(elements))]
+    for a, b in pairs:
+        p = int(em.pair_table[a * len(elements) + b])
         keyword = f"{elements[a]}_{elements[b]}"
         energy, de, d2e = _values_and_derivatives(lambda x: em.pair_function(p, x), r, order=2)
         force = -de
@@ -122,7 +122,7 @@ def write_eam_alloy(model: torch.nn.Module, path: str, n_r: int = 10000, n_rho: 
     from ase.data import atomic_masses
 
     em = _energy_model(model)
-    if not isinstance(em, EmbeddedAtomModel):
+    if lammps_style(em) != "eam/alloy":
         raise ConfigError(f"{type(em).__name__} is not an EAM model; eam/alloy needs model=eam")
     elements = _elements(em)
     rho_hi = float(rho_max) if rho_max is not None else 2.0 * em.rho_max()
@@ -151,13 +151,18 @@ def write_lammps_files(model: torch.nn.Module, directory: str, **options) -> Lam
     """Write the LAMMPS-native files of a classical model into ``directory`` (``mlip.table`` for
     pair models, ``mlip.eam.alloy`` for EAM) and return the pair_style / pair_coeff lines.
     ``options`` go to ``write_pair_table`` or ``write_eam_alloy``. Other models raise
-    ``ConfigError`` (use the TorchScript export)."""
-    em = getattr(model, "energy_model", model)
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(em, PairPotential):
-        return write_pair_table(model, str(out / "mlip.table"), **options)
-    if isinstance(em, EmbeddedAtomModel):
-        return write_eam_alloy(model, str(out / "mlip.eam.alloy"), **options)
+    ``ConfigError`` (use the TorchScript export). The form comes from the model's
+    ``lammps_style()`` hook (``mlip.models.contract``)."""
+    em = energy_model_of(model)
+    style = lammps_style(em)
+    if style in WRITERS:
+        writer, filename = WRITERS[style]
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        return writer(model, str(out / filename), **options)
     raise ConfigError(f"{type(em).__name__} has no LAMMPS-native form (only lj, morse, spline_pair and eam do); "
                       "use the TorchScript export model.pt")
+
+
+#: ``lammps_style()`` of a model -> (writer, file name)
+WRITERS = {"table": (write_pair_table, "mlip.table"), "eam/alloy": (write_eam_alloy, "mlip.eam.alloy")}

@@ -22,6 +22,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.fileio import atomic_open
+from mlip.models.contract import receptive_field
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -44,6 +45,8 @@ class ExportedPotential(torch.nn.Module):
         self.dtype_name: str = str(next(model.parameters()).dtype).replace("torch.", "")
         #: Å; atoms closer than this are refused as overlapping (0 turns the check off)
         self.min_distance: float = float(min_distance)
+        #: Å, the model's receptive field (read through the model contract when exported)
+        self.receptive_field_length: float = receptive_field(model)
         # empty, in the model's dtype (and following .to(dtype)): inputs are converted to its dtype
         self.register_buffer("dtype_probe", torch.zeros(0, dtype=next(model.parameters()).dtype))
         table = torch.full((119,), -1, dtype=torch.long)
@@ -117,11 +120,9 @@ class ExportedPotential(torch.nn.Module):
     @torch.jit.export
     def receptive_field(self) -> float:
         """Distance (Å) over which an atom's energy depends on other atoms: the model's
-        ``receptive_field`` attribute if it has one (message passing: layers x cutoff), else the
-        cutoff. An engine's ghost atoms must reach this far (LAMMPS: ``comm_modify cutoff``)."""
-        if hasattr(self.model.energy_model, "receptive_field"):
-            return float(self.model.energy_model.receptive_field)
-        return self.cutoff
+        ``receptive_field`` if it has one (message passing: layers x cutoff), else the cutoff.
+        An engine's ghost atoms must reach this far (LAMMPS: ``comm_modify cutoff``)."""
+        return self.receptive_field_length
 
     @torch.jit.export
     def compute_local(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,

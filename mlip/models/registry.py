@@ -1,5 +1,12 @@
 """Model registry: ``model.name`` in the config -> class.
 
+Adding a model family: one file in ``mlip/models`` (or ``mlip/models/classical``) with the class,
+one line in ``MODEL_REGISTRY`` and one ``configs/model/<name>.yaml``; ``tests/test_model_physics.py``
+then checks it (give it small settings in ``SMALL_MODEL_CONFIGS`` of ``mlip/testing/systems.py``).
+``build_model`` checks every model it builds against the contract in code
+(``mlip/models/contract.py``; ``ModelContractError`` names what is missing); the rest of mlip
+reads hooks only through that module's functions.
+
 The contract of an energy model (what the trainer, physics wrapper and export rely on):
 
 - constructor: the data-derived arguments ``species`` (atomic numbers), ``cutoff`` (Å), ``e0``
@@ -27,6 +34,10 @@ Optional hooks for regularisation and analysis (``mlip.training.regularization``
 - ``identifiability_parameters() -> List[str]``: default names (of ``named_parameters`` or
   ``named_buffers``, e.g. ``energies.e0``) for the Fisher analysis: all physical parameters of
   a classical model plus E0; the readout's last layer, E0, scale and shift of a neural model.
+- ``pair_names: List[str]``: names of the species pairs (``Si-Ge``), labelling per-pair tensors.
+
+Optional hook for export: ``lammps_style() -> str`` (``"table"`` or ``"eam/alloy"``) with the
+functions that form needs (``contract.LAMMPS_FUNCTIONS``), for ``mlip export --format lammps``.
 """
 
 import inspect
@@ -35,6 +46,7 @@ from typing import Any, Iterable, List
 import torch
 
 from mlip.errors import ConfigError
+from mlip.models import contract
 from mlip.models.classical import EmbeddedAtomModel, LennardJones, Morse, SplinePair
 from mlip.models.equivariant import EquivariantModel
 from mlip.models.invariant import InvariantDescriptorModel
@@ -78,14 +90,14 @@ def check_model_keys(name: str, keys: Iterable[str]) -> None:
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     """Instantiate a registered energy model; unknown names give the list of known ones, unknown
-    settings a ConfigError naming ``model.<key>`` and the model's settings."""
+    settings a ConfigError naming ``model.<key>`` and the model's settings; a model that does not
+    meet the contract raises ``contract.ModelContractError`` naming what it lacks."""
     cls = model_class(name)
     check_model_keys(name, kwargs)
-    return cls(**kwargs)
+    model = cls(**kwargs)
+    contract.check_energy_model(model, name)
+    return model
 
 
-def initialize_from_data(model: torch.nn.Module, batches) -> None:
-    """Call the model's optional data-dependent initialisation hook."""
-    hook = getattr(model, "initialize_from_data", None)
-    if hook is not None:
-        hook(batches)
+#: kept for callers of the registry; the hook is read by ``contract.initialize_from_data``
+initialize_from_data = contract.initialize_from_data

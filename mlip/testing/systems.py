@@ -9,7 +9,7 @@ from ase.build import bulk, molecule
 
 from mlip.data.graph import atoms_to_graph
 from mlip.models import build_model
-from mlip.models.registry import initialize_from_data
+from mlip.models.contract import energy_model_of, initialize_from_data
 from mlip.nn.batch import collate
 from mlip.physics import ForcesAndStress
 
@@ -76,7 +76,7 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
 
 
 def batch_of(frames: List[Atoms], model) -> Dict[str, torch.Tensor]:
-    energy_model = getattr(model, "energy_model", model)
+    energy_model = energy_model_of(model)
     index = {z: k for k, z in enumerate(energy_model.species)}
     return collate([atoms_to_graph(a, energy_model.cutoff, index) for a in frames], torch.float64)
 

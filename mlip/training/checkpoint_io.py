@@ -3,8 +3,10 @@
 ``AtomicCheckpointIO`` writes each checkpoint to a temporary file beside the target and renames
 it over (``mlip.fileio``), so a kill or a full disk never leaves a truncated ``last.ckpt`` or
 ``best.ckpt``; a full disk is reported as ``WriteError`` naming the file. ``load_checkpoint`` is
-the one reader of ``.ckpt`` files (resume, export, calculator, identifiability): a truncated,
-foreign or non-torch file raises ``CheckpointError`` saying so.
+the one reader of ``.ckpt`` files (resume, export, calculator, identifiability, the final
+evaluation; ``checkpoint_load`` builds the model from it): a truncated, foreign or non-torch file
+raises ``CheckpointError`` saying so, and an older format is upgraded
+(``checkpoint_versions.upgrade``; a newer one than this code knows is refused).
 """
 
 from pathlib import Path
@@ -15,6 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mlip.errors import CheckpointError
 from mlip.fileio import atomic_open
+from mlip.training.checkpoint_versions import upgrade
 
 #: keys every mlip checkpoint has; resuming training needs the training state as well
 MODEL_KEYS = ("state_dict", "hyper_parameters")
@@ -34,10 +37,11 @@ def _short_reason(err: Exception) -> str:
 
 
 def load_checkpoint(path, map_location: Any = "cpu", for_resume: bool = False) -> Dict[str, Any]:
-    """The checkpoint dict of an mlip ``.ckpt`` file, checked: ``CheckpointError`` for a file
-    that is truncated, not a torch file, or not written by mlip's trainer (``for_resume``: also
-    lacking the optimiser / loop state needed to continue training); ``FileNotFoundError`` if
-    absent."""
+    """The checkpoint dict of an mlip ``.ckpt`` file, upgraded to the current format version and
+    checked: ``CheckpointError`` for a file that is truncated, not a torch file, not written by
+    mlip's trainer (``for_resume``: also lacking the optimiser / loop state needed to continue
+    training) or written by a newer mlip; ``FileNotFoundError`` if absent. Tensors keep their
+    saved dtype."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
@@ -46,6 +50,7 @@ def load_checkpoint(path, map_location: Any = "cpu", for_resume: bool = False) -
         raise _corrupt(path, f"cannot be read: {_short_reason(err)}") from err
     if not isinstance(ckpt, dict):
         raise _corrupt(path, f"holds a {type(ckpt).__name__}, not a training checkpoint")
+    ckpt = upgrade(ckpt, path)
     missing = [k for k in MODEL_KEYS + (TRAINING_KEYS if for_resume else ()) if k not in ckpt]
     hparams = ckpt.get("hyper_parameters")
     if not missing and not (isinstance(hparams, dict) and all(k in hparams for k in HPARAM_KEYS)):

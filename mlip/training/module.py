@@ -1,8 +1,10 @@
 """``PotentialModule``: the LightningModule that trains any energy model of the registry.
 
 The checkpoint is self-contained: ``hparams.model_config`` holds the model's name, species, E0,
-scale and shift, so ``PotentialModule.load_from_checkpoint(path)`` rebuilds the model without
-the training data. No model-specific code lives here.
+scale and shift, so ``checkpoint_load.module_from_checkpoint(path)`` (also behind
+``PotentialModule.load_from_checkpoint``) rebuilds the model without the training data, in its
+saved dtype. Every checkpoint written carries its format version (``checkpoint_versions``). No
+model-specific code lives here.
 
 Training loss = data loss (``WeightedLoss``, learned sigmas included) + regularisation penalty
 (``Regularizer``, from the model's optional hooks). ``train/data_loss``, ``train/penalty`` and
@@ -24,6 +26,7 @@ from mlip import keys
 from mlip.models import build_model
 from mlip.physics import ForcesAndStress
 from mlip.training.builders import build_optimizer
+from mlip.training.checkpoint_versions import stamp
 from mlip.training.loss import WeightedLoss
 from mlip.training.metrics import MetricAccumulator, WeightedMean
 from mlip.training.regularization import Regularizer
@@ -127,7 +130,20 @@ class PotentialModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": scheduler}
 
     # ------------------------------------------------------------------ checkpoint
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location: Any = None, **kwargs: Any) -> "PotentialModule":
+        """The module of a ``.ckpt`` by mlip's one checkpoint path (``checkpoint_load``: checked,
+        upgraded, in the saved dtype, eval mode), moved to ``map_location`` if given (a device).
+        Lightning's other arguments (``hparams_file``, ``strict``, overrides) are not supported."""
+        if kwargs:
+            raise TypeError(f"PotentialModule.load_from_checkpoint: unsupported arguments {sorted(kwargs)}")
+        from mlip.training.checkpoint_load import module_from_checkpoint
+
+        module = module_from_checkpoint(str(checkpoint_path))
+        return module.to(map_location) if isinstance(map_location, (str, torch.device)) else module
+
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        stamp(checkpoint)
         if self._plateau is not None:
             checkpoint["lr_schedulers"] = [self._plateau.state_dict()]
 

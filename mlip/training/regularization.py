@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from mlip.errors import ConfigError
+from mlip.models import contract
 
 REGULARIZERS = ("none", "l2", "smoothness")
 
@@ -30,10 +31,8 @@ def second_differences(v: torch.Tensor) -> torch.Tensor:
 
 def l2_parameters(model: torch.nn.Module) -> List[torch.Tensor]:
     """The tensors L2 acts on: the model's ``l2_parameters()`` hook, else its trainable parameters."""
-    hook = getattr(model, "l2_parameters", None)
-    if hook is not None:
-        return list(hook())
-    return [p for p in model.parameters() if p.requires_grad]
+    params = contract.l2_parameters(model)
+    return params if params is not None else [p for p in model.parameters() if p.requires_grad]
 
 
 def l2_penalty(model: torch.nn.Module, alpha: float) -> torch.Tensor:
@@ -43,7 +42,7 @@ def l2_penalty(model: torch.nn.Module, alpha: float) -> torch.Tensor:
 
 
 def smoothness_penalty(model: torch.nn.Module, alpha: float) -> torch.Tensor:
-    functions = model.smooth_functions()
+    functions = contract.smooth_functions(model) or []
     total = sum(second_differences(v).pow(2).sum() for v in functions if v.shape[-1] >= 3)
     return alpha * total if functions else torch.zeros(())
 
@@ -63,7 +62,7 @@ class Regularizer:
             raise ConfigError(f"regularization.alpha={alpha!r} must be a number >= 0") from None
         if not self.alpha >= 0.0:
             raise ConfigError(f"regularization.alpha={alpha!r} must be a number >= 0")
-        if self.name == "smoothness" and not hasattr(model, "smooth_functions"):
+        if self.name == "smoothness" and not contract.has_smooth_functions(model):
             raise ConfigError(
                 f"regularization=smoothness needs a model with smooth_functions() (tabulated or learned "
                 f"radial functions); model.name={model_name or type(model).__name__} has none: use "

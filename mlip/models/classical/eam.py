@@ -140,6 +140,10 @@ class EmbeddedAtomModel(ClassicalModel):
         return float(self.rho_spline.stop * self.rho_scale)
 
     # ------------------------------------------------------------------ hooks of the model contract
+    def lammps_style(self) -> str:
+        """LAMMPS-native form: an ``eam/alloy`` setfl file of F_a, rho_a and phi_ab."""
+        return "eam/alloy"
+
     def smooth_functions(self) -> List[torch.Tensor]:
         return [self.phi_values, self.density_values, self.full_embedding_values()]
 

@@ -56,6 +56,10 @@ class PairPotential(ClassicalModel):
     def smooth_functions(self) -> List[torch.Tensor]:
         return []
 
+    def lammps_style(self) -> str:
+        """LAMMPS-native form: ``pair_style table`` of ``pair_function`` per species pair."""
+        return "table"
+
 
 class LennardJones(PairPotential):
     """``model=lj``. ``epsilon_init`` (eV) is the starting well depth of every pair; sigma

@@ -1,0 +1,166 @@
+"""The energy-model contract in code: what every registered model has, the optional hooks it may
+define, the check ``build_model`` runs on each model it builds, and the one way the rest of mlip
+(training, export, analysis, CLI) reads a hook. Outside ``mlip/models`` no code looks up a hook
+by name or dispatches on a model's class: it calls the functions here.
+
+Required (``EnergyModel``):
+
+- ``species: List[int]``: atomic numbers, in the order of the species index of a batch;
+- ``cutoff: float`` (Å, > 0): the neighbour-list radius;
+- ``forward(batch) -> batch``: adds ``atomic_energy`` [N] and ``total_energy`` [B] (eV),
+  differentiable in positions and cell, TorchScript-compatible.
+
+Optional hooks (``OPTIONAL_HOOKS``):
+
+- ``receptive_field: float`` (Å, >= cutoff): how far an atom's energy depends on others (message
+  passing: ``num_interactions * cutoff``); engines with ghost atoms need ghosts that deep.
+  Default: the cutoff.
+- ``initialize_from_data(batches)``: data-dependent initialisation, called once before a fresh
+  run (not on resume: the checkpoint restores its result).
+- ``l2_parameters() -> List[Tensor]``: the weights L2 acts on (default: every trainable parameter).
+- ``smooth_functions() -> List[Tensor]``: learned 1-D functions on uniform grids, each
+  [..., n_points], for the curvature penalty (``regularization=smoothness`` needs it).
+- ``identifiability_parameters() -> List[str]``: default tensor names for ``mlip identifiability``
+  (default: every trainable parameter).
+- ``pair_names: List[str]``: names of the species pairs (``Si-Ge``) in the order of per-pair
+  parameters, to label them in analyses.
+- ``lammps_style() -> str``: the LAMMPS-native form of the model, ``"table"`` or ``"eam/alloy"``
+  (``mlip export --format lammps``; without it, only the TorchScript export). A model declaring a
+  form provides that form's functions (``LAMMPS_FUNCTIONS``), all in float64 eV / Å:
+  ``pair_table`` [S*S] long (pair index of species a, b at ``a * S + b``),
+  ``pair_function(p, r) -> [M]`` (pair p at distances r [M]), and for eam/alloy
+  ``density_function(a, r) -> [M]``, ``embedding_function(a, rho) -> [M]`` (species index a)
+  and ``rho_max() -> float``.
+"""
+
+from typing import Dict, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
+
+import torch
+
+Batch = Dict[str, torch.Tensor]
+
+
+@runtime_checkable
+class EnergyModel(Protocol):
+    """The required part of the contract (see the module docstring)."""
+
+    species: List[int]
+    cutoff: float
+
+    def forward(self, batch: Batch) -> Batch: ...
+
+
+#: optional hooks: name -> True for methods, False for plain attributes
+OPTIONAL_HOOKS: Dict[str, bool] = {
+    "receptive_field": False,
+    "initialize_from_data": True,
+    "l2_parameters": True,
+    "smooth_functions": True,
+    "identifiability_parameters": True,
+    "lammps_style": True,
+    "pair_names": False,
+}
+
+#: the functions each LAMMPS-native form needs (``lammps_style()``)
+LAMMPS_FUNCTIONS: Dict[str, Tuple[str, ...]] = {
+    "table": ("pair_table", "pair_function"),
+    "eam/alloy": ("pair_table", "pair_function", "density_function", "embedding_function", "rho_max"),
+}
+
+
+class ModelContractError(TypeError):
+    """A model class that does not meet the contract (a bug in the model, not in a config)."""
+
+
+def _problems(model: torch.nn.Module) -> List[str]:
+    problems = []
+    species = getattr(model, "species", None)
+    if species is None:
+        problems.append("no attribute species (List[int], atomic numbers)")
+    elif not isinstance(species, list) or not all(isinstance(z, int) and not isinstance(z, bool) for z in species):
+        problems.append(f"species={species!r} is not a List[int] of atomic numbers")
+    cutoff = getattr(model, "cutoff", None)
+    if cutoff is None:
+        problems.append("no attribute cutoff (float, Å)")
+    elif not isinstance(cutoff, float) or not cutoff > 0.0:
+        problems.append(f"cutoff={cutoff!r} is not a float > 0 (Å)")
+    if type(model).forward is torch.nn.Module.forward:
+        problems.append("no forward(batch) -> batch adding atomic_energy and total_energy")
+    for name, is_method in OPTIONAL_HOOKS.items():
+        if hasattr(model, name) and is_method and not callable(getattr(model, name)):
+            problems.append(f"{name} is not a method")
+    field = getattr(model, "receptive_field", None)
+    if field is not None and isinstance(cutoff, float) and not (isinstance(field, (int, float)) and field >= cutoff):
+        problems.append(f"receptive_field={field!r} is not a number >= the cutoff {cutoff} (Å)")
+    if callable(getattr(model, "lammps_style", None)):
+        style = model.lammps_style()
+        if style not in LAMMPS_FUNCTIONS:
+            problems.append(f"lammps_style() returns {style!r}, not one of {sorted(LAMMPS_FUNCTIONS)}")
+        else:
+            missing = [f for f in LAMMPS_FUNCTIONS[style] if getattr(model, f, None) is None]
+            if missing:
+                problems.append(f"lammps_style() is {style!r} but {', '.join(missing)} missing")
+    return problems
+
+
+def check_energy_model(model: torch.nn.Module, name: str = "") -> None:
+    """``ModelContractError`` naming everything the built ``model`` lacks of the contract."""
+    problems = _problems(model)
+    if problems:
+        label = f"model={name} ({type(model).__name__})" if name else type(model).__name__
+        raise ModelContractError(f"{label} does not meet the energy-model contract (mlip/models/contract.py): "
+                                 + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------- reading hooks
+def energy_model_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The registry model inside a ``ForcesAndStress`` wrapper (``model.energy_model``), or
+    ``model`` itself."""
+    inner = getattr(model, "energy_model", None)
+    return inner if isinstance(inner, torch.nn.Module) else model
+
+
+def receptive_field(model: torch.nn.Module) -> float:
+    """Å over which an atom's energy depends on others: the hook, else the cutoff."""
+    model = energy_model_of(model)
+    return float(getattr(model, "receptive_field", model.cutoff))
+
+
+def initialize_from_data(model: torch.nn.Module, batches: Iterable[Batch]) -> None:
+    """Call the model's data-dependent initialisation, if it has one."""
+    model = energy_model_of(model)
+    if hasattr(model, "initialize_from_data"):
+        model.initialize_from_data(batches)
+
+
+def l2_parameters(model: torch.nn.Module) -> Optional[List[torch.Tensor]]:
+    """The model's ``l2_parameters()``, or None without the hook (the caller's default applies)."""
+    model = energy_model_of(model)
+    return list(model.l2_parameters()) if hasattr(model, "l2_parameters") else None
+
+
+def smooth_functions(model: torch.nn.Module) -> Optional[List[torch.Tensor]]:
+    """The model's ``smooth_functions()``, or None without the hook."""
+    model = energy_model_of(model)
+    return list(model.smooth_functions()) if hasattr(model, "smooth_functions") else None
+
+
+def has_smooth_functions(model: torch.nn.Module) -> bool:
+    return hasattr(energy_model_of(model), "smooth_functions")
+
+
+def identifiability_parameters(model: torch.nn.Module) -> Optional[List[str]]:
+    """The model's default tensor names for the Fisher analysis, or None without the hook."""
+    model = energy_model_of(model)
+    return list(model.identifiability_parameters()) if hasattr(model, "identifiability_parameters") else None
+
+
+def pair_names(model: torch.nn.Module) -> List[str]:
+    """Names of the species pairs of per-pair parameters (``["Si-Si", "Si-Ge", ...]``), or []."""
+    return [str(p) for p in getattr(energy_model_of(model), "pair_names", None) or []]
+
+
+def lammps_style(model: torch.nn.Module) -> Optional[str]:
+    """``"table"`` or ``"eam/alloy"``: the model's LAMMPS-native form, or None without one."""
+    model = energy_model_of(model)
+    return model.lammps_style() if hasattr(model, "lammps_style") else None
