@@ -78,6 +78,7 @@ def test_unknown_data_or_split_key_is_refused_by_name(override, key):
         build_datamodule(_compose([override]), torch.float32)
 
 
+@pytest.mark.slow
 def test_a_run_with_sgd_early_stopping_and_no_tensorboard(tmp_path):
     cfg = _compose(["experiment=quick", "optimizer=sgd", "optimizer.lr=0.001", "callbacks=[default,early_stopping]",
                     "logger.tensorboard=null", "trainer.max_epochs=2", "export=false"])

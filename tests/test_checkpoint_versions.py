@@ -50,6 +50,7 @@ def test_v1_checkpoint_predicts_the_energy_it_predicted_when_written():
     assert next(module.parameters()).dtype == torch.float64
 
 
+@pytest.mark.slow
 def test_v1_checkpoint_exports_to_the_same_energy(tmp_path):
     from mlip.cli.main import main
     from mlip.export import load_exported
@@ -63,6 +64,7 @@ def test_v1_checkpoint_exports_to_the_same_energy(tmp_path):
     assert float(out["energy"]) == pytest.approx(EXPECTED["energy_eV"], rel=0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_v1_checkpoint_resumes_and_new_checkpoints_carry_the_version(tmp_path):
     from ase.io import write
     from hydra import compose, initialize_config_dir

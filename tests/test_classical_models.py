@@ -240,6 +240,7 @@ def test_spline_pair_fit_reproduces_lj_forces():
     assert rmse < 0.02 * scale and rmse < 0.1 * before
 
 
+@pytest.mark.slow
 def test_eam_trains_on_the_shipped_data_and_exports(tmp_path, capsys):
     """``python train.py model=eam trainer.max_epochs=2``: the trainer fits it like any model; the
     checkpoint rebuilds it, model.pt reproduces it, and its LAMMPS file can be written."""

@@ -203,6 +203,7 @@ def test_own_train_file_without_data_custom_is_not_tested_on_shipped_si(tmp_path
     check_config(_compose([f"data.train={shipped_train}"]))  # the shipped file itself
 
 
+@pytest.mark.slow
 def test_train_py_bad_setting_exits_1_naming_the_key_without_traceback(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, str(REPO / "train.py"), "optimizer.lr=-1", f"hydra.run.dir={tmp_path}"],

@@ -20,6 +20,8 @@ from mlip.errors import CheckpointError, ConfigError, RunDirInUseError, WriteErr
 from mlip.fileio import LOCK_NAME, run_dir_lock
 from mlip.training.checkpoint_io import AtomicCheckpointIO
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 REPO = Path(__file__).resolve().parents[1]
 SI = REPO / "mlip" / "datasets" / "mlearn_si" / "Si_training.extxyz"
 

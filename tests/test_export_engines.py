@@ -23,6 +23,8 @@ from mlip.nn.neighbors import vesin_neighbor_list
 from mlip.testing.isolation import WITHOUT_MLIP
 from mlip.testing.systems import ethanol, make_model, predict, sicgeo_cell, triclinic_si
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 SPECIES = [1, 6, 8, 14]
 SYSTEMS = [triclinic_si, ethanol, sicgeo_cell]
 

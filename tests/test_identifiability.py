@@ -23,6 +23,8 @@ from mlip.nn.scatter import scatter_sum
 from mlip.physics import ForcesAndStress
 from mlip.testing.systems import batch_of, make_model, triclinic_si
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 REPO = Path(__file__).resolve().parents[1]
 SIGMA = {"energy": 0.005, "forces": 0.05, "stress": 0.003}
 

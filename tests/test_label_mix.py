@@ -18,6 +18,8 @@ from mlip.training.loss import WeightedLoss, residuals
 
 from conftest import SHARED, SHIPPED
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "model.num_channels=4",
         "model.hidden=[16]", "model.l_max=1", "data.batch_size=4", "export=false"]
 

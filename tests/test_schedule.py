@@ -16,6 +16,8 @@ from mlip.cli.train import run
 from mlip.errors import ConfigError
 from mlip.training.schedule import cosine_factor, make_scheduler, run_progress
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 
 def test_cosine_factor_hand_values():
     assert cosine_factor(0.0, 0.01) == pytest.approx(1.0)

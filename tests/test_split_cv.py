@@ -70,6 +70,7 @@ def test_group_errors_name_the_key():
         kfold_split(9, 3, 3, 0.1)
 
 
+@pytest.mark.slow
 def test_datamodule_kfold_by_config_type_writes_fold_and_groups(shipped_train, tmp_path):
     from mlip.training.datamodule import FrameDataModule
 

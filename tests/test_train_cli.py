@@ -14,6 +14,8 @@ from hydra import compose, initialize_config_dir
 from mlip.cli.config_path import CONFIG_DIR
 from mlip.cli.train import run
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
+
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick", "trainer.enable_progress_bar=false"]
 
