@@ -96,9 +96,10 @@ def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     ``Interaction`` class for both algorithms, contraction capped at correlation 3) in today's
     names; a current one is returned unchanged. Keys may carry any prefix (``model.energy_model.``).
 
-    - ``...product.blocks.<b>.u<nu>`` / ``w<nu>`` -> ``...product.blocks.<b>.orders.<nu-1>.u`` / ``w``;
-      the empty placeholders of orders above the model's correlation are dropped (an order is
-      real when block 0, the scalar output, has a coupling path for it: it always has one).
+    - ``...product.blocks.<b>.w<nu>`` -> ``...product.blocks.<b>.orders.<nu-1>.w``; the empty
+      placeholders of orders above the model's correlation are dropped (an order is real when
+      block 0, the scalar output, has a coupling path for it: it always has one). The coupling
+      tensors ``u<nu>`` are dropped: they are constants rebuilt with the model, no longer saved.
     - ``layers.<t>.u, p, path_of_k`` dropped for scalar-input layers (``u`` empty: the
       neighbour-slot algorithm never used them), ``layers.<t>.diagonal`` for the others.
     Returns a new dict; values are not copied."""
@@ -110,7 +111,7 @@ def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
         head, kind, nu = m.group(1), m.group(2), int(m.group(3))
         block0 = re.sub(r"blocks\.\d+\.$", "blocks.0.", head)
         value = out.pop(key)
-        if state_dict[f"{block0}w{nu}"].shape[1] > 0:
+        if kind == "w" and state_dict[f"{block0}w{nu}"].shape[1] > 0:
             out[f"{head}orders.{nu - 1}.{kind}"] = value
     for key in list(out):
         m = _OLD_LAYER.match(key)

@@ -33,13 +33,15 @@ def dense_size(ls: List[Irrep], correlation: int) -> int:
 
 class _Order(torch.nn.Module):
     """One correlation order nu of one output irrep: the coupling tensor ``u`` [(2L+1) D^nu, K]
-    (constant) and the weights ``w`` [num_species, K, C]."""
+    (constant, not in the state dict) and the weights ``w`` [num_species, K, C]."""
 
     def __init__(self, ls: List[Irrep], out: Irrep, nu: int, num_species: int, channels: int):
         super().__init__()
         u = symmetric_coupling(ls, out, nu)
         u = u.reshape(int(np.prod(u.shape[:-1])), u.shape[-1])
-        self.register_buffer("u", u.to(torch.get_default_dtype()))
+        # a constant of the irreps, rebuilt with the model: not saved in state dicts (at correlation 4
+        # it can hold millions of numbers)
+        self.register_buffer("u", u.to(torch.get_default_dtype()), persistent=False)
         k = u.shape[1]
         if nu == 1:  # the linear term starts as the identity on each matching irrep
             self.w = torch.nn.Parameter(torch.ones(num_species, k, channels))
