@@ -89,7 +89,8 @@ def _chains(ls: List[Irrep], k: int, out: Irrep, nu: int) -> List[_Chain]:
             for c in range(blocks[-1], len(ls)):
                 lc, pc = ls[c]
                 for l_new in range(abs(mid[0] - lc), mid[0] + lc + 1):
-                    chains.append((blocks + (c,), (l_new, mid[1] * pc), _couple(w, wigner_3j(mid[0], lc, l_new), False)))
+                    w_new = _couple(w, wigner_3j(mid[0], lc, l_new), False)
+                    chains.append((blocks + (c,), (l_new, mid[1] * pc), w_new))
     return [ch for ch in chains if abs(ch[1][0] - out[0]) <= (nu - k) * l_top]
 
 

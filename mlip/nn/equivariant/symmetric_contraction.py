@@ -84,7 +84,8 @@ class _OutputIrrep(torch.nn.Module):
             for k in range(nu - 2, 0, -1):
                 # the batched matrix-vector steps as multiply-and-sum, whose backward is
                 # elementwise too (bmm with thousands of 16x16 blocks is slower on CPU)
-                t = (t.view(c, n, self.sizes[k], d) * xb).sum(3) + cs[k - 1].transpose(0, 1).unsqueeze(1)  # [C, n, M * D^k]
+                t = (t.view(c, n, self.sizes[k], d) * xb).sum(3)  # [C, n, M * D^k]
+                t = t + cs[k - 1].transpose(0, 1).unsqueeze(1)
         t = (t.reshape(c, n, m, d) * xb).sum(3)  # [C, n, M]
         return t.transpose(0, 1)
 
