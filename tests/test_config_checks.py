@@ -76,6 +76,8 @@ BAD = [
     ("", "model.num_channels", 0, "integer >= 1"),
     ("", "model.hidden", [32, 0], "integers >= 1"),
     ("", "model.l_max", -1, ">= 0"),
+    ("model=equivariant", "model.correlation", 7, "between 1 and 6"),
+    ("model=equivariant model.sh_l_max=3", "model.correlation", 5, "lower model.correlation or model.sh_l_max"),
     ("model=spline_pair", "model.r_min", 6.0, "(0, 5)"),
     ("model=eam", "model.n_rho_knots", 0, "integer >= 1"),
     ("model=morse", "model.D_e_init", -0.5, "> 0"),

@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 
 from mlip.errors import ConfigError
 from mlip.export.torchscript import export_torchscript
-from mlip.models.equivariant import PRESETS, EquivariantModel
+from mlip.models.equivariant import PRESETS, EquivariantModel, upgrade_state_dict
 from mlip.physics import ForcesAndStress
 from mlip.testing.systems import batch_of, ethanol, predict, sicgeo_cell
 
@@ -126,6 +126,47 @@ def test_lower_correlation_and_scalar_features(correlation):
     assert ref["pred_forces"].abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("parity", [True, False])
+def test_correlation_4_model_is_equivariant(parity):
+    """A full model at correlation 4 (body order 5): A and h rotate with Wigner D, energies are
+    invariant and forces rotate, under an improper rotation when parity is on."""
+    model = _model(correlation=4, l_max=1, sh_l_max=2, num_channels=2)
+    atoms = sicgeo_cell()
+    R = Rotation.random(random_state=7).as_matrix()
+    if parity:
+        R = -R
+    ref_feat, out_feat = _features(model, atoms), _features(model, _transformed(atoms, R))
+    for k, ((kind, a), (_, b)) in enumerate(zip(ref_feat, out_feat)):
+        torch.testing.assert_close(b, a @ _wigner_d(_irreps(model, kind, k // 2), R).T, atol=1e-10, rtol=0)
+    ref, out = predict(model, [atoms]), predict(model, [_transformed(atoms, R)])
+    assert abs(float(ref["total_energy"][0] - out["total_energy"][0])) < 1e-10
+    torch.testing.assert_close(out["pred_forces"], ref["pred_forces"] @ torch.tensor(R).T, atol=1e-10, rtol=0)
+    assert ref["pred_forces"].abs().max() > 1e-3
+    assert len(model.energy_model.layers[0].product.blocks[0].orders) == 4
+
+
+def test_state_dict_from_before_the_layer_split_loads():
+    """A state dict saved by the earlier layout (one Interaction class, weights w1..w3 with empty
+    placeholders above the correlation) loads strictly and gives the same energy and forces."""
+    saved = torch.load(REPO / "tests" / "data" / "equivariant_state_dict_before_nn_layers.pt")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = EquivariantModel([6, 8, 14], 4.0, [-1.0, -2.0, -3.0], scale=0.5, avg_num_neighbors=10.0,
+                                 **saved["config"]).double()
+    finally:
+        torch.set_default_dtype(default)
+    assert "layers.0.product.blocks.0.w1" in saved["state_dict"]
+    model.load_state_dict(saved["state_dict"])  # strict
+    physics = ForcesAndStress(model)
+    out = predict(physics, [sicgeo_cell()])
+    torch.testing.assert_close(out["total_energy"], saved["energy"], atol=1e-12, rtol=0)
+    torch.testing.assert_close(out["pred_forces"], saved["forces"], atol=1e-12, rtol=0)
+    upgraded = upgrade_state_dict(saved["state_dict"])
+    assert set(upgraded) == set(model.state_dict())
+    assert upgrade_state_dict(upgraded).keys() == upgraded.keys()  # current names pass unchanged
+
+
 def test_exported_torchscript_equals_eager(tmp_path):
     model = _model()
     scripted = export_torchscript(model, str(tmp_path / "model.pt"))
@@ -152,8 +193,10 @@ def test_presets_fill_unset_knobs_and_check_ranges():
         EquivariantModel([14], 5.0, [0.0], size="huge")
     with pytest.raises(ConfigError, match="model.l_max=5"):
         EquivariantModel([14], 5.0, [0.0], l_max=5)
-    with pytest.raises(ConfigError, match="model.correlation=4"):
-        EquivariantModel([14], 5.0, [0.0], correlation=4)
+    with pytest.raises(ConfigError, match="model.correlation=7: must be between 1 and 6"):
+        EquivariantModel([14], 5.0, [0.0], correlation=7)
+    with pytest.raises(ConfigError, match="model.correlation=5 with model.sh_l_max=3"):
+        EquivariantModel([14], 5.0, [0.0], correlation=5)  # 16^5 entries per channel and atom
 
 
 def test_optional_hooks():

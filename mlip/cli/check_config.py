@@ -140,6 +140,11 @@ def _check_model(cfg: DictConfig) -> None:
                 fix="the first knot lies between 0 and model.cutoff")
     _flag(cfg, "model.fit_e0")
     _flag(cfg, "model.parity", null=True)
+    if name == "equivariant":  # knob ranges and combinations (correlation with sh_l_max), as the model checks them
+        from mlip.models.equivariant import resolve_hyperparameters
+
+        knobs = OmegaConf.to_container(cfg.model, resolve=True)
+        resolve_hyperparameters(knobs.get("size", "small"), knobs)
 
 
 def _check_data(cfg: DictConfig) -> None:

@@ -3,8 +3,9 @@
     h^(0)_i = W_embed[Z_i]                                         (C scalars per atom)
     edges:    Y(r_ij) real spherical harmonics (l <= sh_l_max), Bessel basis x polynomial envelope
               -> one radial network giving the tensor-product weights of every layer
-    layer t:  h^(t+1) = Interaction_t(h^(t))   (see ``mlip.models.interaction``: two-body atomic
-              basis, products up to ``correlation`` (body order correlation + 1), self-connection)
+    layer t:  h^(t+1) = Interaction_t(h^(t))   (``mlip.nn.equivariant.interaction``: two-body atomic
+              basis, products up to ``correlation`` (body order correlation + 1), self-connection;
+              ScalarInputInteraction while h is scalar, TensorInputInteraction once it has l >= 1)
     y_i     = sum_t readout_t(scalars of h^(t+1))                  (linear; an MLP after the last)
     E_i     = scale * y_i + shift + E0[Z_i]
 
@@ -13,10 +14,14 @@ Hidden features carry irreps l <= ``l_max`` (C channels each); the last layer ke
 ``parity=False`` labels every irrep even, which lets products couple like cross products and
 makes the model SO(3)-equivariant only (energies may differ between mirror images).
 
-Size presets (``size``) fill every hyperparameter left ``None``; see ``PRESETS``.
+Size presets (``size``) fill every hyperparameter left ``None``; see ``PRESETS``. The layers are
+built from ``mlip.nn.equivariant``; this module chooses and wires them. ``upgrade_state_dict``
+maps state dicts of earlier versions of these layers to the current names (the model applies it
+itself when loading).
 """
 
-from typing import Dict, Iterable, List, Optional, Tuple
+import re
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import torch
 from e3nn import o3
@@ -25,8 +30,11 @@ from e3nn.nn import FullyConnectedNet
 from mlip import keys
 from mlip.errors import ConfigError
 from mlip.models.energy import AtomicEnergies
-from mlip.models.interaction import Interaction
 from mlip.nn.cutoff import PolynomialCutoff
+from mlip.nn.equivariant.interaction import Interaction, ScalarInputInteraction, TensorInputInteraction
+from mlip.nn.equivariant.irreps import Irrep, irreps_dim, irreps_up_to
+from mlip.nn.equivariant.neighbor_slots import neighbour_slots
+from mlip.nn.equivariant.symmetric_contraction import dense_size
 from mlip.nn.geometry import edge_vectors
 from mlip.nn.radial import BesselBasis
 
@@ -43,30 +51,89 @@ PRESETS: Dict[str, Dict[str, object]] = {
 }
 
 
-def _irreps(l_max: int, parity: bool) -> List[Tuple[int, int]]:
-    """(l, p) of 0e + 1o + 2e + ... with parity, 0e + 1e + 2e + ... without."""
-    return [(l, (-1) ** l if parity else 1) for l in range(l_max + 1)]
+#: Ranges of the integer knobs (inclusive).
+RANGES: Dict[str, tuple] = {"l_max": (0, 3), "sh_l_max": (1, 3), "num_interactions": (1, 6), "correlation": (1, 6)}
+#: Most entries per channel, atom and output component of the symmetric contraction's largest
+#: intermediate, D^correlation (D = (sh_l_max + 1)^2): 16^4 at sh_l_max=3, 9^5 at 2, 4^6 at 1.
+MAX_DENSE_SIZE = 2 ** 16
 
 
-def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Place each edge in a table of K = (most neighbours of any atom) slots per centre atom.
+def resolve_hyperparameters(size: str, given: Mapping[str, Any]) -> Dict[str, Any]:
+    """The preset of ``size`` with the knobs in ``given`` that are not None, checked; raises
+    ``ConfigError`` naming the knob. Cheap (no tensors), so ``mlip.cli.check_config`` calls it too."""
+    if size not in PRESETS:
+        raise ConfigError(f"model.size={size!r}: choose one of {sorted(PRESETS)}")
+    hp = {k: (given[k] if given.get(k) is not None else v) for k, v in PRESETS[size].items()}
+    for key, (low, high) in RANGES.items():
+        if not low <= int(hp[key]) <= high:
+            raise ConfigError(f"model.{key}={hp[key]}: must be between {low} and {high}")
+    if int(hp["sh_l_max"]) < int(hp["l_max"]):
+        raise ConfigError(f"model.sh_l_max={hp['sh_l_max']} must be >= model.l_max={hp['l_max']}")
+    ls_sh = irreps_up_to(int(hp["sh_l_max"]), True)
+    if dense_size(ls_sh, int(hp["correlation"])) > MAX_DENSE_SIZE:
+        d = irreps_dim(ls_sh)
+        raise ConfigError(f"model.correlation={hp['correlation']} with model.sh_l_max={hp['sh_l_max']}: the symmetric "
+                          f"contraction would hold {d}^{hp['correlation']} entries per channel and atom (at most "
+                          f"{MAX_DENSE_SIZE}); lower model.correlation or model.sh_l_max")
+    return hp
 
-    Returns ``slot`` [E] (index into the flattened [N * K] table; edges keep their order, which
-    need not be sorted) and ``sh`` [E, D] copied into a zero-padded [N, K, D] table."""
-    e = centre.shape[0]
-    counts = torch.bincount(centre, minlength=n_atoms)
-    if torch.jit.is_scripting():
-        k = int(counts.max().clamp_min(1))
-    else:  # under torch.export K is a data-dependent size (an unbacked symbol), not a constant
-        k = counts.max().clamp_min(1).item()
-        torch._check(k >= 1)
-    order = torch.sort(centre, stable=True)[1]
-    first = torch.cumsum(counts, 0) - counts
-    sorted_centre = centre.index_select(0, order)
-    rank = torch.arange(e, device=centre.device) - first.index_select(0, sorted_centre)
-    slot = torch.empty_like(centre).index_copy(0, order, sorted_centre * k + rank)
-    table = torch.zeros(n_atoms * k, sh.shape[1], dtype=sh.dtype, device=sh.device).index_copy(0, slot, sh)
-    return slot, table.view(n_atoms, k, sh.shape[1])
+
+def build_interaction(ls_in: List[Irrep], ls_sh: List[Irrep], ls_out: List[Irrep], channels: int, num_species: int,
+                      correlation: int, avg_num_neighbors: float) -> Interaction:
+    """The layer for inputs with irreps ``ls_in``: the neighbour-slot algorithm for scalars, the
+    Clebsch-Gordan one otherwise (the atomic basis has the irreps of the spherical harmonics)."""
+    if ls_in == [(0, 1)]:
+        return ScalarInputInteraction(ls_sh, ls_out, channels, num_species, correlation, avg_num_neighbors)
+    return TensorInputInteraction(ls_in, ls_sh, ls_sh, ls_out, channels, num_species, correlation, avg_num_neighbors)
+
+
+_OLD_PRODUCT = re.compile(r"^(.*layers\.\d+\.product\.blocks\.\d+\.)([uw])(\d)$")
+_OLD_LAYER = re.compile(r"^(.*layers\.\d+\.)u$")
+
+
+def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """A state dict of this model from before the layers moved to ``mlip.nn.equivariant`` (one
+    ``Interaction`` class for both algorithms, contraction capped at correlation 3) in today's
+    names; a current one is returned unchanged. Keys may carry any prefix (``model.energy_model.``).
+
+    - ``...product.blocks.<b>.w<nu>`` -> ``...product.blocks.<b>.orders.<nu-1>.w``; the empty
+      placeholders of orders above the model's correlation are dropped (an order is real when
+      block 0, the scalar output, has a coupling path for it: it always has one). The coupling
+      tensors ``u<nu>`` are dropped: they are constants rebuilt with the model, no longer saved.
+    - ``layers.<t>.u, p, path_of_k`` dropped for scalar-input layers (``u`` empty: the
+      neighbour-slot algorithm never used them), ``layers.<t>.diagonal`` for the others.
+    Returns a new dict; values are not copied."""
+    out = dict(state_dict)
+    for key in list(out):
+        m = _OLD_PRODUCT.match(key)
+        if m is None:
+            continue
+        head, kind, nu = m.group(1), m.group(2), int(m.group(3))
+        block0 = re.sub(r"blocks\.\d+\.$", "blocks.0.", head)
+        value = out.pop(key)
+        if kind == "w" and state_dict[f"{block0}w{nu}"].shape[1] > 0:
+            out[f"{head}orders.{nu - 1}.{kind}"] = value
+    for key in list(out):
+        m = _OLD_LAYER.match(key)
+        if m is None or m.group(1) + "diagonal" not in out:  # old layers had both u and diagonal
+            continue
+        head = m.group(1)
+        if out[key].numel() == 0:
+            for name in ("u", "p", "path_of_k"):
+                out.pop(head + name, None)
+        else:
+            out.pop(head + "diagonal", None)
+    return out
+
+
+def _upgrade_on_load(module: torch.nn.Module, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: ``upgrade_state_dict`` on this module's keys, in place."""
+    mine = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+    upgraded = upgrade_state_dict(mine)
+    if upgraded.keys() != mine.keys():
+        for key in mine:
+            del state_dict[key]
+        state_dict.update(upgraded)
 
 
 class EquivariantModel(torch.nn.Module):
@@ -98,18 +165,10 @@ class EquivariantModel(torch.nn.Module):
                sh_l_max: Optional[int], num_interactions: Optional[int], correlation: Optional[int],
                num_basis: Optional[int], radial_hidden: Optional[List[int]],
                readout_hidden: Optional[int], parity: Optional[bool], cutoff_p: int) -> None:
-        if size not in PRESETS:
-            raise ConfigError(f"model.size={size!r}: choose one of {sorted(PRESETS)}")
         given = dict(num_channels=num_channels, l_max=l_max, sh_l_max=sh_l_max, num_interactions=num_interactions,
                      correlation=correlation, num_basis=num_basis,
                      radial_hidden=radial_hidden, readout_hidden=readout_hidden, parity=parity)
-        hp = {k: (v if v is not None else PRESETS[size][k]) for k, v in given.items()}
-        for key, low, high in (("l_max", 0, 3), ("sh_l_max", 1, 3), ("num_interactions", 1, 6),
-                               ("correlation", 1, 3)):
-            if not low <= int(hp[key]) <= high:
-                raise ConfigError(f"model.{key}={hp[key]}: must be between {low} and {high}")
-        if int(hp["sh_l_max"]) < int(hp["l_max"]):
-            raise ConfigError(f"model.sh_l_max={hp['sh_l_max']} must be >= model.l_max={hp['l_max']}")
+        hp = resolve_hyperparameters(size, given)
         self.hparams: Dict[str, str] = {k: str(v) for k, v in hp.items()}
         self.species: List[int] = [int(z) for z in species]
         self.cutoff = float(cutoff)
@@ -124,16 +183,16 @@ class EquivariantModel(torch.nn.Module):
         self.embedding = torch.nn.Parameter(torch.randn(n_species, channels))
         self.basis = BesselBasis(cutoff, int(hp["num_basis"]))
         self.envelope = PolynomialCutoff(cutoff, cutoff_p)
-        ls_sh = _irreps(int(hp["sh_l_max"]), parity_)
+        ls_sh = irreps_up_to(int(hp["sh_l_max"]), parity_)
         self.sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True,
                                         normalization="component")
-        ls_h = [(0, 1)]
-        layers = []
+        ls_h: List[Irrep] = [(0, 1)]
+        layers: List[Interaction] = []
         for t in range(self.num_interactions):
             last = t == self.num_interactions - 1
-            ls_out = [(0, 1)] if last else _irreps(int(hp["l_max"]), parity_)
-            layers.append(Interaction(ls_h, ls_sh, ls_sh, ls_out, channels, n_species, int(hp["correlation"]),
-                                      avg_num_neighbors))
+            ls_out = [(0, 1)] if last else irreps_up_to(int(hp["l_max"]), parity_)
+            layers.append(build_interaction(ls_h, ls_sh, ls_out, channels, n_species, int(hp["correlation"]),
+                                            avg_num_neighbors))
             ls_h = ls_out
         self.layers = torch.nn.ModuleList(layers)
         self.weight_sizes: List[int] = [layer.weight_numel for layer in layers]
@@ -148,6 +207,7 @@ class EquivariantModel(torch.nn.Module):
                 torch.nn.init.normal_(module.weight, std=0.01)
                 torch.nn.init.zeros_(module.bias)
         self.energies = AtomicEnergies(e0, scale, shift)
+        self.register_load_state_dict_pre_hook(_upgrade_on_load)
 
     def radial_features(self, r: torch.Tensor) -> torch.Tensor:
         """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff."""

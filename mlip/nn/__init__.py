@@ -1,1 +1,2 @@
-"""Building blocks below the models: neighbour lists, batching, geometry, cutoffs, radial bases, scatter."""
+"""Building blocks below the models: neighbour lists, batching, geometry, cutoffs, radial bases, scatter;
+``equivariant``: irreps, Clebsch-Gordan couplings, channel mixing, symmetric contraction, interaction layers."""

@@ -1,0 +1,154 @@
+"""One equivariant message-passing layer (NequIP / MACE family), on channelwise features, in two
+algorithms that differ in how the atomic basis A is formed.
+
+Features are [N, C, D]: C channels, each the same irreps (``mlip.nn.equivariant.irreps``). For
+centre i and neighbours j:
+
+    A_i  = Mix( 1/<n> sum_j  R(r_ij) * TP( Mix(h)_j , Y(r_ij) ) )      two-body atomic basis
+    B_i  = SymmetricContraction(A_i, Z_i)                               body order correlation + 1
+    h_i' = Mix(B_i) + SelfConnection_{Z_i}(h_i)
+
+``TP`` keeps the channel of h_j (MACE's / NequIP's ``uvu``) and each coupling path has its own
+radial weight per channel and edge (R, from the model's radial network, dimensionless weights
+of the edge length in Å); ``Mix`` mixes channels within each irrep; the self-connection does so
+with weights of the centre's species. <n> is the training set's mean neighbour count.
+
+- ``ScalarInputInteraction`` (h scalars, D_in = 1; every first layer, and all layers of
+  ``l_max=0`` models): TP reduces to R_{c,l}(r) h_j[c] Y_lm, summed per centre as one batched
+  matrix product over its neighbour slots.
+- ``TensorInputInteraction`` (h with l >= 1): dense Clebsch-Gordan contraction of the edge
+  messages [E, C, D_a], summed onto centres by scatter.
+
+The model builder picks the class; both take the same ``forward`` arguments.
+"""
+
+from typing import Dict, List
+
+import torch
+
+from mlip.nn.equivariant.channel_mixing import ChannelMix
+from mlip.nn.equivariant.coupling import pair_coupling
+from mlip.nn.equivariant.irreps import Irrep, irrep_of_component, irreps_dim, offsets
+from mlip.nn.equivariant.symmetric_contraction import SymmetricContraction
+from mlip.nn.scatter import scatter_sum
+
+
+class Interaction(torch.nn.Module):
+    """What both algorithms share: channel mixing before and after, the normalisation of A and B,
+    the symmetric contraction and the self-connection. Subclasses define ``atomic_basis`` and set
+    ``weight_numel`` (radial weights per edge).
+
+    ``h`` [N, C, D_in], ``species`` [N], ``sh`` [E, D_sh], ``edge_weight`` [E, weight_numel],
+    ``edge_index`` [2, E], ``slot`` [E] and ``sh_padded`` [N, K, D_sh] (``neighbour_slots``)
+    -> h' [N, C, D_out]."""
+
+    def __init__(self, ls_in: List[Irrep], ls_a: List[Irrep], ls_out: List[Irrep], channels: int,
+                 num_species: int, correlation: int, avg_num_neighbors: float):
+        super().__init__()
+        self.channels = channels
+        self.d_a = irreps_dim(ls_a)
+        self.weight_numel = 0
+        self.inv_avg_neighbors = 1.0 / max(float(avg_num_neighbors), 1e-6)
+        self.linear_up = ChannelMix(ls_in, channels)
+        # per-component normalisation of A and B, set from training data by the model's
+        # initialize_from_data (unit RMS per irrep), 1 until then
+        self.register_buffer("a_norm", torch.ones(self.d_a))
+        self.register_buffer("b_norm", torch.ones(irreps_dim(ls_out)))
+        self.register_buffer("a_irrep", torch.tensor(irrep_of_component(ls_a), dtype=torch.long))
+        self.register_buffer("b_irrep", torch.tensor(irrep_of_component(ls_out), dtype=torch.long))
+        self.linear_a = ChannelMix(ls_a, channels)
+        self.product = SymmetricContraction(ls_a, ls_out, correlation, num_species, channels)
+        self.linear_out = ChannelMix(ls_out, channels)
+        self.register_buffer("sc_gather", torch.tensor(_self_connection_gather(ls_in, ls_out), dtype=torch.long))
+        self.self_connection = ChannelMix(ls_out, channels, num_species)
+
+    def atomic_basis(self, x: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor, edge_index: torch.Tensor,
+                     slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
+        """sum_j R(r_ij) TP(x_j, Y(r_ij)) [N, C, D_a] from the mixed features ``x`` [N, C, D_in]."""
+        raise NotImplementedError
+
+    def forward(self, h: torch.Tensor, species: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor,
+                edge_index: torch.Tensor, slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
+        n = h.shape[0]
+        a = self.atomic_basis(self.linear_up(h, species), sh, edge_weight, edge_index, slot, sh_padded)
+        a = a * (self.a_norm * self.inv_avg_neighbors)
+        a = self.linear_a(a, species)
+        b = self.product(a, species) * self.b_norm
+        hp = torch.cat([h, h.new_zeros(n, self.channels, 1)], dim=2).index_select(2, self.sc_gather)
+        return self.linear_out(b, species) + self.self_connection(hp, species)
+
+
+def _self_connection_gather(ls_in: List[Irrep], ls_out: List[Irrep]) -> List[int]:
+    """Component of h (or D_in, a zero column) for each output component: the irreps of h that the
+    output also has."""
+    o_in = offsets(ls_in)
+    gather: List[int] = []
+    for l, par in ls_out:
+        if (l, par) in ls_in:
+            start = o_in[ls_in.index((l, par))]
+            gather += list(range(start, start + 2 * l + 1))
+        else:
+            gather += [irreps_dim(ls_in)] * (2 * l + 1)
+    return gather
+
+
+class ScalarInputInteraction(Interaction):
+    """Scalar ``h`` [N, C, 1]; A has the irreps of the spherical harmonics ``ls_sh``:
+    A[i, c, lm] = sum_j R[ij, c, l] x_j[c] Y_lm(ij), one radial weight per channel and l."""
+
+    def __init__(self, ls_sh: List[Irrep], ls_out: List[Irrep], channels: int, num_species: int,
+                 correlation: int, avg_num_neighbors: float):
+        super().__init__([(0, 1)], ls_sh, ls_out, channels, num_species, correlation, avg_num_neighbors)
+        self.num_paths = len(ls_sh)
+        self.weight_numel = channels * self.num_paths
+        # entry (path l(d), component d) of the flattened [P, D] block product
+        d_sh = irreps_dim(ls_sh)
+        self.register_buffer("diagonal", torch.tensor([l * d_sh + d for d, l in enumerate(irrep_of_component(ls_sh))],
+                                                      dtype=torch.long))
+
+    def atomic_basis(self, x: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor, edge_index: torch.Tensor,
+                     slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
+        # one batched matrix product per centre over its neighbour slots, [C * P, K] @ [K, D],
+        # keeping the blocks with matching l: several times fewer memory passes than forming the
+        # [E, C, D] messages and scattering
+        n, c = x.shape[0], self.channels
+        e = sh.shape[0]
+        r = edge_weight.view(e, c, self.num_paths)
+        g = (r * x.index_select(0, edge_index[1])).reshape(e, c * self.num_paths)
+        k = sh_padded.shape[1]
+        gp = torch.zeros(n * k, c * self.num_paths, dtype=g.dtype, device=g.device).index_copy(0, slot, g)
+        full = torch.bmm(gp.view(n, k, -1).transpose(1, 2), sh_padded)  # [N, C * P, D]
+        return full.view(n, c, -1).index_select(2, self.diagonal)
+
+
+class TensorInputInteraction(Interaction):
+    """``h`` with irreps ``ls_in`` (l >= 1 among them): every allowed path ls_in (x) ls_sh -> ls_a,
+    one radial weight per path and channel; paths into the same output component are summed and
+    divided by sqrt(number of paths into it)."""
+
+    def __init__(self, ls_in: List[Irrep], ls_sh: List[Irrep], ls_a: List[Irrep], ls_out: List[Irrep],
+                 channels: int, num_species: int, correlation: int, avg_num_neighbors: float):
+        super().__init__(ls_in, ls_a, ls_out, channels, num_species, correlation, avg_num_neighbors)
+        u, path_of_k, out_of_k = pair_coupling(ls_in, ls_sh, ls_a)
+        self.num_paths = max(path_of_k) + 1
+        self.weight_numel = channels * self.num_paths
+        p = torch.zeros(u.shape[1], self.d_a, dtype=torch.float64)
+        p[torch.arange(u.shape[1]), torch.tensor(out_of_k)] = 1.0
+        paths_into: Dict[int, set] = {}
+        for k, a in enumerate(out_of_k):
+            paths_into.setdefault(a, set()).add(path_of_k[k])
+        for a, paths in paths_into.items():
+            p[:, a] /= len(paths) ** 0.5
+        self.register_buffer("u", u.to(torch.get_default_dtype()))  # [D_in * D_sh, K]
+        self.register_buffer("p", p.to(torch.get_default_dtype()))  # [K, D_a]
+        self.register_buffer("path_of_k", torch.tensor(path_of_k, dtype=torch.long))
+
+    def atomic_basis(self, x: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor, edge_index: torch.Tensor,
+                     slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
+        e = sh.shape[0]
+        c = self.channels
+        xj = x.index_select(0, edge_index[1])  # [E, C, D_in]
+        r = edge_weight.view(e, c, self.num_paths)
+        outer = (xj.unsqueeze(3) * sh.unsqueeze(1).unsqueeze(1)).reshape(e, c, self.u.shape[0])
+        msg = ((outer @ self.u) * r.index_select(2, self.path_of_k)) @ self.p  # [E, C, D_a]
+        return scatter_sum(msg, edge_index[0], x.shape[0])

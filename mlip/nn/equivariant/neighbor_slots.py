@@ -1,0 +1,27 @@
+"""Edges as a padded table of neighbour slots per centre atom (for batched per-atom products)."""
+
+from typing import Tuple
+
+import torch
+
+
+def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Place each edge in a table of K = (most neighbours of any atom) slots per centre atom.
+
+    ``centre`` [E] (centre atom of each edge), ``sh`` [E, D] (any per-edge rows, here the
+    spherical harmonics). Returns ``slot`` [E] (index into the flattened [N * K] table; edges keep
+    their order, which need not be sorted) and ``sh`` copied into a zero-padded [N, K, D] table."""
+    e = centre.shape[0]
+    counts = torch.bincount(centre, minlength=n_atoms)
+    if torch.jit.is_scripting():
+        k = int(counts.max().clamp_min(1))
+    else:  # under torch.export K is a data-dependent size (an unbacked symbol), not a constant
+        k = counts.max().clamp_min(1).item()
+        torch._check(k >= 1)
+    order = torch.sort(centre, stable=True)[1]
+    first = torch.cumsum(counts, 0) - counts
+    sorted_centre = centre.index_select(0, order)
+    rank = torch.arange(e, device=centre.device) - first.index_select(0, sorted_centre)
+    slot = torch.empty_like(centre).index_copy(0, order, sorted_centre * k + rank)
+    table = torch.zeros(n_atoms * k, sh.shape[1], dtype=sh.dtype, device=sh.device).index_copy(0, slot, sh)
+    return slot, table.view(n_atoms, k, sh.shape[1])

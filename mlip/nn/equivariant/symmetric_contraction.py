@@ -1,0 +1,122 @@
+"""Higher body order on each atom: the symmetric contraction of MACE, for any correlation order.
+
+From the atomic basis A_i [C, D] (a sum over neighbours, hence two-body), output irrep L of
+channel c is
+
+    B_i[c, L, M] = sum_{nu=1..correlation} sum_k w_nu[Z_i, k, c] sum_{d1..d_nu} U_nu[M, d1..d_nu, k]
+                   A_i[c, d1] ... A_i[c, d_nu]
+
+with U_nu the generalised Clebsch-Gordan tensors (``mlip.nn.equivariant.coupling.symmetric_coupling``,
+built recursively) and one weight per coupling path, species and channel: body order
+correlation + 1. As in MACE, the weights are contracted with U first and the result with A one
+index at a time (Horner's scheme):
+
+    T_nu = U_nu w_nu,    T_k = T_{k+1} . A + U_k w_k  (k = nu-1 .. 1),    B = T_1 . A
+
+which costs C (2L+1) D^nu per atom for the highest order: ``dense_size`` is what limits nu.
+"""
+
+from typing import List
+
+import numpy as np
+import torch
+
+from mlip.nn.equivariant.coupling import symmetric_coupling
+from mlip.nn.equivariant.irreps import Irrep, irreps_dim
+
+
+def dense_size(ls: List[Irrep], correlation: int) -> int:
+    """D^correlation: entries per channel, atom and output component of the largest intermediate
+    of the contraction (and rows per output component of the largest coupling tensor)."""
+    return irreps_dim(ls) ** correlation
+
+
+class _Order(torch.nn.Module):
+    """One correlation order nu of one output irrep: the coupling tensor ``u`` [(2L+1) D^nu, K]
+    (constant, not in the state dict) and the weights ``w`` [num_species, K, C]."""
+
+    def __init__(self, ls: List[Irrep], out: Irrep, nu: int, num_species: int, channels: int):
+        super().__init__()
+        u = symmetric_coupling(ls, out, nu)
+        u = u.reshape(int(np.prod(u.shape[:-1])), u.shape[-1])
+        # a constant of the irreps, rebuilt with the model: not saved in state dicts (at correlation 4
+        # it can hold millions of numbers)
+        self.register_buffer("u", u.to(torch.get_default_dtype()), persistent=False)
+        k = u.shape[1]
+        if nu == 1:  # the linear term starts as the identity on each matching irrep
+            self.w = torch.nn.Parameter(torch.ones(num_species, k, channels))
+        else:
+            self.w = torch.nn.Parameter(torch.randn(num_species, k, channels) / max(k, 1))
+
+    def forward(self, s: int) -> torch.Tensor:
+        """U w for species index ``s``: [(2L+1) D^nu, C]."""
+        return self.u @ self.w[s]
+
+
+class _OutputIrrep(torch.nn.Module):
+    """The contraction for one output irrep (2L+1 components); ``orders[nu - 1]`` holds order nu."""
+
+    def __init__(self, ls: List[Irrep], out: Irrep, correlation: int, num_species: int, channels: int):
+        super().__init__()
+        self.d = irreps_dim(ls)
+        self.m = 2 * out[0] + 1
+        self.channels = channels
+        #: M D^k for k = 0..correlation (explicit sizes: views of an empty species must not infer them)
+        self.sizes: List[int] = [self.m * self.d ** k for k in range(correlation + 1)]
+        self.orders = torch.nn.ModuleList([_Order(ls, out, nu, num_species, channels)
+                                           for nu in range(1, correlation + 1)])
+
+    def forward(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        """``x`` [C, n, D] (atoms of species index ``s``) -> [n, C, M]."""
+        c, d, m = self.channels, self.d, self.m
+        n = x.shape[1]
+        xb = x.unsqueeze(2)  # [C, n, 1, D]
+        cs: List[torch.Tensor] = []
+        for order in self.orders:
+            cs.append(order(s))  # order nu: [M * D^nu, C]
+        nu = len(cs)
+        if nu == 1:
+            t = cs[0].transpose(0, 1).unsqueeze(1).expand(c, n, m * d)
+        else:
+            # the highest order's last index as one batched product, then Horner steps
+            top = cs[nu - 1].view(self.sizes[nu - 1], d, c).permute(2, 1, 0)  # [C, D, M * D^(nu-1)]
+            t = torch.baddbmm(cs[nu - 2].transpose(0, 1).unsqueeze(1), x, top)  # [C, n, M * D^(nu-1)]
+            for k in range(nu - 2, 0, -1):
+                # the batched matrix-vector steps as multiply-and-sum, whose backward is
+                # elementwise too (bmm with thousands of 16x16 blocks is slower on CPU)
+                t = (t.view(c, n, self.sizes[k], d) * xb).sum(3)  # [C, n, M * D^k]
+                t = t + cs[k - 1].transpose(0, 1).unsqueeze(1)
+        t = (t.reshape(c, n, m, d) * xb).sum(3)  # [C, n, M]
+        return t.transpose(0, 1)
+
+
+class SymmetricContraction(torch.nn.Module):
+    """``a`` [N, C, D] (irreps ``ls_a`` per channel), ``species`` [N] (indices) -> B [N, C, D_out]
+    (irreps ``ls_out``); weights per species, coupling path and channel; any ``correlation`` >= 1."""
+
+    def __init__(self, ls_a: List[Irrep], ls_out: List[Irrep], correlation: int, num_species: int, channels: int):
+        super().__init__()
+        if correlation < 1:
+            raise ValueError(f"correlation={correlation}: must be >= 1")
+        self.correlation = correlation
+        self.num_species = num_species
+        self.blocks = torch.nn.ModuleList([_OutputIrrep(ls_a, out, correlation, num_species, channels)
+                                           for out in ls_out])
+
+    def _contract(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        return torch.cat([block(x, s) for block in self.blocks], dim=2)
+
+    def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        x = a.transpose(0, 1).contiguous()  # [C, N, D]
+        if self.num_species == 1:
+            return self._contract(x, 0)
+        out = torch.zeros(0)
+        first = True
+        for s in range(self.num_species):
+            idx = torch.nonzero(species == s).squeeze(1)
+            part = self._contract(x.index_select(1, idx), s)
+            if first:
+                out = torch.zeros((a.shape[0],) + part.shape[1:], dtype=a.dtype, device=a.device)
+                first = False
+            out = out.index_copy(0, idx, part)
+        return out

@@ -1,0 +1,91 @@
+"""mlip.nn.equivariant on its own: the symmetric contraction at correlation 4 rotates (and
+reflects) with Wigner D and is a polynomial of degree 4, the recursive coupling keeps the paths of
+correlation 1-3, and both interaction algorithms give the same layer on scalar inputs."""
+
+import pytest
+import torch
+from e3nn import o3
+from scipy.spatial.transform import Rotation
+
+from mlip.nn.equivariant.coupling import symmetric_coupling
+from mlip.nn.equivariant.interaction import ScalarInputInteraction, TensorInputInteraction
+from mlip.nn.equivariant.irreps import irreps_up_to
+from mlip.nn.equivariant.neighbor_slots import neighbour_slots
+from mlip.nn.equivariant.symmetric_contraction import SymmetricContraction
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(default)
+
+
+def _wigner_d(ls, R):
+    return o3.Irreps([(1, ir) for ir in ls]).D_from_matrix(torch.tensor(R))
+
+
+@pytest.mark.parametrize("parity", [True, False])
+def test_symmetric_contraction_at_correlation_4_is_equivariant(parity):
+    torch.manual_seed(0)
+    ls_a = irreps_up_to(2, parity)
+    ls_out = irreps_up_to(1, parity)
+    contraction = SymmetricContraction(ls_a, ls_out, correlation=4, num_species=2, channels=3)
+    with torch.no_grad():
+        for p in contraction.parameters():
+            p.copy_(torch.randn_like(p))
+    a = torch.randn(5, 3, 9)
+    species = torch.tensor([0, 1, 1, 0, 1])
+    R = Rotation.random(random_state=3).as_matrix()
+    if parity:
+        R = -R  # improper: odd irreps change sign too
+    b = contraction(a, species)
+    b_rot = contraction(a @ _wigner_d(ls_a, R).T, species)
+    torch.testing.assert_close(b_rot, b @ _wigner_d(ls_out, R).T, atol=1e-10, rtol=0)
+    assert b[:, :, 1:].abs().max() > 1e-2  # the vector output is not trivially zero
+
+
+def test_highest_order_is_a_nonzero_polynomial_of_degree_4():
+    torch.manual_seed(1)
+    ls = irreps_up_to(2, True)
+    contraction = SymmetricContraction(ls, [(0, 1)], correlation=4, num_species=1, channels=2)
+    with torch.no_grad():
+        for nu, order in enumerate(contraction.blocks[0].orders, start=1):
+            order.w.copy_(torch.randn_like(order.w) if nu == 4 else torch.zeros_like(order.w))
+    a = torch.randn(4, 2, 9)
+    species = torch.zeros(4, dtype=torch.long)
+    b = contraction(a, species)
+    assert b.abs().min() > 1e-6
+    torch.testing.assert_close(contraction(2.0 * a, species), 16.0 * b, atol=1e-10, rtol=1e-12)
+
+
+def test_coupling_paths_per_order():
+    """Paths of the scalar output per correlation order nu = 1..4: 1..3 as before the recursion
+    (the parameterisation of saved models), 4 from it."""
+    counts = [symmetric_coupling(irreps_up_to(2, True), (0, 1), nu).shape[-1] for nu in (1, 2, 3, 4)]
+    assert counts == [1, 3, 5, 12]
+    assert [symmetric_coupling(irreps_up_to(3, False), (2, 1), nu).shape[-1] for nu in (1, 2, 3)] == [1, 7, 29]
+    u = symmetric_coupling(irreps_up_to(1, True), (0, 1), 2)  # 0e 0e and 1o . 1o
+    assert u.shape == (1, 4, 4, 2)
+    torch.testing.assert_close(u[0, :, :, 1], torch.diag(torch.tensor([0.0, 1, 1, 1])) / 3 ** 0.5)
+
+
+def test_both_interaction_algorithms_agree_on_scalar_inputs():
+    """The neighbour-slot algorithm (scalars) and the Clebsch-Gordan one give the same layer."""
+    ls_sh = irreps_up_to(2, True)
+    ls_out = irreps_up_to(1, True)
+    torch.manual_seed(0)
+    scalar = ScalarInputInteraction(ls_sh, ls_out, channels=3, num_species=2, correlation=2, avg_num_neighbors=3.0)
+    tensor = TensorInputInteraction([(0, 1)], ls_sh, ls_sh, ls_out, channels=3, num_species=2, correlation=2,
+                                    avg_num_neighbors=3.0)
+    tensor.load_state_dict(scalar.state_dict(), strict=False)
+    assert scalar.weight_numel == tensor.weight_numel
+    n, e = 6, 20
+    edge_index = torch.stack([torch.randint(0, n, (e,)), torch.randint(0, n, (e,))])
+    vec = torch.randn(e, 3)
+    sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True, normalization="component")(vec)
+    slot, sh_padded = neighbour_slots(edge_index[0], n, sh)
+    args = (torch.randn(n, 3, 1), torch.randint(0, 2, (n,)), sh, torch.randn(e, scalar.weight_numel), edge_index,
+            slot, sh_padded)
+    torch.testing.assert_close(scalar(*args), tensor(*args), atol=1e-12, rtol=0)
