@@ -115,7 +115,7 @@ def _check_top(cfg: DictConfig) -> None:
 
 def _check_model(cfg: DictConfig) -> None:
     """model.name, model.cutoff, settings the model does not take, and cheap model numerics."""
-    from mlip.models.registry import MODEL_REGISTRY, check_model_keys
+    from mlip.models.registry import MODEL_REGISTRY, check_model_keys, check_model_settings
 
     name = _choice(cfg, "model.name", sorted(MODEL_REGISTRY))
     cutoff = _number(cfg, "model.cutoff", 0.0, MAX_CUTOFF, low_open=True,
@@ -140,11 +140,7 @@ def _check_model(cfg: DictConfig) -> None:
                 fix="the first knot lies between 0 and model.cutoff")
     _flag(cfg, "model.fit_e0")
     _flag(cfg, "model.parity", null=True)
-    if name == "equivariant":  # knob ranges and combinations (correlation with sh_l_max), as the model checks them
-        from mlip.models.equivariant import resolve_hyperparameters
-
-        knobs = OmegaConf.to_container(cfg.model, resolve=True)
-        resolve_hyperparameters(knobs.get("size", "small"), knobs)
+    check_model_settings(name, OmegaConf.to_container(cfg.model, resolve=True))  # the model's own checks
 
 
 def _check_data(cfg: DictConfig) -> None:

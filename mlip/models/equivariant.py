@@ -140,6 +140,12 @@ class EquivariantModel(torch.nn.Module):
     """Energy model. Batch in (see ``mlip.keys``); adds ``atomic_energy`` [N] and
     ``total_energy`` [B] in eV. Data-derived arguments as in ``mlip.models.registry``."""
 
+    @staticmethod
+    def check_settings(settings: Dict[str, Any]) -> None:
+        """Ranges and combinations of the knobs (e.g. correlation with sh_l_max), before any data
+        is read (``mlip.models.registry.check_model_settings``)."""
+        resolve_hyperparameters(settings.get("size") or "small", settings)
+
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, size: str = "small",
                  num_channels: Optional[int] = None, l_max: Optional[int] = None, sh_l_max: Optional[int] = None,

@@ -41,7 +41,7 @@ functions that form needs (``contract.LAMMPS_FUNCTIONS``), for ``mlip export --f
 """
 
 import inspect
-from typing import Any, Iterable, List
+from typing import Any, Dict, Iterable, List
 
 import torch
 
@@ -86,6 +86,15 @@ def check_model_keys(name: str, keys: Iterable[str]) -> None:
     if unknown:
         raise ConfigError(f"model.{unknown[0]} is not a setting of model={name}; its settings are: "
                           f"{', '.join(allowed)} (remove model.{unknown[0]}, or choose another model)")
+
+
+def check_model_settings(name: str, settings: Dict[str, Any]) -> None:
+    """Keys, then the model's own ranges and combinations before any data is read: the optional
+    static hook ``check_settings(settings)`` of the model class (raising ``ConfigError``)."""
+    check_model_keys(name, settings)
+    hook = getattr(model_class(name), "check_settings", None)
+    if hook is not None:
+        hook({k: v for k, v in settings.items() if k != "name"})
 
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
