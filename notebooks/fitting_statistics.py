@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from mlip import keys
-from mlip.analysis.cross_validation import Job, best_alpha, format_table, summarise
+from mlip.analysis.cross_validation import Job, best_alpha, summarise
 from mlip.analysis.identifiability import analyse, fisher_information, format_combination
 from mlip.data.graph import frame_to_graph
 from mlip.data.io import LabelKeys, atoms_to_frame

@@ -55,8 +55,8 @@ def inference_us_per_atom(model_path: str, threads: int, calls: int = 30) -> dic
     the ASE calculator (vesin neighbour list; the peer benchmark's timing loop) and through the
     bare TorchScript model."""
     import torch
-
     from bench_peers_lib.peer_eval import si216, time_si216
+
     from mlip.calculator import MLIPCalculator
 
     torch.set_num_threads(threads)

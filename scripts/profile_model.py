@@ -15,9 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mlip.cli.config_path import CONFIG_DIR
-from mlip.data.graph import atoms_to_graph
+from mlip.data.graph import atoms_to_graph, frame_to_graph
 from mlip.data.io import LabelKeys, read_frames
-from mlip.data.graph import frame_to_graph
 from mlip.models import build_model
 from mlip.nn.batch import collate
 from mlip.physics import ForcesAndStress

@@ -1,7 +1,6 @@
 """Config groups build the objects: any torch.optim class, loggers and callbacks from their
 ``_target_`` entries, unknown keys refused by name before any work."""
 
-import copy
 
 import pytest
 import torch

@@ -9,11 +9,11 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
-from mlip.errors import DataError
 from mlip.data.graph import frame_to_graph
 from mlip.data.io import LabelKeys, read_frames, require_labels
 from mlip.data.reference import e0_least_squares, resolve_e0
 from mlip.data.split import random_split
+from mlip.errors import DataError
 from mlip.nn.neighbors import torch_neighbor_list, vesin_neighbor_list
 from mlip.testing.systems import triclinic_si
 

@@ -87,7 +87,7 @@ def test_unreal_element_is_refused_with_frame(tmp_path):
 
 
 def _molecules(formulas_energies):
-    from mlip.data.io import atoms_to_frame, LabelKeys
+    from mlip.data.io import LabelKeys, atoms_to_frame
 
     out = []
     for k, (formula, energy) in enumerate(formulas_energies):
@@ -137,7 +137,7 @@ def test_check_settings_name_the_key():
 
 def test_one_atom_in_a_big_periodic_box_is_an_isolated_atom():
     """Plane-wave codes compute E0 of an atom in a large periodic box; a 1-atom bulk cell is not one."""
-    from mlip.data.io import atoms_to_frame, LabelKeys
+    from mlip.data.io import LabelKeys, atoms_to_frame
 
     def frame(atoms):
         atoms.calc = SinglePointCalculator(atoms, energy=-1.0)

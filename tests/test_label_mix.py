@@ -9,14 +9,13 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, SHIPPED
 from hydra import compose, initialize_config_dir
 
 from mlip import keys
 from mlip.cli.config_path import CONFIG_DIR
 from mlip.cli.train import run
 from mlip.training.loss import WeightedLoss, residuals
-
-from conftest import SHARED, SHIPPED
 
 pytestmark = pytest.mark.slow  # end-to-end: not in the fast subset (pytest -m "not slow")
 

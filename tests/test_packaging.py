@@ -2,8 +2,9 @@
 from the layers below them (data, nn -> models, physics -> training, export -> cli, calculator)."""
 
 import ast
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mlip"

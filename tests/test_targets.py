@@ -11,10 +11,9 @@ import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-
-from mlip import keys, targets
 from hydra import compose, initialize_config_dir
 
+from mlip import keys, targets
 from mlip.analysis.report import metric_units, summary_table
 from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR

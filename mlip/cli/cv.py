@@ -18,7 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mlip.analysis.cross_validation import (
-        best_alpha, common_overrides, cv_curve, format_table, load_jobs, resolve_metric, summarise, warnings_for, write_summary)
+        best_alpha,
+        common_overrides,
+        cv_curve,
+        format_table,
+        load_jobs,
+        resolve_metric,
+        summarise,
+        warnings_for,
+        write_summary,
+    )
 
     try:
         groups = summarise(load_jobs(args.sweep_dir))

@@ -124,11 +124,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    from mlip.analysis.identifiability import (DEFAULT_RTOL, analyse, fisher_information, format_report,
-                                               spectrum_plot)
+    from mlip.analysis.identifiability import DEFAULT_RTOL, analyse, fisher_information, format_report, spectrum_plot
     from mlip.data.dataset import GraphDataset
-    from mlip.nn.batch import collate
     from mlip.fileio import atomic_open, write_json
+    from mlip.nn.batch import collate
     from mlip.training.checkpoint_load import module_from_checkpoint
 
     ckpt, run_dir = resolve_source(args.source)

@@ -103,8 +103,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
 
     from mlip.analysis.parity import parity_plot
     from mlip.analysis.report import banner, metric_units, sigma_units, summary_markdown, summary_table
-    from mlip.export import export_torchscript
     from mlip.data.statistics import output_normalization
+    from mlip.export import export_torchscript
     from mlip.models.contract import initialize_from_data
     from mlip.training.builders import build_named
     from mlip.training.callbacks import EpochLog, checkpoint_callbacks, progress_bar_wanted

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from mlip import keys, targets
-from mlip.errors import DataError
 from mlip.data.io import Frame
+from mlip.errors import DataError
 from mlip.nn.neighbors import vesin_neighbor_list
 
 #: Two atoms closer than this (Å) are taken as a broken frame.

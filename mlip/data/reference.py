@@ -5,8 +5,8 @@ from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
 
-from mlip.errors import DataError
 from mlip.data.io import Frame
+from mlip.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -6,19 +6,18 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import lightning as L
 import torch
-
-from mlip import targets
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mlip import targets
+from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
 from mlip.data.dataset import GraphDataset
-from mlip.errors import ConfigError, DataError
-from mlip.fileio import write_json
 from mlip.data.graph import species_error
 from mlip.data.io import ISOLATED_BOX_WIDTH, Frame, LabelKeys, read_frames, require_labels
-from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
 from mlip.data.reference import reference_energies
 from mlip.data.split import group_labels, kfold_split, random_split
 from mlip.data.statistics import dataset_statistics
+from mlip.errors import ConfigError, DataError
+from mlip.fileio import write_json
 from mlip.nn.batch import collate
 
 log = logging.getLogger(__name__)

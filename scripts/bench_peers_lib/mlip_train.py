@@ -18,7 +18,6 @@ def main() -> None:
     timing_out = own[own.index("--timing-out") + 1]
 
     import lightning as L
-
     from fit_timer import FitTimer
 
     orig_init = L.Trainer.__init__
