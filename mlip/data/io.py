@@ -198,7 +198,8 @@ def _read_labels(atoms: Atoms, keys: LabelKeys, path: str, index: int, pbc: np.n
     return labels
 
 
-def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":", format: Optional[str] = None) -> List[Frame]:
+def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":",
+                format: Optional[str] = None) -> List[Frame]:
     """Read and check all frames of ``path`` (any format ASE reads; extxyz first)."""
     keys = keys or LabelKeys()
     path = str(path)

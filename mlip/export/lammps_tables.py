@@ -89,7 +89,8 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
     tabulated distance."""
     em = _energy_model(model)
     if lammps_style(em) != "table":
-        raise ConfigError(f"{type(em).__name__} is not a pair potential; pair_style table needs lj, morse or spline_pair")
+        raise ConfigError(f"{type(em).__name__} is not a pair potential; "
+                          "pair_style table needs lj, morse or spline_pair")
     if not 0.0 < r_inner < em.cutoff:
         raise ConfigError(f"r_inner={r_inner} must lie between 0 and the cutoff {em.cutoff}")
     elements = _elements(em)
@@ -100,10 +101,10 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
     for a, b in pairs:
         p = int(em.pair_table[a * len(elements) + b])
         keyword = f"{elements[a]}_{elements[b]}"
-        energy, de, d2e = _values_and_derivatives(lambda x: em.pair_function(p, x), r, order=2)
+        energy, de, d2e = _values_and_derivatives(lambda x, p=p: em.pair_function(p, x), r, order=2)
         force = -de
-        lines += ["", keyword, f"N {n_points} RSQ {r_inner:.16g} {em.cutoff:.16g} FPRIME {-d2e[0]:.16e} {-d2e[-1]:.16e}",
-                  ""]
+        lines += ["", keyword,
+                  f"N {n_points} RSQ {r_inner:.16g} {em.cutoff:.16g} FPRIME {-d2e[0]:.16e} {-d2e[-1]:.16e}", ""]
         lines += [f"{k + 1} {r[k]:.16e} {energy[k]:.16e} {force[k]:.16e}" for k in range(n_points)]
         coeffs.append(f"{a + 1} {b + 1} {path} {keyword}")
     write_text(path, "\n".join(lines) + "\n")
