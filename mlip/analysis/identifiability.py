@@ -91,7 +91,7 @@ def _entry_labels(energy_model: torch.nn.Module, name: str, tensor: torch.Tensor
     if tensor.dim() == 0:
         return [name]
     first: Optional[List[str]] = None
-    species = list(contract.energy_model_of(energy_model).species)
+    species = contract.species_of(energy_model)
     pair_names = contract.pair_names(energy_model)
     leaf = name.split(".")[-1]
     per_species = leaf == "e0" or leaf.startswith(("density", "embedding"))
@@ -220,7 +220,7 @@ def fisher_information(model: torch.nn.Module, batches: Iterable[Dict[str, torch
     glob patterns. ``kinds``: restrict to these kinds of the loss. ``mode``: how Jacobians are
     taken (see ``jacobian``); all kinds of a batch are differentiated together.
     """
-    energy_model = model.energy_model
+    energy_model = contract.energy_model_of(model)
     sigmas = loss_sigmas(sigma)
     if kinds is not None:
         unknown = [k for k in kinds if k not in sigmas]
@@ -236,7 +236,7 @@ def fisher_information(model: torch.nn.Module, batches: Iterable[Dict[str, torch
         raise ConfigError("no parameters selected for the identifiability analysis")
 
     model = copy.deepcopy(model).double()
-    energy_model = model.energy_model
+    energy_model = contract.energy_model_of(model)
     available = candidate_tensors(energy_model)
     device = next(iter(available.values())).device
     leaves = {n: available[n].detach().to(torch.float64).clone().requires_grad_(True) for n in names}

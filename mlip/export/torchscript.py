@@ -22,7 +22,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.fileio import atomic_open
-from mlip.models.contract import receptive_field
+from mlip.models.contract import cutoff_of, receptive_field, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -33,6 +33,8 @@ UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress"
 
 class ExportedPotential(torch.nn.Module):
     """One frame in, energy, forces and stress out. Works eagerly and under ``torch.jit.script``."""
+    dtype_probe: torch.Tensor
+    species_table: torch.Tensor
 
     def __init__(self, model: ForcesAndStress, atomic_numbers: List[int], cutoff: float,
                  min_distance: float = MIN_DISTANCE):
@@ -162,8 +164,7 @@ def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = N
     model = copy.deepcopy(model).cpu().eval()  # exported on CPU; load with map_location for GPUs
     if dtype is not None:
         model = model.to(dtype)
-    energy_model = model.energy_model
-    wrapper = ExportedPotential(model, energy_model.species, energy_model.cutoff)
+    wrapper = ExportedPotential(model, species_of(model), cutoff_of(model))
     scripted = torch.jit.script(wrapper)
     with atomic_open(path, "wb") as fh:  # a file object: a full disk raises OSError, not an abort
         torch.jit.save(scripted, fh, _extra_files={"metadata.json": json.dumps(wrapper.metadata())})
