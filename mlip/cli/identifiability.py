@@ -150,9 +150,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     write_json(out / "identifiability.json", report, allow_nan=True)
     spectrum_plot(report, str(out / "identifiability.png"))
     with atomic_open(out / "fisher.npz", "wb") as fh:
-        np.savez(fh, names=np.array(info.names), values=info.values,
-                 fisher=info.matrix("loss", args.kinds), counts=json.dumps(info.counts), sigma=json.dumps(info.sigma),
-                 **{f"fisher_{k}": v for k, v in info.blocks.items()})
+        arrays: Dict[str, Any] = {"names": np.array(info.names), "values": info.values,
+                                  "fisher": info.matrix("loss", args.kinds), "counts": json.dumps(info.counts),
+                                  "sigma": json.dumps(info.sigma)}
+        arrays.update({f"fisher_{k}": v for k, v in info.blocks.items()})
+        np.savez(fh, **arrays)
     print(f"mlip identifiability: {ckpt} on the {where}")
     print(format_report(report))
     print(f"wrote {out / 'identifiability.json'}, {out / 'identifiability.png'}, {out / 'fisher.npz'}")

@@ -129,8 +129,8 @@ def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: in
     numbers = np.asarray(atoms.get_atomic_numbers(), dtype=np.int64)
     bad = (numbers < 1) | (numbers > 118)
     if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        symbol = atoms.get_chemical_symbols()[k] if 0 <= numbers[k] <= 118 else "?"
+        first = int(np.flatnonzero(bad)[0])
+        symbol = atoms.get_chemical_symbols()[first] if 0 <= numbers[first] <= 118 else "?"
         raise DataError(f"atom {k} has atomic number {int(numbers[k])} ({symbol!r}), not a real element "
                         "(ASE reads an unknown species name as X, Z=0): fix the species column of the file",
                         path, index)

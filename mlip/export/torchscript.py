@@ -15,7 +15,7 @@ fully periodic) and ``virial`` [3, 3] eV (= -V stress). The file carries ``atomi
 """
 
 import json
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -156,7 +156,8 @@ class ExportedPotential(torch.nn.Module):
                 "dtype": self.dtype_name, "min_distance": self.min_distance, "mlip_version": self.mlip_version}
 
 
-def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = None) -> torch.jit.ScriptModule:
+def export_torchscript(model: ForcesAndStress, path: str,
+                      dtype: Optional[torch.dtype] = None) -> torch.jit.ScriptModule:
     """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``
     (atomically: a failed write leaves the previous file and raises ``WriteError``)."""
     import copy
