@@ -131,7 +131,7 @@ def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: in
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         symbol = atoms.get_chemical_symbols()[first] if 0 <= numbers[first] <= 118 else "?"
-        raise DataError(f"atom {k} has atomic number {int(numbers[k])} ({symbol!r}), not a real element "
+        raise DataError(f"atom {first} has atomic number {int(numbers[first])} ({symbol!r}), not a real element "
                         "(ASE reads an unknown species name as X, Z=0): fix the species column of the file",
                         path, index)
     labels = _read_labels(atoms, keys, path, index, pbc) if keys is not None else {}
