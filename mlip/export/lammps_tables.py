@@ -21,7 +21,7 @@ with "Pair distance < table inner cutoff".
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ class LammpsPotential:
         return ["units metal", f"pair_style {self.pair_style}"] + [f"pair_coeff {c}" for c in self.pair_coeff]
 
 
-def _energy_model(model: torch.nn.Module) -> torch.nn.Module:
+def _energy_model(model: torch.nn.Module) -> Any:
+    """A float64 CPU copy of the registry model. Typed Any: the LAMMPS hooks it is read through
+    (``pair_table``, ``pair_function``, ...) are duck-typed by the contract (mlip/models/contract.py)."""
     return copy.deepcopy(energy_model_of(model)).double().cpu().eval()
 
 
@@ -117,7 +119,7 @@ def _block(values: np.ndarray) -> List[str]:
 
 
 def write_eam_alloy(model: torch.nn.Module, path: str, n_r: int = 10000, n_rho: int = 10000,
-                    rho_max: float = None) -> LammpsPotential:
+                    rho_max: Optional[float] = None) -> LammpsPotential:
     """``eam/alloy`` setfl file for an EAM model. The rho grid runs to ``rho_max`` (default
     twice the model's own grid end; F is linear beyond the model's grid, as in LAMMPS)."""
     from ase.data import atomic_masses
@@ -166,4 +168,5 @@ def write_lammps_files(model: torch.nn.Module, directory: str, **options) -> Lam
 
 
 #: ``lammps_style()`` of a model -> (writer, file name)
-WRITERS = {"table": (write_pair_table, "mlip.table"), "eam/alloy": (write_eam_alloy, "mlip.eam.alloy")}
+WRITERS: Dict[str, Tuple[Callable[..., LammpsPotential], str]] = {
+    "table": (write_pair_table, "mlip.table"), "eam/alloy": (write_eam_alloy, "mlip.eam.alloy")}

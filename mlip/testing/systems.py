@@ -75,7 +75,7 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
     return ForcesAndStress(model).eval()
 
 
-def batch_of(frames: List[Atoms], model) -> Dict[str, torch.Tensor]:
+def batch_of(frames: Sequence[Atoms], model) -> Dict[str, torch.Tensor]:
     index = {z: k for k, z in enumerate(species_of(model))}
     cutoff = cutoff_of(model)
     return collate([atoms_to_graph(a, cutoff, index) for a in frames], torch.float64)
