@@ -37,8 +37,9 @@ def load_potential(path: str, device: str = "cpu", dtype: Optional[torch.dtype] 
         model = model_from_checkpoint(path, device=device)
         if dtype is not None:
             model = model.to(dtype)
-        em = model.energy_model
-        return ExportedPotential(model, em.species, em.cutoff).to(device)
+        from mlip.models.contract import cutoff_of, species_of
+
+        return ExportedPotential(model, species_of(model), cutoff_of(model)).to(device)
     if path.endswith(".pt2"):
         from mlip.export.aoti import AOTIPotential
 

@@ -88,7 +88,7 @@ def atomic_open(path: PathLike, mode: str = "w") -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open: mode {mode!r}; use 'w' or 'wb'")
     with atomic_path(path) as tmp:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        with (open(tmp, mode) if "b" in mode else open(tmp, mode, encoding="utf-8")) as fh:
             yield fh
 
 

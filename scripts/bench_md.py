@@ -156,7 +156,8 @@ def main() -> None:
              "(machine shared with other jobs)",
              f"- model: {'given' if args.model else f'default `model=invariant` trained {args.train_epochs} epochs'}, "
              f"{meta['dtype']}, cutoff {meta['cutoff']} Å; plugin build {build_s:.1f} s (0 when cached)\n",
-             "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |", "|---|---|---|---|---|"]
+             "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |",
+             "|---|---|---|---|---|"]
     lines += [f"| {name} | {ranks} | {1 / w:.2f} | {w / n_atoms * 1e6:.0f} | {c / n_atoms * 1e6:.0f} |"
               for name, ranks, (w, c) in rows]
     lines += ["", "CPU time (summed over processes) is the fairer figure on a shared machine: wall time "

@@ -63,8 +63,9 @@ def main() -> int:
                                  "mean_temperature_K", "max_force", "n_atoms")}
         row.update(wall_s=wall, ms_per_step=1000.0 * wall / args.steps, dtype=str(calc.dtype).replace("torch.", ""))
         summary["runs"][dtype] = row
-        print(f"{row['dtype']}: {args.steps} steps ({args.steps / 1000:.1f} ps), drift {row['drift_meV_per_atom']:+.4f} "
-              f"meV/atom, fluctuation {row['fluctuation_meV_per_atom']:.4f} meV/atom, <T> "
+        print(f"{row['dtype']}: {args.steps} steps ({args.steps / 1000:.1f} ps), "
+              f"drift {row['drift_meV_per_atom']:+.4f} meV/atom, "
+              f"fluctuation {row['fluctuation_meV_per_atom']:.4f} meV/atom, <T> "
               f"{row['mean_temperature_K']:.0f} K, {row['ms_per_step']:.1f} ms/step", flush=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
     return 0

@@ -45,7 +45,8 @@ def main() -> None:
         model = torch.compile(model, dynamic=True)
     physics = ForcesAndStress(model)
 
-    frames = read_frames(cfg.data.train, keys=LabelKeys(**OmegaConf.to_container(cfg.data["keys"])))[: cfg.data.batch_size]
+    label_keys = LabelKeys(**OmegaConf.to_container(cfg.data["keys"]))
+    frames = read_frames(cfg.data.train, keys=label_keys)[: cfg.data.batch_size]
     batch = collate([frame_to_graph(f, cfg.model.cutoff, {14: 0}) for f in frames], torch.float32)
     print(f"training batch: {len(frames)} frames, {batch['positions'].shape[0]} atoms, "
           f"{batch['edge_index'].shape[1]} edges")

@@ -26,8 +26,8 @@ def _si_frames(n, rng):
         atoms = Atoms("Si" * n_atoms, positions=rng.uniform(0, 5, (n_atoms, 3)), cell=np.eye(3) * 6, pbc=True)
         atoms.info["config_type"] = "synthetic"
         stress = rng.normal(scale=0.01, size=6)
-        atoms.calc = SinglePointCalculator(atoms, energy=E0_SI * n_atoms + 0.01 * i, forces=rng.normal(size=(n_atoms, 3)),
-                                           stress=stress)
+        atoms.calc = SinglePointCalculator(atoms, energy=E0_SI * n_atoms + 0.01 * i,
+                                           forces=rng.normal(size=(n_atoms, 3)), stress=stress)
         frames.append(atoms)
     return frames
 

@@ -277,7 +277,8 @@ def test_eam_trains_on_the_shipped_data_and_exports(tmp_path, capsys):
     assert mlip_main(["export", str(tmp_path), "--format", "lammps"]) == 0
     printed = capsys.readouterr().out
     assert "pair_style eam/alloy" in printed and "pair_coeff * * " in printed and "Si" in printed
-    assert (tmp_path / "lammps" / "mlip.eam.alloy").read_bytes() == (tmp_path / "direct" / "mlip.eam.alloy").read_bytes()
+    direct = (tmp_path / "direct" / "mlip.eam.alloy").read_bytes()
+    assert (tmp_path / "lammps" / "mlip.eam.alloy").read_bytes() == direct
 
 
 def test_smoothness_penalty_acts_on_every_tabulated_function():

@@ -169,7 +169,8 @@ GOOD = [
     ("", {"trainer.gradient_clip_val": None}), ("", {"trainer.devices": "auto"}),
     ("", {"trainer.accelerator": "cpu", "trainer.devices": 2, "trainer.strategy": "ddp"}),
     ("split=kfold", {"split.k": 3, "split.fold": 2}), ("", {"loss.huber_delta": 1.0}),
-    ("", {"data.e0": {"Si": -0.8}}), ("", {"dtype": "float64"}), ("optimizer=sgd", {"optimizer.momentum": 0.5}), ("model=equivariant", {"model.size": "medium"}),
+    ("", {"data.e0": {"Si": -0.8}}), ("", {"dtype": "float64"}), ("optimizer=sgd", {"optimizer.momentum": 0.5}),
+    ("model=equivariant", {"model.size": "medium"}),
 ]
 
 

@@ -42,7 +42,8 @@ def test_kfold_multirun_then_mlip_cv(tmp_path):
     row = next(r for r in rows if r.get("train/penalty"))
     assert float(row["train/penalty"]) > 0
     assert [float(r["train/sigma_forces"]) > 0 for r in rows if r.get("train/sigma_forces")] == [True]
-    assert float(row["train/loss"]) == pytest.approx(float(row["train/data_loss"]) + float(row["train/penalty"]), rel=1e-5)
+    total = float(row["train/data_loss"]) + float(row["train/penalty"])
+    assert float(row["train/loss"]) == pytest.approx(total, rel=1e-5)
     assert "learned sigma: energy" in res.stdout
 
     cv = subprocess.run([sys.executable, "-m", "mlip.cli.main", "cv", str(sweep)], cwd=tmp_path, env=env,

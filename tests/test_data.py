@@ -85,7 +85,7 @@ def test_e0_least_squares_recovers_known_values():
     rng = np.random.default_rng(0)
     e0 = {1: -13.6, 8: -432.1, 6: -1027.0}
     frames = []
-    for k in range(12):
+    for _ in range(12):
         numbers = rng.choice([1, 6, 8], size=rng.integers(3, 9))
         atoms = Atoms(numbers=numbers, positions=rng.normal(size=(len(numbers), 3)) * 3)
         energy = sum(e0[z] for z in numbers) + rng.normal() * 1e-9
@@ -161,7 +161,8 @@ def test_forces_of_wrong_shape(tmp_path):
     frames[0].info["my_forces"] = np.zeros(5)
     path = tmp_path / "shape.extxyz"
     write(path, frames)
-    with pytest.raises(DataError, match=r"shape.extxyz, frame 0: forces 'my_forces' have shape \(5,\); expected \(8, 3\)"):
+    msg = r"shape.extxyz, frame 0: forces 'my_forces' have shape \(5,\); expected \(8, 3\)"
+    with pytest.raises(DataError, match=msg):
         read_frames(str(path), LabelKeys(forces="my_forces"))
 
 

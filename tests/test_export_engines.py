@@ -203,7 +203,8 @@ def test_aoti_package_runs_where_mlip_cannot_be_imported(aoti_package):
                 torch.tensor({atoms.cell[:].tolist()}, dtype=f64), torch.tensor([True, True, True]),
                 torch.tensor({edge_index.tolist()}), torch.tensor({shifts.tolist()}, dtype=f64))
         nl = torch._inductor.package.load_package({str(path)!r}, "neighbors")
-        pos, cell = torch.tensor({atoms.positions.tolist()}, dtype=f64), torch.tensor({atoms.cell[:].tolist()}, dtype=f64)
+        pos = torch.tensor({atoms.positions.tolist()}, dtype=f64)
+        cell = torch.tensor({atoms.cell[:].tolist()}, dtype=f64)
         edges, shifts, ok = nl(pos, cell, torch.tensor([True, True, True]))
         own = m(pos, torch.tensor({atoms.numbers.tolist()}), cell, torch.tensor([True, True, True]), edges, shifts)
         print(json.dumps({{"energy": float(out["energy"]), "forces": out["forces"].tolist(), "meta": meta,

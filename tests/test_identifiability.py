@@ -34,8 +34,10 @@ def labelled_batch(model, frames, seed=0, energy_mask=None):
     batch = batch_of(frames, model)
     out = model(batch, compute_forces=True, compute_stress=True)
     g = torch.Generator().manual_seed(seed)
-    batch[keys.ENERGY] = out[keys.TOTAL_ENERGY].detach() + 0.01 * torch.randn(len(frames), generator=g, dtype=torch.float64)
-    batch[keys.FORCES] = out[keys.PRED_FORCES].detach() + 0.05 * torch.randn(out[keys.PRED_FORCES].shape, generator=g, dtype=torch.float64)
+    noise_e = torch.randn(len(frames), generator=g, dtype=torch.float64)
+    noise_f = torch.randn(out[keys.PRED_FORCES].shape, generator=g, dtype=torch.float64)
+    batch[keys.ENERGY] = out[keys.TOTAL_ENERGY].detach() + 0.01 * noise_e
+    batch[keys.FORCES] = out[keys.PRED_FORCES].detach() + 0.05 * noise_f
     batch[keys.STRESS] = out[keys.PRED_STRESS].detach()
     n = len(frames)
     batch[keys.ENERGY_MASK] = torch.ones(n, dtype=torch.bool) if energy_mask is None else torch.tensor(energy_mask)

@@ -153,7 +153,8 @@ def test_lammps_input_errors_are_clear(plugin, tmp_path):
 
     model = export("invariant", tmp_path / "model.pt")
     write_lammps_data(str(tmp_path / "data.lmp"), test_cell(), ["C", "O", "Si"])
-    setup = f"plugin load {plugin}\nunits metal\natom_style atomic\nread_data {tmp_path / 'data.lmp'}\npair_style mlip\n"
+    setup = (f"plugin load {plugin}\nunits metal\natom_style atomic\nread_data {tmp_path / 'data.lmp'}\n"
+             "pair_style mlip\n")
     lmp = lammps_instance()
     with pytest.raises(Exception, match="element N .type 2. is not among the species"):
         lmp.commands_string(setup + f"pair_coeff * * {model} C N Si\n")

@@ -141,7 +141,8 @@ def test_checkpoint_without_new_arguments_still_loads(tmp_path):
     """Checkpoints of runs before regularisation and learned sigmas (no regularization_config)."""
     module = PotentialModule(MODEL_CONFIG, {"sigma": {"energy": 0.01, "forces": 0.05}}, {"lr": 1e-3})
     ckpt = {"state_dict": module.state_dict(), "pytorch-lightning_version": lightning.__version__,
-            "hyper_parameters": {"model_config": MODEL_CONFIG, "loss_config": {"sigma": {"energy": 0.01, "forces": 0.05}},
+            "hyper_parameters": {"model_config": MODEL_CONFIG,
+                                 "loss_config": {"sigma": {"energy": 0.01, "forces": 0.05}},
                                  "optimizer_config": {"lr": 1e-3}, "config_types": ["default"]}}
     torch.save(ckpt, tmp_path / "old.ckpt")
     loaded = PotentialModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from mlip.fileio import save_figure, write_json
 
@@ -55,6 +55,12 @@ class Group:
     def alpha(self) -> Optional[float]:
         return self.jobs[0].alpha
 
+    def mean(self, metric: str) -> float:
+        """The mean of ``metric`` over the group's folds (set for every metric in ``stats``)."""
+        value = self.stats[metric]["mean"]
+        assert value is not None
+        return value
+
     @property
     def label_without_alpha(self) -> str:
         return " ".join(o for o in self.label.split() if not o.startswith(ALPHA_KEY + "=")) or "(defaults)"
@@ -89,7 +95,7 @@ def load_jobs(sweep_dir: str) -> List[Job]:
     for metrics_path in sorted(root.rglob("metrics.json")):
         job_dir = metrics_path.parent
         overrides_path = job_dir / ".hydra" / "overrides.yaml"
-        overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_path))] \
+        overrides = [str(o) for o in cast(List[Any], OmegaConf.to_container(OmegaConf.load(overrides_path)))] \
             if overrides_path.exists() else None
         config_path = job_dir / "config.yaml"
         if not config_path.exists():
@@ -164,7 +170,7 @@ def best_alpha(groups: List[Group], metric: str) -> Optional[Dict[str, Any]]:
     candidates = [g for g in groups if metric in g.stats and g.alpha is not None]
     if len({g.alpha for g in candidates}) < 2:
         return None
-    best = min(candidates, key=lambda g: g.stats[metric]["mean"])
+    best = min(candidates, key=lambda g: g.mean(metric))
     return {"metric": metric, "alpha": best.alpha, "group": best.label, **best.stats[metric]}
 
 
@@ -230,16 +236,18 @@ def cv_curve(groups: List[Group], metric: str, path: str) -> bool:
     for g in positive:
         lines.setdefault(own(g), []).append(g)
     for label, members in lines.items():
-        members.sort(key=lambda g: g.alpha)
-        x = [g.alpha for g in members]
-        y = [g.stats[metric]["mean"] for g in members]
+        members.sort(key=lambda g: float(g.alpha or 0.0))  # positive alphas
+        x = [float(g.alpha or 0.0) for g in members]
+        y = [g.mean(metric) for g in members]
         e = [g.stats[metric]["std"] or 0.0 for g in members]
         ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=label)
     for g in groups:
         if g.alpha == 0.0 and metric in g.stats:
-            ax.axhline(g.stats[metric]["mean"], ls="--", lw=0.8, color="grey", label=f"alpha = 0: {own(g)}")
+            ax.axhline(g.mean(metric), ls="--", lw=0.8, color="grey", label=f"alpha = 0: {own(g)}")
     ax.set_xscale("log")
-    ax.set_title(f"best alpha {best_alpha(groups, metric)['alpha']:g}", fontsize=9)
+    best = best_alpha(groups, metric)  # not None: two or more positive alphas have the metric
+    assert best is not None
+    ax.set_title(f"best alpha {best['alpha']:g}", fontsize=9)
     ax.set_xlabel("regularization.alpha")
     ax.set_ylabel(f"{metric} (mean ± std over folds)")
     ax.legend(fontsize=6)

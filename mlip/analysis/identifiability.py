@@ -91,7 +91,7 @@ def _entry_labels(energy_model: torch.nn.Module, name: str, tensor: torch.Tensor
     if tensor.dim() == 0:
         return [name]
     first: Optional[List[str]] = None
-    species = list(contract.energy_model_of(energy_model).species)
+    species = contract.species_of(energy_model)
     pair_names = contract.pair_names(energy_model)
     leaf = name.split(".")[-1]
     per_species = leaf == "e0" or leaf.startswith(("density", "embedding"))
@@ -220,7 +220,7 @@ def fisher_information(model: torch.nn.Module, batches: Iterable[Dict[str, torch
     glob patterns. ``kinds``: restrict to these kinds of the loss. ``mode``: how Jacobians are
     taken (see ``jacobian``); all kinds of a batch are differentiated together.
     """
-    energy_model = model.energy_model
+    energy_model = contract.energy_model_of(model)
     sigmas = loss_sigmas(sigma)
     if kinds is not None:
         unknown = [k for k in kinds if k not in sigmas]
@@ -236,7 +236,7 @@ def fisher_information(model: torch.nn.Module, batches: Iterable[Dict[str, torch
         raise ConfigError("no parameters selected for the identifiability analysis")
 
     model = copy.deepcopy(model).double()
-    energy_model = model.energy_model
+    energy_model = contract.energy_model_of(model)
     available = candidate_tensors(energy_model)
     device = next(iter(available.values())).device
     leaves = {n: available[n].detach().to(torch.float64).clone().requires_grad_(True) for n in names}
@@ -376,7 +376,8 @@ def format_report(report: Dict[str, Any], max_rows: int = 30) -> str:
         lines.append(f"  {title}:")
         for v in report[key]:
             flag = " (zero)" if v["zero"] else ""
-            lines.append(f"    #{v['index']:<4d} {v['eigenvalue']:11.4g}{flag:7s} {format_combination(v['components'])}")
+            lines.append(f"    #{v['index']:<4d} {v['eigenvalue']:11.4g}{flag:7s} "
+                         f"{format_combination(v['components'])}")
     if report["uninformative"]:
         shown = report["uninformative"][:max_rows]
         more = len(report["uninformative"]) - len(shown)
@@ -388,7 +389,8 @@ def format_report(report: Dict[str, Any], max_rows: int = 30) -> str:
     width = max(12, max(len(r["name"]) for r in rows[:max_rows]))
     lines.append(f"    {'parameter':{width}s} {'value':>12s} {'conditional':>12s} {'marginal':>12s}")
     for r in rows[:max_rows]:
-        lines.append(f"    {r['name']:{width}s} {r['value']:12.5g} {r['conditional_se']:12.4g} {r['marginal_se']:12.4g}")
+        lines.append(f"    {r['name']:{width}s} {r['value']:12.5g} {r['conditional_se']:12.4g} "
+                     f"{r['marginal_se']:12.4g}")
     if len(rows) > max_rows:
         lines.append(f"    ... {len(rows) - max_rows} more in identifiability.json")
     return "\n".join(lines)
@@ -410,7 +412,8 @@ def spectrum_plot(report: Dict[str, Any], path: str, title: str = "Fisher inform
     for x in lam[~zero]:
         ax.axhline(x, xmin=0.25, xmax=0.75, color="C0", lw=1)
     if zero.any():
-        ax.scatter(np.linspace(0.3, 0.7, int(zero.sum())) if zero.sum() > 1 else [0.5], np.full(zero.sum(), floor), marker="x", color="C3", zorder=3,
+        ax.scatter(np.linspace(0.3, 0.7, int(zero.sum())) if zero.sum() > 1 else [0.5], np.full(zero.sum(), floor),
+                   marker="x", color="C3", zorder=3,
                    label=f"{int(zero.sum())} numerically zero\n(<= {report['rtol']:.0e} x largest)")
         ax.axhline(floor, color="C3", ls=":", lw=0.8)
         ax.legend(loc="lower center", fontsize=7, bbox_to_anchor=(0.5, -0.25))

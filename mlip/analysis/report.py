@@ -4,7 +4,7 @@
 (per component), as in ``metrics.json``. ``COLUMNS``, ``METRIC_UNITS`` and ``SIGMA_UNITS`` are live
 views of the registry."""
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from mlip import targets
 
@@ -39,7 +39,7 @@ def __getattr__(name: str):
 
 
 def banner(run_dir: str, model_name: str, n_parameters: int, cutoff: float, data: Dict[str, Any],
-           loss_sigma: Dict[str, Any], device: str, dtype: str, resumed_from: str = None) -> str:
+           loss_sigma: Dict[str, Any], device: str, dtype: str, resumed_from: Optional[str] = None) -> str:
     """Lines printed before training: run directory, model, frames per split, labels, species,
     E0 and its source, loss sigmas, device and dtype."""
     frames = ", ".join(f"{k} {v}" for k, v in data["n_frames"].items())

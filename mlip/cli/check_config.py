@@ -18,6 +18,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mlip import targets
+from mlip.cli.config_path import config_dict
 from mlip.errors import ConfigError
 
 _ABSENT = object()
@@ -120,7 +121,7 @@ def _check_model(cfg: DictConfig) -> None:
     name = _choice(cfg, "model.name", sorted(MODEL_REGISTRY))
     cutoff = _number(cfg, "model.cutoff", 0.0, MAX_CUTOFF, low_open=True,
                      fix="the cutoff is a distance in Å, typically 4-6 (e.g. model.cutoff=5.0)")
-    check_model_keys(name, OmegaConf.to_container(cfg.model).keys())
+    check_model_keys(name, config_dict(cfg.model, resolve=False).keys())
     for key in ("num_channels", "num_basis", "n_knots", "n_rho_knots", "num_interactions", "correlation",
                 "readout_hidden", "cutoff_p"):
         _number(cfg, f"model.{key}", 1, integer=True, null=True)
@@ -140,7 +141,7 @@ def _check_model(cfg: DictConfig) -> None:
                 fix="the first knot lies between 0 and model.cutoff")
     _flag(cfg, "model.fit_e0")
     _flag(cfg, "model.parity", null=True)
-    check_model_settings(name, OmegaConf.to_container(cfg.model, resolve=True))  # the model's own checks
+    check_model_settings(name, config_dict(cfg.model))  # the model's own checks
 
 
 def _check_data(cfg: DictConfig) -> None:
@@ -176,7 +177,7 @@ def _check_data(cfg: DictConfig) -> None:
 
 def _check_shipped_test(cfg: DictConfig) -> None:
     """Refuse your own data.train still tested on the shipped Si test file (data=mlearn_si's default)."""
-    raw = OmegaConf.to_container(cfg.data, resolve=False)
+    raw = config_dict(cfg.data, resolve=False)
     if raw.get("test") != SHIPPED_SI:
         return
     from mlip.cli.config_path import shipped_data
@@ -312,7 +313,7 @@ def _check_max_time(cfg: DictConfig) -> Optional[float]:
     if value in (None, _ABSENT):
         return None
     fix = 'use "DD:HH:MM:SS", e.g. trainer.max_time=00:01:30:00, or a mapping such as \'trainer.max_time={hours: 1}\''
-    seconds = None
+    seconds: Optional[float] = None
     if isinstance(value, str):
         match = MAX_TIME_FORMAT.fullmatch(value.strip())
         if match:

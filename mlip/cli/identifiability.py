@@ -127,16 +127,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from mlip.analysis.identifiability import DEFAULT_RTOL, analyse, fisher_information, format_report, spectrum_plot
     from mlip.data.dataset import GraphDataset
     from mlip.fileio import atomic_open, write_json
+    from mlip.models.contract import cutoff_of, species_of
     from mlip.nn.batch import collate
     from mlip.training.checkpoint_load import module_from_checkpoint
 
     ckpt, run_dir = resolve_source(args.source)
     module = module_from_checkpoint(str(ckpt))  # in the saved dtype; corrupt files refused
     model = module.model
-    energy_model = model.energy_model
     frames, where = load_frames(args, run_dir)
-    species_index = {z: k for k, z in enumerate(energy_model.species)}
-    dataset = GraphDataset(frames, energy_model.cutoff, species_index, ["default"])
+    species_index = {z: k for k, z in enumerate(species_of(model))}
+    dataset = GraphDataset(frames, cutoff_of(model), species_index, ["default"])
     loader = DataLoader(dataset, batch_size=max(1, args.batch_size), shuffle=False,
                         collate_fn=partial(collate, dtype=torch.float64))
     info = fisher_information(model, loader, module.loss_fn, args.params, kinds=args.kinds)
@@ -150,9 +150,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     write_json(out / "identifiability.json", report, allow_nan=True)
     spectrum_plot(report, str(out / "identifiability.png"))
     with atomic_open(out / "fisher.npz", "wb") as fh:
-        np.savez(fh, names=np.array(info.names), values=info.values,
-                 fisher=info.matrix("loss", args.kinds), counts=json.dumps(info.counts), sigma=json.dumps(info.sigma),
-                 **{f"fisher_{k}": v for k, v in info.blocks.items()})
+        arrays: Dict[str, Any] = {"names": np.array(info.names), "values": info.values,
+                                  "fisher": info.matrix("loss", args.kinds), "counts": json.dumps(info.counts),
+                                  "sigma": json.dumps(info.sigma)}
+        arrays.update({f"fisher_{k}": v for k, v in info.blocks.items()})
+        np.savez(fh, **arrays)
     print(f"mlip identifiability: {ckpt} on the {where}")
     print(format_report(report))
     print(f"wrote {out / 'identifiability.json'}, {out / 'identifiability.png'}, {out / 'fisher.npz'}")

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.check_config import check_config
-from mlip.cli.config_path import CONFIG_DIR
+from mlip.cli.config_path import CONFIG_DIR, config_dict
 from mlip.errors import USER_ERRORS, ConfigError
 from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json, write_text
 
@@ -72,7 +72,7 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
         raise ConfigError(f"split.name={split.get('name')!r} is not known; use {' or '.join(SPLIT_KEYS)}")
     refuse_unknown(split, SPLIT_KEYS[split["name"]], "split")
     allowed_missing = set(data["allow_missing"] or [])
-    sigma = cfg.loss.sigma if isinstance(cfg.loss.sigma, str) else OmegaConf.to_container(cfg.loss.sigma)
+    sigma = cfg.loss.sigma if isinstance(cfg.loss.sigma, str) else config_dict(cfg.loss.sigma, resolve=False)
     require = [k for k in loss_kinds(sigma) if k not in allowed_missing]
     # loss.sigma=learned: the kinds are those the training data carries, each then required
     require_if_present = ([k for k in targets.names() if k not in allowed_missing]
@@ -123,7 +123,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     dm = build_datamodule(cfg, dtype)
     dm.prepare()
     stats = dm.statistics
-    loss_config = OmegaConf.to_container(cfg.loss, resolve=True)
+    loss_config = config_dict(cfg.loss)
     loss_config["sigma"] = resolve_sigma(loss_config["sigma"], dm.label_kinds)
     for kind in [k for k, v in loss_config["sigma"].items() if v is not None and k not in dm.label_kinds]:
         if kind == "stress" and dm.n_periodic_train == 0:
@@ -133,13 +133,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         loss_config["sigma"][kind] = None
     if isinstance(cfg.loss.sigma, str):
         log.info("loss.sigma=learned: learning sigma of %s", ", ".join(loss_config["sigma"]) or "no kind")
-    model_config = dict(OmegaConf.to_container(cfg.model, resolve=True))
+    model_config = config_dict(cfg.model)
     model_config.update(species=dm.species, e0=dm.e0, avg_num_neighbors=stats["avg_num_neighbors"],
                         **output_normalization(stats, loss_config["sigma"].get("forces") is not None))
     regularization = cfg.get("regularization")
     module = PotentialModule(model_config, loss_config,
-                             OmegaConf.to_container(cfg.optimizer, resolve=True), dm.config_types,
-                             OmegaConf.to_container(regularization, resolve=True) if regularization else None)
+                             config_dict(cfg.optimizer), dm.config_types,
+                             config_dict(regularization) if regularization else None)
     module.to(dtype)
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
     if ckpt_path is None:  # data-dependent initialisation (a resumed run loads it instead)
@@ -151,7 +151,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     if cfg.optimizer.get("ema_decay"):
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg = config_dict(cfg.trainer)
     trainer_cfg["enable_progress_bar"] = progress_bar_wanted(trainer_cfg.get("enable_progress_bar"))
     if not trainer_cfg["enable_progress_bar"]:
         callbacks.append(EpochLog())

@@ -129,9 +129,9 @@ def atoms_to_frame(atoms: Atoms, keys: Optional[LabelKeys], path: str, index: in
     numbers = np.asarray(atoms.get_atomic_numbers(), dtype=np.int64)
     bad = (numbers < 1) | (numbers > 118)
     if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        symbol = atoms.get_chemical_symbols()[k] if 0 <= numbers[k] <= 118 else "?"
-        raise DataError(f"atom {k} has atomic number {int(numbers[k])} ({symbol!r}), not a real element "
+        first = int(np.flatnonzero(bad)[0])
+        symbol = atoms.get_chemical_symbols()[first] if 0 <= numbers[first] <= 118 else "?"
+        raise DataError(f"atom {first} has atomic number {int(numbers[first])} ({symbol!r}), not a real element "
                         "(ASE reads an unknown species name as X, Z=0): fix the species column of the file",
                         path, index)
     labels = _read_labels(atoms, keys, path, index, pbc) if keys is not None else {}
@@ -198,7 +198,8 @@ def _read_labels(atoms: Atoms, keys: LabelKeys, path: str, index: int, pbc: np.n
     return labels
 
 
-def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":", format: Optional[str] = None) -> List[Frame]:
+def read_frames(path: str, keys: Optional[LabelKeys] = None, index: str = ":",
+                format: Optional[str] = None) -> List[Frame]:
     """Read and check all frames of ``path`` (any format ASE reads; extxyz first)."""
     keys = keys or LabelKeys()
     path = str(path)

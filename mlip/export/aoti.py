@@ -38,6 +38,7 @@ import mlip
 from mlip import keys
 from mlip.export.torchscript import UNITS
 from mlip.fileio import atomic_path
+from mlip.models.contract import cutoff_of, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -48,6 +49,7 @@ OUTPUTS = ("energy", "atomic_energies", "forces", "stress", "virial")
 class EnginePotential(torch.nn.Module):
     """Energy, forces and stress from an engine's neighbour list, written for ``torch.export``:
     no Python branch on tensor values (checks become NaN outputs instead of exceptions)."""
+    species_table: torch.Tensor
 
     def __init__(self, model: ForcesAndStress, atomic_numbers: List[int]):
         super().__init__()
@@ -148,10 +150,10 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     for p in model.parameters():
         p.requires_grad_(False)
     dtype = next(model.parameters()).dtype
-    energy_model = model.energy_model
-    species = [int(z) for z in energy_model.species]
+    species = species_of(model)
+    cutoff = cutoff_of(model)
     module = EnginePotential(model, species).to(device_t)
-    inputs = example_inputs(species, float(energy_model.cutoff), dtype, device_t)
+    inputs = example_inputs(species, cutoff, dtype, device_t)
     graph = trace_with_forces(module, inputs)
     n_atoms = torch.export.Dim("n_atoms", min=2)
     n_edges = torch.export.Dim("n_edges", min=2)
@@ -160,9 +162,9 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     programs = {"model": program}
     if neighbors:
         programs["neighbors"] = torch.export.export(
-            ExportableNeighborList(float(energy_model.cutoff)).to(device_t), inputs[:1] + inputs[2:4], strict=False,
+            ExportableNeighborList(cutoff).to(device_t), inputs[:1] + inputs[2:4], strict=False,
             dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
-    configs = {"aot_inductor.metadata": aoti_metadata(species, energy_model.cutoff, dtype, device_t.type, neighbors)}
+    configs = {"aot_inductor.metadata": aoti_metadata(species, cutoff, dtype, device_t.type, neighbors)}
     configs.update(inductor_configs or {})
     path = str(path)
     if not path.endswith(".pt2"):

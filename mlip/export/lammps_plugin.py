@@ -86,8 +86,9 @@ def lammps_version_string() -> str:
 
 def compiler() -> str:
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        found = shutil.which(name) if name else None
+        if found:
+            return found
     raise PluginBuildError("no C++ compiler found (set CXX, or install g++)")
 
 

@@ -146,7 +146,8 @@ def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = N
             cmd = [str(launcher), "-np", str(nprocs)] + cmd
         proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"LAMMPS run failed ({' '.join(cmd[:4])} ...):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            raise RuntimeError(f"LAMMPS run failed ({' '.join(cmd[:4])} ...):\n{proc.stdout[-3000:]}\n"
+                               f"{proc.stderr[-3000:]}")
         result = json.loads(out.read_text())
     if result["nprocs"] != nprocs:
         raise RuntimeError(f"LAMMPS ran on {result['nprocs']} ranks, not {nprocs}")

@@ -21,7 +21,7 @@ with "Pair distance < table inner cutoff".
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ class LammpsPotential:
         return ["units metal", f"pair_style {self.pair_style}"] + [f"pair_coeff {c}" for c in self.pair_coeff]
 
 
-def _energy_model(model: torch.nn.Module) -> torch.nn.Module:
+def _energy_model(model: torch.nn.Module) -> Any:
+    """A float64 CPU copy of the registry model. Typed Any: the LAMMPS hooks it is read through
+    (``pair_table``, ``pair_function``, ...) are duck-typed by the contract (mlip/models/contract.py)."""
     return copy.deepcopy(energy_model_of(model)).double().cpu().eval()
 
 
@@ -89,7 +91,8 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
     tabulated distance."""
     em = _energy_model(model)
     if lammps_style(em) != "table":
-        raise ConfigError(f"{type(em).__name__} is not a pair potential; pair_style table needs lj, morse or spline_pair")
+        raise ConfigError(f"{type(em).__name__} is not a pair potential; "
+                          "pair_style table needs lj, morse or spline_pair")
     if not 0.0 < r_inner < em.cutoff:
         raise ConfigError(f"r_inner={r_inner} must lie between 0 and the cutoff {em.cutoff}")
     elements = _elements(em)
@@ -100,10 +103,10 @@ def write_pair_table(model: torch.nn.Module, path: str, n_points: int = 5000,
     for a, b in pairs:
         p = int(em.pair_table[a * len(elements) + b])
         keyword = f"{elements[a]}_{elements[b]}"
-        energy, de, d2e = _values_and_derivatives(lambda x: em.pair_function(p, x), r, order=2)
+        energy, de, d2e = _values_and_derivatives(lambda x, p=p: em.pair_function(p, x), r, order=2)
         force = -de
-        lines += ["", keyword, f"N {n_points} RSQ {r_inner:.16g} {em.cutoff:.16g} FPRIME {-d2e[0]:.16e} {-d2e[-1]:.16e}",
-                  ""]
+        lines += ["", keyword,
+                  f"N {n_points} RSQ {r_inner:.16g} {em.cutoff:.16g} FPRIME {-d2e[0]:.16e} {-d2e[-1]:.16e}", ""]
         lines += [f"{k + 1} {r[k]:.16e} {energy[k]:.16e} {force[k]:.16e}" for k in range(n_points)]
         coeffs.append(f"{a + 1} {b + 1} {path} {keyword}")
     write_text(path, "\n".join(lines) + "\n")
@@ -116,7 +119,7 @@ def _block(values: np.ndarray) -> List[str]:
 
 
 def write_eam_alloy(model: torch.nn.Module, path: str, n_r: int = 10000, n_rho: int = 10000,
-                    rho_max: float = None) -> LammpsPotential:
+                    rho_max: Optional[float] = None) -> LammpsPotential:
     """``eam/alloy`` setfl file for an EAM model. The rho grid runs to ``rho_max`` (default
     twice the model's own grid end; F is linear beyond the model's grid, as in LAMMPS)."""
     from ase.data import atomic_masses
@@ -165,4 +168,5 @@ def write_lammps_files(model: torch.nn.Module, directory: str, **options) -> Lam
 
 
 #: ``lammps_style()`` of a model -> (writer, file name)
-WRITERS = {"table": (write_pair_table, "mlip.table"), "eam/alloy": (write_eam_alloy, "mlip.eam.alloy")}
+WRITERS: Dict[str, Tuple[Callable[..., LammpsPotential], str]] = {
+    "table": (write_pair_table, "mlip.table"), "eam/alloy": (write_eam_alloy, "mlip.eam.alloy")}

@@ -15,14 +15,14 @@ fully periodic) and ``virial`` [3, 3] eV (= -V stress). The file carries ``atomi
 """
 
 import json
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 import mlip
 from mlip import keys
 from mlip.fileio import atomic_open
-from mlip.models.contract import receptive_field
+from mlip.models.contract import cutoff_of, receptive_field, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -33,6 +33,8 @@ UNITS = {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom", "stress"
 
 class ExportedPotential(torch.nn.Module):
     """One frame in, energy, forces and stress out. Works eagerly and under ``torch.jit.script``."""
+    dtype_probe: torch.Tensor
+    species_table: torch.Tensor
 
     def __init__(self, model: ForcesAndStress, atomic_numbers: List[int], cutoff: float,
                  min_distance: float = MIN_DISTANCE):
@@ -154,7 +156,8 @@ class ExportedPotential(torch.nn.Module):
                 "dtype": self.dtype_name, "min_distance": self.min_distance, "mlip_version": self.mlip_version}
 
 
-def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = None) -> torch.jit.ScriptModule:
+def export_torchscript(model: ForcesAndStress, path: str,
+                      dtype: Optional[torch.dtype] = None) -> torch.jit.ScriptModule:
     """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``
     (atomically: a failed write leaves the previous file and raises ``WriteError``)."""
     import copy
@@ -162,8 +165,7 @@ def export_torchscript(model: ForcesAndStress, path: str, dtype: torch.dtype = N
     model = copy.deepcopy(model).cpu().eval()  # exported on CPU; load with map_location for GPUs
     if dtype is not None:
         model = model.to(dtype)
-    energy_model = model.energy_model
-    wrapper = ExportedPotential(model, energy_model.species, energy_model.cutoff)
+    wrapper = ExportedPotential(model, species_of(model), cutoff_of(model))
     scripted = torch.jit.script(wrapper)
     with atomic_open(path, "wb") as fh:  # a file object: a full disk raises OSError, not an abort
         torch.jit.save(scripted, fh, _extra_files={"metadata.json": json.dumps(wrapper.metadata())})

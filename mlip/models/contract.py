@@ -33,7 +33,7 @@ Optional hooks (``OPTIONAL_HOOKS``):
   and ``rho_max() -> float``.
 """
 
-from typing import Dict, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import Dict, Iterable, List, Optional, Protocol, Tuple, cast, runtime_checkable
 
 import torch
 
@@ -92,8 +92,9 @@ def _problems(model: torch.nn.Module) -> List[str]:
     field = getattr(model, "receptive_field", None)
     if field is not None and isinstance(cutoff, float) and not (isinstance(field, (int, float)) and field >= cutoff):
         problems.append(f"receptive_field={field!r} is not a number >= the cutoff {cutoff} (Å)")
-    if callable(getattr(model, "lammps_style", None)):
-        style = model.lammps_style()
+    style_hook = getattr(model, "lammps_style", None)
+    if callable(style_hook):
+        style = style_hook()
         if style not in LAMMPS_FUNCTIONS:
             problems.append(f"lammps_style() returns {style!r}, not one of {sorted(LAMMPS_FUNCTIONS)}")
         else:
@@ -120,29 +121,39 @@ def energy_model_of(model: torch.nn.Module) -> torch.nn.Module:
     return inner if isinstance(inner, torch.nn.Module) else model
 
 
+def species_of(model: torch.nn.Module) -> List[int]:
+    """The model's ``species`` (atomic numbers, in species-index order)."""
+    return [int(z) for z in cast(EnergyModel, energy_model_of(model)).species]
+
+
+def cutoff_of(model: torch.nn.Module) -> float:
+    """The model's ``cutoff`` (Å)."""
+    return float(cast(EnergyModel, energy_model_of(model)).cutoff)
+
+
 def receptive_field(model: torch.nn.Module) -> float:
     """Å over which an atom's energy depends on others: the hook, else the cutoff."""
     model = energy_model_of(model)
-    return float(getattr(model, "receptive_field", model.cutoff))
+    return float(getattr(model, "receptive_field", cutoff_of(model)))
 
 
 def initialize_from_data(model: torch.nn.Module, batches: Iterable[Batch]) -> None:
     """Call the model's data-dependent initialisation, if it has one."""
-    model = energy_model_of(model)
-    if hasattr(model, "initialize_from_data"):
-        model.initialize_from_data(batches)
+    hook = getattr(energy_model_of(model), "initialize_from_data", None)
+    if hook is not None:
+        hook(batches)
 
 
 def l2_parameters(model: torch.nn.Module) -> Optional[List[torch.Tensor]]:
     """The model's ``l2_parameters()``, or None without the hook (the caller's default applies)."""
-    model = energy_model_of(model)
-    return list(model.l2_parameters()) if hasattr(model, "l2_parameters") else None
+    hook = getattr(energy_model_of(model), "l2_parameters", None)
+    return list(hook()) if hook is not None else None
 
 
 def smooth_functions(model: torch.nn.Module) -> Optional[List[torch.Tensor]]:
     """The model's ``smooth_functions()``, or None without the hook."""
-    model = energy_model_of(model)
-    return list(model.smooth_functions()) if hasattr(model, "smooth_functions") else None
+    hook = getattr(energy_model_of(model), "smooth_functions", None)
+    return list(hook()) if hook is not None else None
 
 
 def has_smooth_functions(model: torch.nn.Module) -> bool:
@@ -151,8 +162,8 @@ def has_smooth_functions(model: torch.nn.Module) -> bool:
 
 def identifiability_parameters(model: torch.nn.Module) -> Optional[List[str]]:
     """The model's default tensor names for the Fisher analysis, or None without the hook."""
-    model = energy_model_of(model)
-    return list(model.identifiability_parameters()) if hasattr(model, "identifiability_parameters") else None
+    hook = getattr(energy_model_of(model), "identifiability_parameters", None)
+    return list(hook()) if hook is not None else None
 
 
 def pair_names(model: torch.nn.Module) -> List[str]:
@@ -162,5 +173,5 @@ def pair_names(model: torch.nn.Module) -> List[str]:
 
 def lammps_style(model: torch.nn.Module) -> Optional[str]:
     """``"table"`` or ``"eam/alloy"``: the model's LAMMPS-native form, or None without one."""
-    model = energy_model_of(model)
-    return model.lammps_style() if hasattr(model, "lammps_style") else None
+    hook = getattr(energy_model_of(model), "lammps_style", None)
+    return hook() if hook is not None else None

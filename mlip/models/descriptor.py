@@ -28,6 +28,9 @@ from mlip.nn.scatter import scatter_sum
 
 class SphericalPowerDescriptor(torch.nn.Module):
     """Batch in, per-atom invariant features [N, num_features] out."""
+    inv_avg_neighbors: torch.Tensor
+    triu_flat: torch.Tensor
+    l_of_m: torch.Tensor
 
     def __init__(self, num_species: int, cutoff: float, num_basis: int = 8, num_channels: int = 12,
                  l_max: int = 3, avg_num_neighbors: float = 1.0, cutoff_p: int = 6):

@@ -12,6 +12,9 @@ from mlip.nn.scatter import scatter_sum
 class AtomicEnergies(torch.nn.Module):
     """Scale, shift and E0 (eV), held as buffers so they are saved, exported and never trained.
     ``trainable_e0=True`` (classical models' ``fit_e0``) makes E0 a parameter of the same name."""
+    e0: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, e0: List[float], scale: float = 1.0, shift: float = 0.0, trainable_e0: bool = False):
         super().__init__()

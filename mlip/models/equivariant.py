@@ -243,7 +243,7 @@ class EquivariantModel(torch.nn.Module):
             for stage in ("a", "b"):
                 got: List[torch.Tensor] = []
                 module = layer.linear_a if stage == "a" else layer.linear_out
-                hook = module.register_forward_hook(lambda m, inp, out: got.append(inp[0].detach().double()))
+                hook = module.register_forward_hook(lambda m, inp, out, got=got: got.append(inp[0].detach().double()))
                 for batch in batches:
                     self(batch)
                 hook.remove()

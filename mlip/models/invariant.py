@@ -22,6 +22,8 @@ class InvariantDescriptorModel(torch.nn.Module):
     Descriptor features are standardised with means and deviations measured on training data at
     set-up (``initialize_from_data``).
     """
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, num_basis: int = 8,

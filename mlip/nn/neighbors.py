@@ -99,6 +99,7 @@ class ExportableNeighborList(torch.nn.Module):
     thinner than cutoff / R) or the cell is singular; the list is then incomplete. A compiled
     graph cannot raise, so callers check ``ok``.
     """
+    image_grid: torch.Tensor
 
     def __init__(self, cutoff: float, max_images: int = 4):
         super().__init__()

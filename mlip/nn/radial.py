@@ -10,6 +10,7 @@ class BesselBasis(torch.nn.Module):
 
     ``r`` [E] in Å; returns [E, num_basis] in 1/Å. Frequencies are trainable when ``trainable``.
     """
+    frequencies: torch.Tensor
 
     def __init__(self, cutoff: float, num_basis: int = 8, trainable: bool = False):
         super().__init__()

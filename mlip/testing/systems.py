@@ -9,7 +9,7 @@ from ase.build import bulk, molecule
 
 from mlip.data.graph import atoms_to_graph
 from mlip.models import build_model
-from mlip.models.contract import energy_model_of, initialize_from_data
+from mlip.models.contract import cutoff_of, initialize_from_data, species_of
 from mlip.nn.batch import collate
 from mlip.physics import ForcesAndStress
 
@@ -75,10 +75,10 @@ def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
     return ForcesAndStress(model).eval()
 
 
-def batch_of(frames: List[Atoms], model) -> Dict[str, torch.Tensor]:
-    energy_model = energy_model_of(model)
-    index = {z: k for k, z in enumerate(energy_model.species)}
-    return collate([atoms_to_graph(a, energy_model.cutoff, index) for a in frames], torch.float64)
+def batch_of(frames: Sequence[Atoms], model) -> Dict[str, torch.Tensor]:
+    index = {z: k for k, z in enumerate(species_of(model))}
+    cutoff = cutoff_of(model)
+    return collate([atoms_to_graph(a, cutoff, index) for a in frames], torch.float64)
 
 
 def predict(model: ForcesAndStress, frames: List[Atoms]) -> Dict[str, torch.Tensor]:

@@ -95,7 +95,7 @@ def build_named(configs: Optional[Mapping[str, Any]], group: str, **defaults: An
         extra = {}
         if cls is not None:
             try:
-                params = inspect.signature(cls).parameters
+                params: Mapping[str, inspect.Parameter] = inspect.signature(cls).parameters
             except (TypeError, ValueError):
                 params = {}
             extra = {k: v for k, v in defaults.items() if k in params and k not in node}

@@ -8,6 +8,8 @@ import torch
 from mlip import keys, targets
 from mlip.training.metrics import MetricAccumulator
 
+_CPU = torch.device("cpu")
+
 
 def parity_keys() -> Tuple[str, ...]:
     """``<kind>_ref``, ``<kind>_pred``, ``<kind>_config_type`` of every registered kind."""
@@ -21,7 +23,7 @@ def __getattr__(name: str):
 
 
 def evaluate(model: torch.nn.Module, loader: Iterable[Dict[str, torch.Tensor]], config_types: Sequence[str],
-             device: torch.device = torch.device("cpu"), e0: Optional[Sequence[float]] = None
+             device: torch.device = _CPU, e0: Optional[Sequence[float]] = None
              ) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
     """Run ``model`` (a ``ForcesAndStress``) over ``loader``.
 

@@ -7,8 +7,9 @@ Fixed sigma (``loss.sigma.<kind>=<value>``):
 over kinds k whose sigma is set, among the kinds of ``mlip.targets`` (energy, forces, stress and
 any registered kind). Residuals r (each kind's ``residual`` hook): energy per atom
 (E_pred - E_ref) / N in eV/atom; every force component in eV/Å; every stress component (3x3) in
-eV/Å³; by default prediction - label of every component of labelled entries. n_k counts only labelled entries (frames whose mask is True), so unlabelled frames are left
-out of a term, and no kind dominates by sheer number. Up to constants this is twice the negative
+eV/Å³; by default prediction - label of every component of labelled entries. n_k counts only
+labelled entries (frames whose mask is True), so unlabelled frames are left out of a term, and
+no kind dominates by sheer number. Up to constants this is twice the negative
 log-likelihood of independent Gaussian errors with standard deviations sigma_k, each kind's sum
 divided by its count.
 
@@ -26,9 +27,9 @@ kind's term only and dividing a term by N_k does not move its minimum. For the m
 the count normalisation weighs each kind by 1 / sigma_k^2 instead of N_k / sigma_k^2, the mlip
 convention above: at the joint optimum every kind is weighted by the inverse of its own mean squared
 residual. (With ``huber_delta`` the same log term is kept; the learned sigma is then a robust
-scale rather than the exact maximum-likelihood value.) The initial values are ``loss.sigma_init`` (eV/atom, eV/Å, eV/Å³); they are also the
-fixed sigmas of the validation loss (``validation_loss``), so ``val/loss`` keeps one scale
-across epochs and model selection does not depend on the current sigma.
+scale rather than the exact maximum-likelihood value.) The initial values are ``loss.sigma_init``
+(eV/atom, eV/Å, eV/Å³); they are also the fixed sigmas of the validation loss (``validation_loss``),
+so ``val/loss`` keeps one scale across epochs and model selection does not depend on the current sigma.
 """
 
 import math
@@ -138,11 +139,13 @@ class WeightedLoss(torch.nn.Module):
         a = x.abs()
         return torch.where(a <= d, x * x, 2.0 * d * a - d * d)
 
-    def forward(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, out: Dict[str, torch.Tensor],
+                batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The training loss and each kind's term (zero when the batch has no such label)."""
         return self._loss(out, batch, fixed=False)
 
-    def validation_loss(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def validation_loss(self, out: Dict[str, torch.Tensor],
+                        batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The loss with fixed sigmas (the initial ones of learned kinds) and no log terms, so that it
         keeps one scale across epochs; equal to ``forward`` when no sigma is learned."""
         return self._loss(out, batch, fixed=True)

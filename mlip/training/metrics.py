@@ -30,6 +30,9 @@ class MetricAccumulator(Metric):
     """Sums of |r|, r^2 and counts per kind, per config type (last column: all), float64 states
     [K, C + 1] for the kinds registered when it is built. ``compute()`` gives the metrics;
     ``sync_on_compute=False`` keeps them to this process (final evaluation on rank 0 only)."""
+    abs_sum: torch.Tensor  # metric states (add_state)
+    sq_sum: torch.Tensor
+    count: torch.Tensor
 
     full_state_update = False
 
@@ -80,6 +83,8 @@ class MetricAccumulator(Metric):
 
 class WeightedMean(Metric):
     """sum(w * x) / sum(w) in float64 across batches (and ranks); 0 with no weight."""
+    weighted_sum: torch.Tensor  # metric states (add_state)
+    weight: torch.Tensor
 
     full_state_update = False
 

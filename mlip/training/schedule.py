@@ -46,6 +46,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: Dict[str, Any], lr:
     """The ``lr_scheduler`` entry of ``configure_optimizers`` for ``optimizer.scheduler`` ``config``."""
     name = str(config.get("name", "plateau"))
     min_lr = float(config.get("min_lr", 1e-5))
+    sched: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
     if name == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.get("factor", 0.5), patience=config.get("patience", 10),

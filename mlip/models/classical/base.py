@@ -61,6 +61,7 @@ class ClassicalModel(torch.nn.Module):
     envelope of exponent ``cutoff_p`` (energies and forces go smoothly to zero at the cutoff),
     the pair-index table and the pair names (``pair_names``, in parameter order). ``fit_e0``:
     train E0 (see the module docstring)."""
+    pair_table: torch.Tensor
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], cutoff_p: int = 6, fit_e0: bool = False):
         super().__init__()

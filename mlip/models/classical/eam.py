@@ -37,6 +37,7 @@ class EmbeddedAtomModel(ClassicalModel):
     of the rho grid; starting shapes: phi a Morse curve (``D_e_init`` eV, ``a_init`` 1/Å, r_e at
     the pair's shortest distance d in the data), f_b(r) = exp(-``density_decay`` (r / d_bb - 1)),
     F_a(rho) = -``embedding_init`` sqrt(rho) (Finnis-Sinclair)."""
+    rho_scale: torch.Tensor
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, n_knots: int = 16, r_min: float = 1.5,

@@ -44,6 +44,8 @@ class UniformCubicSpline(torch.nn.Module):
     long (function of each point), ``x`` [E] -> [E] the spline of function ``which[e]`` at
     ``x[e]``. The grid is fixed at construction (plain floats, exact in every dtype).
     """
+    system: torch.Tensor
+    differences: torch.Tensor
 
     def __init__(self, start: float, stop: float, n_knots: int):
         super().__init__()

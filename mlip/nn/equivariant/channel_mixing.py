@@ -10,6 +10,7 @@ from mlip.nn.equivariant.irreps import Irrep, irrep_of_component
 class ChannelMix(torch.nn.Module):
     """Equivariant linear map [N, C, D] -> [N, C, D]: one C x C matrix per irrep of ``ls``, shared
     by its 2l+1 components (per species when ``num_species`` > 1, selected by ``species`` [N])."""
+    irrep_of_component: torch.Tensor
 
     def __init__(self, ls: List[Irrep], channels: int, num_species: int = 1):
         super().__init__()

@@ -41,6 +41,11 @@ class Interaction(torch.nn.Module):
     ``h`` [N, C, D_in], ``species`` [N], ``sh`` [E, D_sh], ``edge_weight`` [E, weight_numel],
     ``edge_index`` [2, E], ``slot`` [E] and ``sh_padded`` [N, K, D_sh] (``neighbour_slots``)
     -> h' [N, C, D_out]."""
+    a_norm: torch.Tensor
+    b_norm: torch.Tensor
+    a_irrep: torch.Tensor
+    b_irrep: torch.Tensor
+    sc_gather: torch.Tensor
 
     def __init__(self, ls_in: List[Irrep], ls_a: List[Irrep], ls_out: List[Irrep], channels: int,
                  num_species: int, correlation: int, avg_num_neighbors: float):
@@ -95,6 +100,7 @@ def _self_connection_gather(ls_in: List[Irrep], ls_out: List[Irrep]) -> List[int
 class ScalarInputInteraction(Interaction):
     """Scalar ``h`` [N, C, 1]; A has the irreps of the spherical harmonics ``ls_sh``:
     A[i, c, lm] = sum_j R[ij, c, l] x_j[c] Y_lm(ij), one radial weight per channel and l."""
+    diagonal: torch.Tensor
 
     def __init__(self, ls_sh: List[Irrep], ls_out: List[Irrep], channels: int, num_species: int,
                  correlation: int, avg_num_neighbors: float):
@@ -125,6 +131,9 @@ class TensorInputInteraction(Interaction):
     """``h`` with irreps ``ls_in`` (l >= 1 among them): every allowed path ls_in (x) ls_sh -> ls_a,
     one radial weight per path and channel; paths into the same output component are summed and
     divided by sqrt(number of paths into it)."""
+    u: torch.Tensor
+    p: torch.Tensor
+    path_of_k: torch.Tensor
 
     def __init__(self, ls_in: List[Irrep], ls_sh: List[Irrep], ls_a: List[Irrep], ls_out: List[Irrep],
                  channels: int, num_species: int, correlation: int, avg_num_neighbors: float):

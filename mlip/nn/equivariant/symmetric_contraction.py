@@ -34,6 +34,7 @@ def dense_size(ls: List[Irrep], correlation: int) -> int:
 class _Order(torch.nn.Module):
     """One correlation order nu of one output irrep: the coupling tensor ``u`` [(2L+1) D^nu, K]
     (constant, not in the state dict) and the weights ``w`` [num_species, K, C]."""
+    u: torch.Tensor
 
     def __init__(self, ls: List[Irrep], out: Irrep, nu: int, num_species: int, channels: int):
         super().__init__()

@@ -3,12 +3,14 @@ current commit; run from the repository root. Kept as the record of how the stor
 do not rerun it with newer code (see README.md)."""
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 from ase.io import read, write
 from hydra import compose, initialize_config_dir
 
+from mlip.calculator import MLIPCalculator
 from mlip.cli.config_path import CONFIG_DIR
 from mlip.cli.train import run
 
@@ -25,13 +27,11 @@ shutil.copy(tmp / "run" / "checkpoints" / "last.ckpt", out / "v1_lj.ckpt")
 structure = frames[0].copy()
 structure.calc = None
 write(out / "v1_lj_structure.extxyz", structure)
-from mlip.calculator import MLIPCalculator
 
 atoms = read(out / "v1_lj_structure.extxyz")
 atoms.calc = MLIPCalculator(str(out / "v1_lj.ckpt"))
-e = atoms.get_potential_energy(); f = atoms.get_forces()
-import subprocess
-
+e = atoms.get_potential_energy()
+f = atoms.get_forces()
 commit = subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
 json.dump({"structure": "v1_lj_structure.extxyz", "energy_eV": float(e), "forces_eV_per_A_atom0": f[0].tolist(),
            "n_atoms": len(atoms), "written_by_commit": commit, "mlip_version": "0.1.0", "overrides": ov},
