@@ -32,7 +32,7 @@ def parity_plot(ref: np.ndarray, pred: np.ndarray, path: str, quantity: str, uni
         pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8, zorder=0)
         used = np.unique(groups) if groups is not None and group_names else np.array([], dtype=int)
-        if 1 < len(used) <= MAX_LEGEND:
+        if group_names and 1 < len(used) <= MAX_LEGEND:
             cmap = plt.get_cmap("tab10" if len(used) <= 10 else "tab20")
             for c, g in enumerate(used):
                 sel = groups == g

@@ -13,7 +13,7 @@ budget ``trainer.max_time``; without one the run would never end.
 import math
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -53,7 +53,7 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value).replace("None", "null")
 
 
-def _fail(key: str, value: Any, rule: str, fix: str = "") -> None:
+def _fail(key: str, value: Any, rule: str, fix: str = "") -> NoReturn:
     raise ConfigError(f"{key}={_show(value)} {rule}" + (f"; {fix}" if fix else ""))
 
 

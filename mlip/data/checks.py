@@ -116,11 +116,12 @@ def check_energy_outliers(frames: Sequence[Frame], species: Sequence[int], actio
         if fit is None:
             unexplained.append(f"{f.source} frame {f.index} ({r[i]:+.3g} eV/atom)")
             continue
-        phrase, converted, dev = fit
+        phrase, converted, fitted_dev = fit
         _report(action, DataError(
             f"energy {energies[i]:.6g} eV lies {r[i] - med:+.4g} eV/atom from the other frames after E0 (their "
-            f"spread {mad:.3g} eV/atom): it looks like {phrase} = {converted:.6g} eV, then {dev:+.3g} eV/atom from "
-            "the rest). Convert it to eV, drop the frame, or set data.checks.energy_outliers=warn if it is right",
+            f"spread {mad:.3g} eV/atom): it looks like {phrase} = {converted:.6g} eV, then {fitted_dev:+.3g} "
+            "eV/atom from the rest). Convert it to eV, drop the frame, or set data.checks.energy_outliers=warn if it "
+            "is right",
             f.source, f.index))
     if unexplained:
         shown = ", ".join(unexplained[:5]) + (f" and {len(unexplained) - 5} more" if len(unexplained) > 5 else "")

@@ -183,7 +183,8 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
 def _compile(program: torch.export.ExportedProgram, configs: Dict[str, Any]) -> list:
     """AOTInductor files of one exported program, for ``package_aoti``."""
     args, kwargs = program.example_inputs
-    return torch._inductor.aot_compile(program.module(check_guards=False), args, kwargs,
+    # with aot_inductor.package the result is the list of files to package
+    return torch._inductor.aot_compile(program.module(check_guards=False), args, kwargs,  # type: ignore[return-value]
                                        options={**configs, "aot_inductor.package": True})
 
 

@@ -54,7 +54,8 @@ def model_elements(model_path: str) -> List[str]:
     from mlip.export.torchscript import load_exported
 
     _, meta = load_exported(model_path)
-    return [chemical_symbols[z] for z in meta["atomic_numbers"]]
+    numbers: List[int] = list(meta["atomic_numbers"])  # type: ignore[call-overload]
+    return [chemical_symbols[z] for z in numbers]
 
 
 def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:

@@ -63,7 +63,7 @@ def resolve_hyperparameters(size: str, given: Mapping[str, Any]) -> Dict[str, An
     ``ConfigError`` naming the knob. Cheap (no tensors), so ``mlip.cli.check_config`` calls it too."""
     if size not in PRESETS:
         raise ConfigError(f"model.size={size!r}: choose one of {sorted(PRESETS)}")
-    hp = {k: (given[k] if given.get(k) is not None else v) for k, v in PRESETS[size].items()}
+    hp: Dict[str, Any] = {k: (given[k] if given.get(k) is not None else v) for k, v in PRESETS[size].items()}
     for key, (low, high) in RANGES.items():
         if not low <= int(hp[key]) <= high:
             raise ConfigError(f"model.{key}={hp[key]}: must be between {low} and {high}")
@@ -204,7 +204,7 @@ class EquivariantModel(torch.nn.Module):
         self.weight_sizes: List[int] = [layer.weight_numel for layer in layers]
         self.radial = FullyConnectedNet([int(hp["num_basis"])] + [int(h) for h in hp["radial_hidden"]]
                                         + [sum(self.weight_sizes)], torch.nn.functional.silu)
-        readouts = [torch.nn.Linear(channels, 1) for _ in range(self.num_interactions - 1)]
+        readouts: List[torch.nn.Module] = [torch.nn.Linear(channels, 1) for _ in range(self.num_interactions - 1)]
         readouts.append(torch.nn.Sequential(torch.nn.Linear(channels, int(hp["readout_hidden"])), torch.nn.SiLU(),
                                             torch.nn.Linear(int(hp["readout_hidden"]), 1)))
         self.readouts = torch.nn.ModuleList(readouts)
@@ -239,7 +239,8 @@ class EquivariantModel(torch.nn.Module):
         """Scale each layer's atomic basis A and product B to unit RMS per irrep on training
         batches, layer after layer (a data-dependent initialisation; float64 accumulation)."""
         batches = list(batches)
-        for layer in self.layers:
+        layers: List[Any] = list(self.layers)  # duck-typed: both interaction classes have these stages
+        for layer in layers:
             for stage in ("a", "b"):
                 got: List[torch.Tensor] = []
                 module = layer.linear_a if stage == "a" else layer.linear_out

@@ -1,6 +1,6 @@
 """``model=invariant``: invariant atom-centred descriptors fed to per-element MLPs."""
 
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Sequence
 
 import torch
 
@@ -27,7 +27,7 @@ class InvariantDescriptorModel(torch.nn.Module):
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, num_basis: int = 8,
-                 num_channels: int = 12, l_max: int = 3, hidden: List[int] = (64, 64), cutoff_p: int = 6):
+                 num_channels: int = 12, l_max: int = 3, hidden: Sequence[int] = (64, 64), cutoff_p: int = 6):
         super().__init__()
         self.species: List[int] = [int(z) for z in species]
         self.cutoff = float(cutoff)
@@ -51,7 +51,7 @@ class InvariantDescriptorModel(torch.nn.Module):
         with the output layer: the analysis shows these exact degeneracies as zero eigenvalues.)"""
         names: List[str] = []
         for k, net in enumerate(self.readout.nets):
-            last = len(net) - 1
+            last = len(list(net.children())) - 1
             names += [f"readout.nets.{k}.{last}.weight", f"readout.nets.{k}.{last}.bias"]
         return names + ["energies.e0", "energies.scale", "energies.shift"]
 

@@ -21,7 +21,7 @@ class PerSpeciesMLP(torch.nn.Module):
         super().__init__()
         self.nets = torch.nn.ModuleList([mlp([num_features] + list(hidden) + [1]) for _ in range(num_species)])
         for net in self.nets:
-            last = net[-1]
+            last = list(net.children())[-1]
             assert isinstance(last, torch.nn.Linear)
             torch.nn.init.normal_(last.weight, std=0.01)
             torch.nn.init.zeros_(last.bias)

@@ -75,7 +75,7 @@ def model_class(name: str) -> type:
 def accepted_keys(name: str) -> List[str]:
     """Config keys ``model.<key>`` that model ``name`` takes: its constructor's arguments other than
     the data-derived ones, plus ``name``."""
-    params = inspect.signature(model_class(name).__init__).parameters
+    params = inspect.signature(model_class(name)).parameters
     return ["name"] + [p for p in params if p != "self" and p not in DATA_DERIVED]
 
 

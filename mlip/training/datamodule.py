@@ -87,7 +87,7 @@ class FrameDataModule(L.LightningDataModule):
         """Read, check, split and summarise. Idempotent; call before building the model."""
         if self.prepared:
             return
-        frames = read_frames(self.paths["train"], self.label_keys, format=self.format)
+        frames = read_frames(str(self.paths["train"]), self.label_keys, format=self.format)
         isolated = [f for f in frames if f.is_isolated_atom]
         frames = [f for f in frames if not f.is_isolated_atom]
         if self.e0_file:
@@ -99,7 +99,7 @@ class FrameDataModule(L.LightningDataModule):
         if not frames:
             raise DataError("no training frames (after removing isolated atoms used for E0)", self.paths["train"])
 
-        files = {name: [f for f in read_frames(self.paths[name], self.label_keys, format=self.format)
+        files = {name: [f for f in read_frames(str(self.paths[name]), self.label_keys, format=self.format)
                         if not f.is_isolated_atom] for name in ("val", "test") if self.paths[name]}
         every = frames + [f for fs in files.values() for f in fs]
         check_energy_outliers(every, sorted({int(z) for f in every for z in f.numbers}),
@@ -227,6 +227,7 @@ class FrameDataModule(L.LightningDataModule):
         ds = self.datasets[name]
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        sampler: Any
         if shuffle:
             sampler = DistributedSampler(ds, world, rank, shuffle=True, seed=self.seed)
         else:

@@ -33,7 +33,7 @@ so ``val/loss`` keeps one scale across epochs and model selection does not depen
 """
 
 import math
-from typing import Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import torch
 
@@ -99,6 +99,7 @@ class WeightedLoss(torch.nn.Module):
         init.update({k: v for k, v in dict(sigma_init or {}).items() if v is not None})
         self.sigma: Dict[str, float] = {}  # fixed sigma of each kind (initial value when learned)
         self.log_sigma = torch.nn.ParameterDict()
+        value: Any  # a number, "learned" or None, as the config gives it
         for kind, value in dict(sigma).items():
             if kind not in targets.names():
                 raise ConfigError(f"loss.sigma.{kind}: unknown kind; use {', '.join(targets.names())}")

@@ -131,7 +131,8 @@ class PotentialModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoint
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location: Any = None, **kwargs: Any) -> "PotentialModule":
+    def load_from_checkpoint(  # type: ignore[override]  # narrower than Lightning's: mlip's one checkpoint path
+            cls, checkpoint_path, map_location: Any = None, **kwargs: Any) -> "PotentialModule":
         """The module of a ``.ckpt`` by mlip's one checkpoint path (``checkpoint_load``: checked,
         upgraded, in the saved dtype, eval mode), moved to ``map_location`` if given (a device).
         Lightning's other arguments (``hparams_file``, ``strict``, overrides) are not supported."""

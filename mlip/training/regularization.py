@@ -37,14 +37,16 @@ def l2_parameters(model: torch.nn.Module) -> List[torch.Tensor]:
 
 def l2_penalty(model: torch.nn.Module, alpha: float) -> torch.Tensor:
     params = l2_parameters(model)
-    total = sum((p * p).sum() for p in params)
-    return alpha * total if params else torch.zeros(())
+    if not params:
+        return torch.zeros(())
+    return alpha * torch.stack([(p * p).sum() for p in params]).sum()
 
 
 def smoothness_penalty(model: torch.nn.Module, alpha: float) -> torch.Tensor:
-    functions = contract.smooth_functions(model) or []
-    total = sum(second_differences(v).pow(2).sum() for v in functions if v.shape[-1] >= 3)
-    return alpha * total if functions else torch.zeros(())
+    functions = [v for v in contract.smooth_functions(model) or [] if v.shape[-1] >= 3]
+    if not functions:
+        return torch.zeros(())
+    return alpha * torch.stack([second_differences(v).pow(2).sum() for v in functions]).sum()
 
 
 class Regularizer:

@@ -27,7 +27,7 @@ def run_progress(trainer: "L.Trainer") -> float:
     total = trainer.estimated_stepping_batches
     if math.isfinite(total) and total > 0:
         progress = trainer.global_step / total
-    for callback in trainer.callbacks:
+    for callback in getattr(trainer, "callbacks", []):
         if isinstance(callback, Timer):
             remaining = callback.time_remaining("train")
             if remaining is not None:

@@ -102,7 +102,8 @@ def _vanishes_on_symmetric_inputs(blocks: Tuple[int, ...], w: torch.Tensor, ls: 
     off = offsets(local)
     t = torch.zeros((w.shape[0],) + (irreps_dim(local),) * len(blocks), dtype=torch.float64)
     t[(slice(None),) + tuple(slice(off[used.index(a)], off[used.index(a)] + 2 * ls[a][0] + 1) for a in blocks)] = w
-    sym = sum(t.permute(0, *[1 + q for q in perm]) for perm in itertools.permutations(range(len(blocks))))
+    sym = torch.stack([t.permute(0, *[1 + q for q in perm])
+                       for perm in itertools.permutations(range(len(blocks)))]).sum(0)
     return not bool(sym.abs().max() > _VANISHING)
 
 
