@@ -214,3 +214,15 @@ def test_train_py_bad_setting_exits_1_naming_the_key_without_traceback(tmp_path)
     assert res.returncode == 1
     assert "mlip: error: optimizer.lr=-1 must be a finite number > 0" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+loss.foo=1", "loss.foo is not a setting of loss; its settings are: sigma, huber_delta, sigma_init"),
+    ("+regularization.beta=1", "regularization.beta is not a setting of regularization"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch is not an argument of lightning"),
+    ("+trainer.precision=16", "trainer.precision=16 is set by mlip; use dtype="),
+])
+def test_unknown_or_reserved_keys_are_named(override, message):
+    with pytest.raises(ConfigError) as err:
+        check_config(_compose([override]))
+    assert message in str(err.value)

@@ -107,6 +107,15 @@ def _flag(cfg: DictConfig, key: str, null: bool = False) -> None:
 
 
 # ----------------------------------------------------------------------------------------- groups
+def _known_keys(cfg: DictConfig, group: str, accepted) -> None:
+    """A ConfigError naming ``<group>.<key>`` for a key the group does not have."""
+    from mlip.training.builders import refuse_unknown
+
+    node = _get(cfg, group)
+    if isinstance(node, dict):
+        refuse_unknown(node, accepted, group)
+
+
 def _check_top(cfg: DictConfig) -> None:
     """seed, dtype, export."""
     _number(cfg, "seed", 0, 2**32 - 1, integer=True, fix="e.g. seed=0")
@@ -247,7 +256,9 @@ def _check_optimizer(cfg: DictConfig) -> None:
 
 
 def _check_loss(cfg: DictConfig) -> None:
-    """loss.sigma (> 0, null or 'learned'), loss.sigma_init (> 0), loss.huber_delta (> 0 or null)."""
+    """loss.sigma (> 0, null or 'learned'), loss.sigma_init (> 0), loss.huber_delta (> 0 or null);
+    no other key in loss (the arguments of training.loss.WeightedLoss)."""
+    _known_keys(cfg, "loss", ("sigma", "huber_delta", "sigma_init"))
     sigma = _get(cfg, "loss.sigma")
     kinds = targets.names()
     if isinstance(sigma, str) and sigma != "learned":
@@ -269,7 +280,8 @@ def _check_loss(cfg: DictConfig) -> None:
 
 
 def _check_regularization(cfg: DictConfig) -> None:
-    """regularization name and alpha >= 0."""
+    """regularization name and alpha >= 0, and no other key."""
+    _known_keys(cfg, "regularization", ("name", "alpha"))
     from mlip.training.regularization import REGULARIZERS
 
     _choice(cfg, "regularization.name", REGULARIZERS)
@@ -277,7 +289,20 @@ def _check_regularization(cfg: DictConfig) -> None:
 
 
 def _check_trainer(cfg: DictConfig) -> None:
-    """Epochs, wall-clock budget, clipping, devices and the accelerator."""
+    """Arguments of lightning.Trainer, epochs, wall-clock budget, clipping, devices and the accelerator."""
+    import lightning
+
+    from mlip.training.builders import check_arguments
+
+    trainer = _get(cfg, "trainer")
+    if isinstance(trainer, dict):  # mlip sets these itself
+        own = ("default_root_dir", "callbacks", "logger", "plugins", "precision", "inference_mode",
+               "use_distributed_sampler", "deterministic")
+        taken = [k for k in trainer if k in own]
+        if taken:
+            _fail(f"trainer.{taken[0]}", trainer[taken[0]], "is set by mlip",
+                  "use dtype= for precision, the logger and callbacks groups, hydra.run.dir for the directory")
+        check_arguments(lightning.Trainer, trainer, "trainer")
     _check_epochs(cfg)
     _number(cfg, "trainer.gradient_clip_val", 0.0, null=True, fix="null or 0 turns clipping off")
     _number(cfg, "trainer.num_nodes", 1, integer=True)
