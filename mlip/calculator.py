@@ -48,10 +48,18 @@ def load_potential(path: str, device: str = "cpu", dtype: Optional[torch.dtype] 
             raise ValueError(f"{path} is compiled for {potential.dtype}; export it again with --dtype "
                              f"{str(dtype).replace('torch.', '')}")
         return potential
-    module = torch.jit.load(path, map_location=device)
+    try:
+        module = torch.jit.load(path, map_location=device)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: cannot load it as an mlip model.pt (TorchScript): corrupt, truncated or not a "
+                         f"model file ({str(err).strip().splitlines()[0]})") from None
     if dtype is not None:
         module = module.to(dtype)
     return module
+
+
+#: phrases of the errors that model.pt raises for bad input (shown without the TorchScript traceback)
+USER_FACING = ("not among the model's species", "overlapping atoms", "atomic number out of range")
 
 
 def _model_dtype(potential) -> torch.dtype:
@@ -72,6 +80,8 @@ class MLIPCalculator(Calculator):
     def __init__(self, model_path: str, device: str = "cpu", dtype: Optional[str] = None,
                  min_distance: Optional[float] = None, **kwargs):
         super().__init__(**kwargs)
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}, but torch sees no CUDA device here; use device='cpu'")
         torch_dtype = getattr(torch, dtype) if dtype else None
         self.device = torch.device(device)
         self.potential = load_potential(model_path, device=device, dtype=torch_dtype)
@@ -94,16 +104,24 @@ class MLIPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        if len(atoms) == 0:
+            raise ValueError("the structure has no atoms")
         pbc = np.asarray(atoms.get_pbc(), dtype=bool)
         cell = np.asarray(atoms.get_cell()[:], dtype=np.float64)
         edge_index, shifts, distances = vesin_neighbor_list(atoms.get_positions(), cell, pbc, self.cutoff)
         self._check_distances(edge_index, distances)
         kw = dict(dtype=self.dtype, device=self.device)
-        out = self.potential.compute(
-            torch.tensor(atoms.get_positions(), **kw),
-            torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long, device=self.device),
-            torch.tensor(cell, **kw), torch.tensor(pbc, device=self.device),
-            torch.from_numpy(edge_index).to(self.device), torch.from_numpy(shifts).to(**kw))
+        try:
+            out = self.potential.compute(
+                torch.tensor(atoms.get_positions(), **kw),
+                torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long, device=self.device),
+                torch.tensor(cell, **kw), torch.tensor(pbc, device=self.device),
+                torch.from_numpy(edge_index).to(self.device), torch.from_numpy(shifts).to(**kw))
+        except (RuntimeError, torch.jit.Error) as err:  # model.pt's own checks arrive inside its traceback
+            last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+            if any(phrase in last for phrase in USER_FACING):
+                raise ValueError(last.split("RuntimeError: ")[-1]) from None
+            raise
         energy = float(out["energy"])
         self.results["energy"] = energy
         self.results["free_energy"] = energy

@@ -51,4 +51,12 @@ class WriteError(OSError):
 
 
 #: the errors the command-line tools report as ``mlip: error: <message>`` (exit 1, no traceback)
+class RunInterrupted(RuntimeError):
+    """Training stopped by a signal (SIGTERM from a scheduler, Ctrl-C); ``exit_code`` 143 or 130."""
+
+    def __init__(self, message: str, exit_code: int):
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
 USER_ERRORS = (DataError, ConfigError, CheckpointError, RunDirInUseError, WriteError)

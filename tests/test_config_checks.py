@@ -202,7 +202,11 @@ def test_own_train_file_without_data_custom_is_not_tested_on_shipped_si(tmp_path
                                           r"python train.py data=custom data.train=.*mine.extxyz"):
         check_config(_compose([f"data.train={mine}"]))
     check_config(_compose(["data=custom", f"data.train={mine}"]))  # the fix the message gives
-    check_config(_compose([f"data.train={mine}", f"data.test={mine}"]))  # an explicit test file
+    theirs = tmp_path / "theirs.extxyz"
+    theirs.write_text("")
+    check_config(_compose([f"data.train={mine}", f"data.test={theirs}"]))  # an explicit test file
+    with pytest.raises(ConfigError, match="data.test=.* is the training file"):
+        check_config(_compose(["data=custom", f"data.train={mine}", f"data.test={mine}"]))
     check_config(_compose([f"data.train={shipped_train}"]))  # the shipped file itself
 
 
@@ -226,3 +230,19 @@ def test_unknown_or_reserved_keys_are_named(override, message):
     with pytest.raises(ConfigError) as err:
         check_config(_compose([override]))
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("loss.sigma=0.05", "loss.sigma=0.05 is one value for every kind"),
+    ("+foo=1", "foo is not a setting of train.py"),
+    ("data.keys=energy", "data.keys='energy' must be a mapping"),
+])
+def test_shapes_of_settings_are_named(override, message):
+    with pytest.raises(ConfigError) as err:
+        check_config(_compose([override]))
+    assert message in str(err.value)
+
+
+def test_a_list_of_training_files_is_refused_with_the_fix(tmp_path, shipped_train):
+    with pytest.raises(ConfigError, match=r"data.train=.* must be one file; join several files"):
+        check_config(_compose(["data=custom", f"data.train=[{shipped_train},{shipped_train}]"]))

@@ -342,3 +342,36 @@ def test_ddp_ranks_share_the_locked_directory(tmp_path, monkeypatch):
     with run_dir_lock(tmp_path) as lock:
         assert lock is None
     assert (tmp_path / LOCK_NAME).exists()
+
+
+def test_fresh_run_into_a_finished_run_and_resume_with_other_settings_are_refused(frames, tmp_path):
+    run(_cfg(frames, "trainer.max_epochs=1", "model=lj"), tmp_path)
+    with pytest.raises(ConfigError, match="already holds a run .* resume it with ckpt_path=last"):
+        run(_cfg(frames, "trainer.max_epochs=1", "model=lj"), tmp_path)
+    with pytest.raises(ConfigError, match=r"was trained with model.cutoff=5.0, this run has 4.0"):
+        run(_cfg(frames, "trainer.max_epochs=2", "model=lj", "model.cutoff=4.0", "ckpt_path=last"), tmp_path)
+    with pytest.raises(ConfigError, match=r"was trained with loss.sigma.forces=0.05, this run has 'learned'"):
+        run(_cfg(frames, "trainer.max_epochs=2", "model=lj", "loss.sigma.forces=learned", "ckpt_path=last"),
+            tmp_path)
+
+
+def test_sigterm_exits_nonzero_with_the_resume_command(frames, tmp_path):
+    """A scheduler's SIGTERM: Lightning stops gracefully; mlip says so and exits 143, not 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = REPO / "train.py"
+    args = [sys.executable, str(script), "experiment=quick", f"data.train={frames}", "data.test=null",
+            "split.test_fraction=0", "split.val_fraction=0.25", "data.batch_size=1", "model=lj",
+            "trainer.max_epochs=100000", "export=false", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    while not (tmp_path / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM after epoch" in err and "ckpt_path=last" in err

@@ -149,3 +149,35 @@ def test_aoti_loader_checks_overlaps_and_converts_dtype():
     assert potential.compiled.dtype == torch.float32
     with pytest.raises(RuntimeError, match=OVERLAP):
         potential.compute(*_with_list(_overlapping(image=True), torch.float64))
+
+
+def test_calculator_errors_are_one_line(tmp_path):
+    """Unknown element through model.pt, a file that is not a model, an empty structure: ValueError
+    with the useful line, not a TorchScript traceback."""
+    import ase
+    import torch
+
+    from mlip.calculator import MLIPCalculator
+    from mlip.export import export_torchscript
+    from mlip.testing.systems import make_model
+
+    path = tmp_path / "model.pt"
+    export_torchscript(make_model("lj", species=[14]), str(path))
+    calc = MLIPCalculator(str(path))
+    atoms = ase.Atoms("SiAg", positions=[[0, 0, 0], [0, 0, 2.4]])
+    atoms.calc = calc
+    with pytest.raises(ValueError) as err:
+        atoms.get_potential_energy()
+    assert "atomic number 47 is not among the model's species" in str(err.value)
+    assert "Traceback" not in str(err.value)
+    empty = ase.Atoms()
+    empty.calc = calc
+    with pytest.raises(ValueError, match="no atoms"):
+        empty.get_potential_energy()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match="bad.pt: cannot load it as an mlip model.pt"):
+        MLIPCalculator(str(bad))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            MLIPCalculator(str(path), device="cuda")

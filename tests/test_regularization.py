@@ -150,3 +150,12 @@ def test_checkpoint_without_new_arguments_still_loads(tmp_path):
     name = "model.energy_model.descriptor.radial_weights"
     assert torch.equal(loaded.state_dict()[name], module.state_dict()[name])
     assert keys.FORCES in loaded.loss_fn.kinds
+
+
+def test_smoothness_on_a_model_without_tabulated_functions_is_a_config_error():
+    """lj has the hook but no function to smooth: alpha > 0 would silently do nothing."""
+    from mlip.testing.systems import make_model
+
+    lj = make_model("lj", species=[14]).energy_model
+    with pytest.raises(ConfigError, match="regularization=smoothness .* would do nothing"):
+        Regularizer({"name": "smoothness", "alpha": 1.0}, lj, "lj")

@@ -116,8 +116,17 @@ def _known_keys(cfg: DictConfig, group: str, accepted) -> None:
         refuse_unknown(node, accepted, group)
 
 
+#: top-level keys of train.yaml (config groups and settings)
+TOP_KEYS = ("data", "model", "loss", "optimizer", "trainer", "split", "regularization", "logger", "callbacks",
+            "seed", "dtype", "ckpt_path", "export", "experiment")
+
+
 def _check_top(cfg: DictConfig) -> None:
-    """seed, dtype, export."""
+    """No unknown top-level key; seed, dtype, export."""
+    unknown = [str(k) for k in cfg if k not in TOP_KEYS and k != "hydra"]
+    if unknown:
+        raise ConfigError(f"{unknown[0]} is not a setting of train.py; the top-level settings are: "
+                          f"{', '.join(TOP_KEYS)} (did you mean one of them?)")
     _number(cfg, "seed", 0, 2**32 - 1, integer=True, fix="e.g. seed=0")
     _choice(cfg, "dtype", DTYPES)
     _flag(cfg, "export")
@@ -163,8 +172,26 @@ def _check_data(cfg: DictConfig) -> None:
                           "python train.py data=custom data.train=my_train.extxyz")
     for key in ("train", "val", "test", "e0_file"):
         path = _get(cfg, f"data.{key}")
-        if isinstance(path, str) and not Path(path).exists():
-            raise ConfigError(f"data.{key}={path}: file not found (relative paths start from {Path.cwd()})")
+        if path is _ABSENT or path is None:
+            continue
+        if not isinstance(path, str):
+            _fail(f"data.{key}", path, "must be one file", "join several files into one first "
+                  "(e.g. cat a.extxyz b.extxyz > train.extxyz); tag frames with config_type to tell them apart")
+        if not Path(path).exists():
+            hint = (" (the shipped presets find ../shared/data beside the checkout, or set MLIP_SHARED_DATA=<dir>)"
+                    if "shared/data" in path else "")
+            raise ConfigError(f"data.{key}={path}: file not found (relative paths start from {Path.cwd()}){hint}")
+        if Path(path).is_dir():
+            _fail(f"data.{key}", path, "is a directory", "give a file ASE can read (extxyz, OUTCAR, ...)")
+    train = _get(cfg, "data.train")
+    for key in ("val", "test"):
+        other = _get(cfg, f"data.{key}")
+        if isinstance(other, str) and Path(other).resolve() == Path(train).resolve():
+            _fail(f"data.{key}", other, "is the training file: its errors would be measured on trained frames",
+                  f"give a separate file, or data.{key}=null to hold out split.{key}_fraction of data.train")
+    keys = _get(cfg, "data.keys")
+    if keys is not _ABSENT and not isinstance(keys, dict):
+        _fail("data.keys", keys, "must be a mapping", "set one key at a time, e.g. data.keys.energy=REF_energy")
     _check_shipped_test(cfg)
     _number(cfg, "data.batch_size", 1, integer=True, fix="frames per training batch, e.g. data.batch_size=8")
     _number(cfg, "data.eval_batch_size", 1, integer=True, fix="e.g. data.eval_batch_size=16")
@@ -263,6 +290,9 @@ def _check_loss(cfg: DictConfig) -> None:
     kinds = targets.names()
     if isinstance(sigma, str) and sigma != "learned":
         _fail("loss.sigma", sigma, "is not known", "use 'learned' or per kind, e.g. loss.sigma.forces=0.05")
+    if sigma is not _ABSENT and not isinstance(sigma, (str, dict)):
+        _fail("loss.sigma", sigma, "is one value for every kind", "set it per kind (e.g. loss.sigma.forces=0.05 "
+              "loss.sigma.energy=0.02), or loss.sigma=learned")
     if isinstance(sigma, dict):
         for kind, value in sigma.items():
             if kind not in kinds:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR, config_dict
-from mlip.errors import USER_ERRORS, ConfigError
+from mlip.errors import USER_ERRORS, ConfigError, DataError, RunInterrupted
 from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json, write_text
 
 log = logging.getLogger("mlip")
@@ -40,10 +40,41 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
         return None
     if ckpt_path == "last":
         path = run_dir / "checkpoints" / "last.ckpt"
-        return str(path) if path.exists() else None
+        if not path.exists():
+            log.info("ckpt_path=last: no checkpoint in %s yet, starting fresh (give a fixed hydra.run.dir to "
+                     "resume a run)", run_dir)
+            return None
+        return str(path)
     if not Path(ckpt_path).exists():
         raise ConfigError(f"ckpt_path={ckpt_path}: checkpoint not found")
     return str(ckpt_path)
+
+
+#: model settings that the data sets (recomputed on resume, so they may differ in the last digits)
+_FROM_DATA = ("e0", "scale", "shift", "avg_num_neighbors")
+
+
+def _refuse_finished_run(cfg: DictConfig, run_dir: Path) -> None:
+    """A fresh run into a directory that already holds checkpoints would overwrite them."""
+    if cfg.ckpt_path in (None, "") and list((run_dir / "checkpoints").glob("*.ckpt")):
+        raise ConfigError(f"hydra.run.dir={run_dir} already holds a run (checkpoints/*.ckpt): resume it with "
+                          "ckpt_path=last, or choose another hydra.run.dir for a new run")
+
+
+def _check_same_settings(saved: Dict[str, Any], model_config: Dict[str, Any], loss_config: Dict[str, Any],
+                         ckpt_path: str) -> None:
+    """Resuming needs the model and loss settings the checkpoint was trained with."""
+    pairs = [(f"model.{k}", saved.get("model_config", {}).get(k), v) for k, v in model_config.items()
+             if k not in _FROM_DATA]
+    saved_sigma = (saved.get("loss_config") or {}).get("sigma") or {}
+    pairs += [(f"loss.sigma.{k}", saved_sigma.get(k), v) for k, v in (loss_config.get("sigma") or {}).items()
+              if "learned" in (saved_sigma.get(k), v)]
+    for key, old, new in pairs:
+        if old != new:
+            what = "species" if key == "model.species" else key
+            raise ConfigError(f"ckpt_path={ckpt_path} was trained with {what}={old!r}, this run has {new!r}: resume "
+                              "with the settings (and data) the checkpoint was trained with, or start a new run in "
+                              "another hydra.run.dir")
 
 
 def _plain(node):
@@ -113,6 +144,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.training.loss import resolve_sigma
     from mlip.training.module import PotentialModule
 
+    _refuse_finished_run(cfg, run_dir)
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype={cfg.dtype!r}: use float32 or float64")
     dtype = DTYPES[cfg.dtype]
@@ -126,8 +158,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     loss_config = config_dict(cfg.loss)
     loss_config["sigma"] = resolve_sigma(loss_config["sigma"], dm.label_kinds)
     for kind in [k for k, v in loss_config["sigma"].items() if v is not None and k not in dm.label_kinds]:
+        key = getattr(dm.label_keys, kind, kind)
+        if key != kind:  # set on purpose, yet no frame has it: a typo, not a data set without that kind
+            raise DataError(f"data.keys.{kind}={key!r} was set, but {dm.absent_label_hint(kind)}", cfg.data.train)
         if kind == "stress" and dm.n_periodic_train == 0:
-            log.info("loss: stress left out of the loss (no periodic training frame: molecules carry no stress)")
+            log.info("loss: stress left out of the loss (no fully periodic training frame: molecules and slabs "
+                     "carry no stress)")
         else:
             log.warning("loss: %s left out of the loss: %s", kind, dm.absent_label_hint(kind))
         loss_config["sigma"][kind] = None
@@ -142,6 +178,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                              config_dict(regularization) if regularization else None)
     module.to(dtype)
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
+    if ckpt_path is not None:
+        _check_same_settings(load_checkpoint(ckpt_path)["hyper_parameters"], model_config, loss_config, ckpt_path)
     if ckpt_path is None:  # data-dependent initialisation (a resumed run loads it instead)
         batches = [b for _, b in zip(range(INIT_BATCHES), dm.eval_loader("train"))]
         initialize_from_data(module.energy_model, batches)
@@ -169,8 +207,22 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             OmegaConf.save(cfg, fh, resolve=True)
         dm.save_split(str(run_dir / "split.json"))
     t_fit = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    sigterm = False
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SIGTERMException:  # a SystemExit with code 0: a scheduler's stop would look like success
+        sigterm = True
+    except SystemExit:  # Lightning's exit(1) after Ctrl-C (KeyboardInterrupt, status "interrupted")
+        if not trainer.interrupted:
+            raise
     fit_time = time.time() - t_fit
+    if sigterm or trainer.interrupted:
+        raise RunInterrupted(
+            f"{'SIGTERM' if sigterm else 'interrupted'} after epoch {trainer.current_epoch}: no evaluation or export; "
+            f"checkpoints/last.ckpt holds the last completed epoch. Resume with: python train.py "
+            f"hydra.run.dir={run_dir} ckpt_path=last (and the same settings)", 143 if sigterm else 130)
     if not trainer.is_global_zero:
         return {}
 
@@ -205,7 +257,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     units = sigma_units()
     sigma_line = ("\n  learned sigma: " + ", ".join(f"{k} {v:.4g} {units[k]}" for k, v in learned.items())
                   if learned else "")
-    print(f"mlip: finished {run_dir} ({results['epochs']} epochs, {fit_time:.0f} s)\n{table}{sigma_line}\n"
+    print(f"mlip: finished {run_dir} ({results['epochs']} epoch{'s' if results['epochs'] != 1 else ''}, "
+          f"{fit_time:.0f} s)\n{table}{sigma_line}\n"
           f"  summary.md, metrics.json and parity plots are in {run_dir}", flush=True)
     return results
 
@@ -252,6 +305,13 @@ def _hydra_main(cfg: DictConfig) -> None:
         _log_to_files(f"error: {err}")
         print(f"mlip: error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except RunInterrupted as err:
+        _log_to_files(str(err))
+        print(f"mlip: {err}", file=sys.stderr, flush=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("mlip: interrupted before training started; nothing was written", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def _log_to_files(message: str) -> None:

@@ -64,6 +64,9 @@ def instantiate(node: Mapping[str, Any], key: str, *args: Any, skip: Sequence[st
     check_arguments(cls, kwargs, key, positional)
     try:
         return cls(*args, **kwargs)
+    except ImportError as err:  # e.g. a logger whose package is not installed
+        raise ConfigError(f"{key}: {node['_target_']} needs a package that is not installed ({err}); "
+                          f"pip install {(err.name or 'it').split('.')[0]}, or drop {key}") from None
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{key}: {node['_target_']} refused its settings: {err}") from None
 

@@ -145,6 +145,10 @@ class FrameDataModule(L.LightningDataModule):
         self.datasets = {name: GraphDataset(fs, self.cutoff, species_index, self.config_types)
                          for name, fs in splits.items() if fs}
         self.statistics = dataset_statistics(splits["train"], self.datasets["train"].graphs, e0)
+        if self.statistics["avg_num_neighbors"] == 0:
+            raise DataError(f"no atom of the training frames has a neighbour within model.cutoff={self.cutoff:g} Å, so "
+                            "the model would see isolated atoms only: raise model.cutoff (typically 4-6 Å)",
+                            self.paths["train"])
         self._train_frames_names = self._names_in(splits["train"])
         self.n_periodic_train = sum(bool(f.pbc.all()) for f in splits["train"])
         self.prepared = True

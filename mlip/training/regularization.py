@@ -64,10 +64,12 @@ class Regularizer:
             raise ConfigError(f"regularization.alpha={alpha!r} must be a number >= 0") from None
         if not self.alpha >= 0.0:
             raise ConfigError(f"regularization.alpha={alpha!r} must be a number >= 0")
-        if self.name == "smoothness" and not contract.has_smooth_functions(model):
+        if self.name == "smoothness" and (not contract.has_smooth_functions(model) or (
+                self.alpha > 0.0 and not [v for v in contract.smooth_functions(model) or [] if v.shape[-1] >= 3])):
             raise ConfigError(
                 f"regularization=smoothness needs a model with smooth_functions() (tabulated or learned "
-                f"radial functions); model.name={model_name or type(model).__name__} has none: use "
+                f"radial functions); model.name={model_name or type(model).__name__} has none, so it would do "
+                "nothing: use "
                 "regularization=l2 or regularization=none")
         if self.name == "l2" and self.alpha > 0.0 and not l2_parameters(model):
             raise ConfigError(
