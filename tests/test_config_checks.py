@@ -225,19 +225,11 @@ def test_train_py_bad_setting_exits_1_naming_the_key_without_traceback(tmp_path)
     ("+regularization.beta=1", "regularization.beta is not a setting of regularization"),
     ("+trainer.max_epoch=3", "trainer.max_epoch is not an argument of lightning"),
     ("+trainer.precision=16", "trainer.precision=16 is set by mlip; use dtype="),
-])
-def test_unknown_or_reserved_keys_are_named(override, message):
-    with pytest.raises(ConfigError) as err:
-        check_config(_compose([override]))
-    assert message in str(err.value)
-
-
-@pytest.mark.parametrize("override, message", [
     ("loss.sigma=0.05", "loss.sigma=0.05 is one value for every kind"),
     ("+foo=1", "foo is not a setting of train.py"),
     ("data.keys=energy", "data.keys='energy' must be a mapping"),
 ])
-def test_shapes_of_settings_are_named(override, message):
+def test_unknown_reserved_or_misshapen_settings_are_named(override, message):
     with pytest.raises(ConfigError) as err:
         check_config(_compose([override]))
     assert message in str(err.value)
