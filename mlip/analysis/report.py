@@ -1,8 +1,8 @@
 """What a run tells its user: the banner at the start and the summary table at the end
 (printed, and saved as ``summary.md`` in the run directory). One column per registered kind
 (``mlip.targets``) in its report unit: energy meV/atom, forces meV/Å (per component), stress GPa
-(per component), as in ``metrics.json``. ``COLUMNS``, ``METRIC_UNITS`` and ``SIGMA_UNITS`` are live
-views of the registry."""
+(per component), as in ``metrics.json``. ``columns()``, ``metric_units()`` and ``sigma_units()``
+read the registry."""
 
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -29,13 +29,6 @@ def metric_units() -> Dict[str, Any]:
     for t in targets.all_targets():
         units[f"{t.name}_mae"] = units[f"{t.name}_rmse"] = t.report_unit
     return {**units, **_OTHER_UNITS, "learned_sigma": sigma_units()}
-
-
-def __getattr__(name: str):
-    views = {"COLUMNS": columns, "METRIC_UNITS": metric_units, "SIGMA_UNITS": sigma_units}
-    if name in views:
-        return views[name]()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def banner(run_dir: str, model_name: str, n_parameters: int, cutoff: float, data: Dict[str, Any],

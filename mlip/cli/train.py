@@ -77,16 +77,17 @@ def _check_same_settings(saved: Dict[str, Any], model_config: Dict[str, Any], lo
                               "another hydra.run.dir")
 
 
-def _plain(node):
-    """A config node as plain Python (None stays None)."""
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig,)) else node
-
-
 #: keys of the data group (configs/data/*.yaml) and of each split method (configs/split/*.yaml)
 DATA_KEYS = ("train", "val", "test", "format", "keys", "e0", "e0_file", "allow_missing", "checks", "batch_size",
              "eval_batch_size", "num_workers")
 SPLIT_KEYS = {"random": ("name", "val_fraction", "test_fraction", "group_by", "seed"),
               "kfold": ("name", "k", "fold", "val_fraction", "group_by", "seed")}
+
+
+def _group(cfg: DictConfig, name: str) -> Dict[str, Any]:
+    """A mapping group that may be absent or null (``logger``, ``callbacks``) as a plain dict."""
+    node = cfg.get(name)
+    return config_dict(node) if node is not None else {}
 
 
 def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
@@ -97,7 +98,7 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
     from mlip.training.datamodule import FrameDataModule
     from mlip.training.loss import loss_kinds
 
-    data, split = _plain(cfg.data), _plain(cfg.split)
+    data, split = config_dict(cfg.data), config_dict(cfg.split)
     refuse_unknown(data, DATA_KEYS, "data")
     if split.get("name") not in SPLIT_KEYS:
         raise ConfigError(f"split.name={split.get('name')!r} is not known; use {' or '.join(SPLIT_KEYS)}")
@@ -145,9 +146,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.training.module import PotentialModule
 
     _refuse_finished_run(cfg, run_dir)
-    if cfg.dtype not in DTYPES:
-        raise ConfigError(f"dtype={cfg.dtype!r}: use float32 or float64")
-    dtype = DTYPES[cfg.dtype]
+    dtype = DTYPES[cfg.dtype]  # checked by check_config
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.time()
@@ -180,12 +179,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
     if ckpt_path is not None:
         _check_same_settings(load_checkpoint(ckpt_path)["hyper_parameters"], model_config, loss_config, ckpt_path)
-    if ckpt_path is None:  # data-dependent initialisation (a resumed run loads it instead)
+    else:  # data-dependent initialisation (a resumed run loads it instead)
         batches = [b for _, b in zip(range(INIT_BATCHES), dm.eval_loader("train"))]
         initialize_from_data(module.energy_model, batches)
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks = [*checkpoint_callbacks(ckpt_dir), *build_named(_plain(cfg.get("callbacks")), "callbacks")]
+    callbacks = [*checkpoint_callbacks(ckpt_dir), *build_named(_group(cfg, "callbacks"), "callbacks")]
     if cfg.optimizer.get("ema_decay"):
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
@@ -195,7 +194,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         callbacks.append(EpochLog())
     trainer = L.Trainer(
         **trainer_cfg, default_root_dir=str(run_dir), callbacks=callbacks,
-        logger=build_named(_plain(cfg.get("logger")), "logger", save_dir=str(run_dir)) or False,
+        logger=build_named(_group(cfg, "logger"), "logger", save_dir=str(run_dir)) or False,
         plugins=[AtomicCheckpointIO()], inference_mode=False, use_distributed_sampler=False,
         precision="64-true" if dtype == torch.float64 else "32-true", deterministic=False,
     )

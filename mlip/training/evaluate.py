@@ -16,12 +16,6 @@ def parity_keys() -> Tuple[str, ...]:
     return tuple(f"{t.name}_{part}" for t in targets.all_targets() for part in ("ref", "pred", "config_type"))
 
 
-def __getattr__(name: str):
-    if name == "PARITY_KEYS":  # compatibility: a live view of the registry
-        return parity_keys()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def evaluate(model: torch.nn.Module, loader: Iterable[Dict[str, torch.Tensor]], config_types: Sequence[str],
              device: torch.device = _CPU, e0: Optional[Sequence[float]] = None
              ) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
