@@ -182,7 +182,12 @@ def _check_data(cfg: DictConfig) -> None:
                     if "shared/data" in path else "")
             raise ConfigError(f"data.{key}={path}: file not found (relative paths start from {Path.cwd()}){hint}")
         if Path(path).is_dir():
-            _fail(f"data.{key}", path, "is a directory", "give a file ASE can read (extxyz, OUTCAR, ...)")
+            from mlip.data.store import is_store, read_manifest
+
+            if not is_store(path):
+                _fail(f"data.{key}", path, "is a directory but not a dataset written by mlip preprocess",
+                      "give a file ASE can read (extxyz, OUTCAR, ...) or the --output directory of mlip preprocess")
+            read_manifest(path)  # a DataError when preprocessing did not finish
     train = _get(cfg, "data.train")
     for key in ("val", "test"):
         other = _get(cfg, f"data.{key}")

@@ -134,7 +134,8 @@ def check_energy_outliers(frames: Sequence[Frame], species: Sequence[int], actio
 def check_e0_consistency(frames: Sequence[Frame], e0: Dict[int, float], source: str, action: str = "error") -> None:
     """E0 from isolated atoms or ``data.e0`` in another unit or from another code than the training
     energies leaves a huge energy per atom after E0; refuse it (field notes: errors of 1000s of eV/atom)."""
-    r = [(f.energy - sum(e0[int(z)] for z in f.numbers)) / f.n_atoms for f in frames if f.energy is not None]
+    r = [(f.energy - sum(n * e0[z] for z, n in f.composition.items())) / f.n_atoms
+         for f in frames if f.energy is not None]
     if action == "off" or not r:
         return
     med = float(np.median(r))

@@ -14,11 +14,12 @@ from mlip.nn.neighbors import vesin_neighbor_list
 MIN_DISTANCE = 0.1
 
 
-def species_error(frame: Frame, species_index: Mapping[int, int]) -> None:
-    """Raise a ``DataError`` if ``frame`` holds an element outside ``species_index``."""
+def species_error(frame, species_index: Mapping[int, int]) -> None:
+    """Raise a ``DataError`` if ``frame`` (a ``Frame`` or ``FrameSummary``) holds an element outside
+    ``species_index``."""
     from ase.data import chemical_symbols
 
-    unknown = sorted(set(frame.numbers.tolist()) - set(species_index))
+    unknown = sorted(set(frame.composition) - set(species_index))
     if unknown:
         known = ", ".join(chemical_symbols[z] for z in sorted(species_index))
         names = ", ".join(chemical_symbols[z] for z in unknown)

@@ -14,7 +14,8 @@ no stress (a kind with ``periodic_only``).
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from functools import cached_property
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import ase.io
 import numpy as np
@@ -86,6 +87,27 @@ class Frame:
     @property
     def n_atoms(self) -> int:
         return len(self.numbers)
+
+    @cached_property
+    def composition(self) -> Dict[int, int]:
+        """{Z: number of atoms}, elements in increasing Z."""
+        zs, counts = np.unique(self.numbers, return_counts=True)
+        return {int(z): int(c) for z, c in zip(zs, counts)}
+
+    @property
+    def kinds(self) -> FrozenSet[str]:
+        """The label kinds this frame carries."""
+        return frozenset(self.labels)
+
+    @property
+    def force_sq_sum(self) -> float:
+        """Sum of squared force components (eV²/Å²); 0 without forces."""
+        return float(np.square(self.forces).sum()) if self.forces is not None else 0.0
+
+    @property
+    def force_count(self) -> int:
+        """Number of labelled force components (3N, or 0 without forces)."""
+        return int(self.forces.size) if self.forces is not None else 0
 
     @property
     def is_isolated_atom(self) -> bool:
@@ -223,7 +245,7 @@ def require_labels(frames: Sequence[Frame], kinds: Sequence[str]) -> None:
         for f in frames:
             if periodic_only and not f.pbc.all():
                 continue  # molecules carry no stress; they are masked out of that term
-            if kind not in f.labels:
+            if kind not in f.kinds:
                 raise DataError(
                     f"no {kind} label, but {kind} is in the loss (set data.keys.{kind} to the right key, "
                     f"or add {kind} to data.allow_missing to leave such frames out of that term)",

@@ -16,7 +16,7 @@ def e0_from_isolated_atoms(frames: Sequence[Frame]) -> Dict[int, float]:
     out: Dict[int, float] = {}
     for f in frames:
         if f.is_isolated_atom and f.energy is not None:
-            out[int(f.numbers[0])] = float(f.energy)
+            out[next(iter(f.composition))] = float(f.energy)
     return out
 
 
@@ -25,12 +25,13 @@ CHECK_ACTIONS = ("error", "warn", "off")
 
 
 def composition_matrix(frames: Sequence[Frame], species: Sequence[int]) -> np.ndarray:
-    """Counts [F, S]: atoms of each species (columns in the order of ``species``) in each frame."""
+    """Counts [F, S]: atoms of each species (columns in the order of ``species``) in each frame
+    (a ``Frame`` or a ``FrameSummary``: anything with a ``composition``)."""
     col = {z: k for k, z in enumerate(species)}
     counts = np.zeros((len(frames), len(species)))
     for r, f in enumerate(frames):
-        for z in f.numbers:
-            counts[r, col[int(z)]] += 1
+        for z, n in f.composition.items():
+            counts[r, col[z]] = n
     return counts
 
 

@@ -1,22 +1,23 @@
-"""Training-set statistics that set a model's normalisation (computed on the training split only)."""
+"""Training-set statistics that set a model's normalisation (computed on the training split only),
+from per-frame summaries, so that frames in memory (``Frame``) and frames on disk
+(``FrameSummary`` of ``mlip.data.store``) give the same numbers."""
 
 from typing import Dict, Sequence
 
 import numpy as np
 
-from mlip.data.io import Frame
 
+def dataset_statistics(frames: Sequence, n_edges: int, e0: Dict[int, float]) -> Dict[str, float]:
+    """Statistics of ``frames`` (``Frame`` or ``FrameSummary``: ``n_atoms``, ``composition``,
+    ``energy``, ``force_sq_sum``, ``force_count``) with ``n_edges`` directed edges in total.
 
-def dataset_statistics(frames: Sequence[Frame], graphs: Sequence[dict], e0: Dict[int, float]) -> Dict[str, float]:
-    """Returns ``avg_num_neighbors`` (edges per atom), ``force_rms`` (eV/Å, over labelled
+    Returns ``avg_num_neighbors`` (edges per atom), ``force_rms`` (eV/Å, over labelled
     components), ``energy_shift`` (eV/atom, mean of (E - sum E0) / N) and ``energy_std``."""
     n_atoms = sum(f.n_atoms for f in frames)
-    n_edges = sum(int(g["edge_index"].shape[1]) for g in graphs)
-    forces = [f.forces for f in frames if f.forces is not None]
-    force_rms = float(np.sqrt(np.mean(np.concatenate([x.reshape(-1) for x in forces]) ** 2))) if forces else 1.0
-    residual = [
-        (f.energy - sum(e0[int(z)] for z in f.numbers)) / f.n_atoms for f in frames if f.energy is not None
-    ]
+    force_count = sum(f.force_count for f in frames)
+    force_rms = float(np.sqrt(sum(f.force_sq_sum for f in frames) / force_count)) if force_count else 1.0
+    residual = [(f.energy - sum(n * e0[z] for z, n in f.composition.items())) / f.n_atoms
+                for f in frames if f.energy is not None]
     return {
         "avg_num_neighbors": n_edges / max(n_atoms, 1),
         "force_rms": force_rms if force_rms > 0 else 1.0,

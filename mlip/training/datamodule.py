@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mlip import targets
 from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
@@ -83,15 +83,32 @@ class FrameDataModule(L.LightningDataModule):
         self.prepared = False
 
     # ------------------------------------------------------------------ preparation
+    def _read(self, path: str, name: str) -> List[Any]:
+        """The frames of ``path``: ``Frame`` objects read and checked from a file, or the
+        ``FrameSummary`` objects of an on-disk dataset (``mlip preprocess``), whose frames are read
+        when a loader asks for them (``self.stores[name]``)."""
+        from mlip.data.store import FrameStore, is_store
+
+        if not is_store(path):
+            return read_frames(str(path), self.label_keys, format=self.format)
+        store = FrameStore(path)
+        if self.label_keys not in (LabelKeys(), store.label_keys):
+            raise ConfigError(f"data.keys={self.label_keys.as_dict()} differ from the keys {path} was preprocessed "
+                              f"with ({store.label_keys.as_dict()}): labels were read then; drop data.keys or "
+                              "preprocess the files again with these keys")
+        self.stores[name] = store
+        return store.summaries
+
     def prepare(self) -> None:
         """Read, check, split and summarise. Idempotent; call before building the model."""
         if self.prepared:
             return
-        frames = read_frames(str(self.paths["train"]), self.label_keys, format=self.format)
+        self.stores: Dict[str, Any] = {}
+        frames = self._read(str(self.paths["train"]), "train")
         isolated = [f for f in frames if f.is_isolated_atom]
         frames = [f for f in frames if not f.is_isolated_atom]
         if self.e0_file:
-            extra = read_frames(self.e0_file, self.label_keys, format=self.format)
+            extra = self._read(self.e0_file, "e0_file")
             if not any(f.is_isolated_atom and f.energy is not None for f in extra):
                 raise DataError("data.e0_file holds no isolated-atom frame with an energy (one atom, pbc=F or a "
                                 f"periodic box at least {ISOLATED_BOX_WIDTH:g} Å wide)", self.e0_file)
@@ -99,13 +116,13 @@ class FrameDataModule(L.LightningDataModule):
         if not frames:
             raise DataError("no training frames (after removing isolated atoms used for E0)", self.paths["train"])
 
-        files = {name: [f for f in read_frames(str(self.paths[name]), self.label_keys, format=self.format)
-                        if not f.is_isolated_atom] for name in ("val", "test") if self.paths[name]}
+        files = {name: [f for f in self._read(str(self.paths[name]), name) if not f.is_isolated_atom]
+                 for name in ("val", "test") if self.paths[name]}
         every = frames + [f for fs in files.values() for f in fs]
-        check_energy_outliers(every, sorted({int(z) for f in every for z in f.numbers}),
+        check_energy_outliers(every, sorted({z for f in every for z in f.composition}),
                               self.checks["energy_outliers"])
 
-        splits: Dict[str, List[Frame]] = {}
+        splits: Dict[str, List[Any]] = {}
         idx = self._split_indices(frames)
         for name in ("train", "val", "test", "cv"):
             if name == "cv":
@@ -120,7 +137,7 @@ class FrameDataModule(L.LightningDataModule):
             if not splits[name]:
                 raise DataError(f"the {name} split is empty (set split.{name}_fraction > 0 or data.{name}=<file>)",
                                 self.paths[name] or self.paths["train"])
-        self.label_counts = {name: {k: sum(k in f.labels for f in fs) for k in targets.names()}
+        self.label_counts = {name: {k: sum(k in f.kinds for f in fs) for k in targets.names()}
                              for name, fs in splits.items()}
         self.label_kinds = [k for k in targets.names() if self.label_counts["train"][k]]
         if not self.label_kinds:
@@ -132,7 +149,7 @@ class FrameDataModule(L.LightningDataModule):
         for name in ("train", "val"):
             require_labels(splits[name], list(dict.fromkeys(require)))
 
-        self.species = sorted({int(z) for f in splits["train"] for z in f.numbers})
+        self.species = sorted({z for f in splits["train"] for z in f.composition})
         species_index = {z: k for k, z in enumerate(self.species)}
         for name in ("val", "test", "cv"):
             for f in splits.get(name, []):
@@ -142,9 +159,9 @@ class FrameDataModule(L.LightningDataModule):
         check_e0_consistency(splits["train"], e0, self.e0_source, self.checks["e0_consistency"])
         self.e0 = [e0[z] for z in self.species]
         self.config_types = sorted({f.config_type for fs in splits.values() for f in fs})
-        self.datasets = {name: GraphDataset(fs, self.cutoff, species_index, self.config_types)
+        self.datasets = {name: self._dataset(name if name in files else "train", fs, species_index)
                          for name, fs in splits.items() if fs}
-        self.statistics = dataset_statistics(splits["train"], self.datasets["train"].graphs, e0)
+        self.statistics = dataset_statistics(splits["train"], self._train_edges(splits["train"]), e0)
         if self.statistics["avg_num_neighbors"] == 0:
             raise DataError(f"no atom of the training frames has a neighbour within model.cutoff={self.cutoff:g} Å, so "
                             "the model would see isolated atoms only: raise model.cutoff (typically 4-6 Å)",
@@ -156,6 +173,30 @@ class FrameDataModule(L.LightningDataModule):
         log.info("frames: %s", {k: len(v) for k, v in splits.items()})
         log.info("E0 (eV): %s", {chemical_symbols[z]: round(v, 6) for z, v in zip(self.species, self.e0)})
         log.info("statistics: %s", {k: round(v, 6) for k, v in self.statistics.items()})
+
+    def _dataset(self, source: str, frames: List[Any], species_index: Dict[int, int]) -> Dataset:
+        """Graphs of a split whose frames came from ``data.<source>``: built now and kept in memory
+        for frames read from a file, built on demand (in the loader's workers) for frames of an
+        on-disk dataset."""
+        from mlip.data.store import StoreGraphDataset
+
+        store = self.stores.get(source)
+        if store is not None:
+            return StoreGraphDataset(store.path, frames, self.cutoff, species_index, self.config_types)
+        return GraphDataset(frames, self.cutoff, species_index, self.config_types)
+
+    def _train_edges(self, frames: List[Any]) -> int:
+        """Directed edges within ``cutoff`` in the training split: from the graphs in memory, from
+        the counts stored by ``mlip preprocess`` when it used this cutoff, else by a pass over the data."""
+        ds = self.datasets["train"]
+        if isinstance(ds, GraphDataset):
+            return sum(int(g["edge_index"].shape[1]) for g in ds.graphs)
+        if abs(self.stores["train"].cutoff - self.cutoff) < 1e-9:
+            return sum(f.n_edges for f in frames)
+        log.info("counting neighbours within model.cutoff=%g Å in %d training frames (the dataset stores them for "
+                 "%g Å; preprocess with --cutoff %g to skip this pass)", self.cutoff, len(frames),
+                 self.stores["train"].cutoff, self.cutoff)
+        return ds.edge_counts()
 
     @staticmethod
     def _names_in(frames: Sequence[Frame]) -> List[str]:
@@ -251,4 +292,4 @@ class FrameDataModule(L.LightningDataModule):
     def eval_loader(self, name: str) -> DataLoader:
         """Single-process loader over a whole split (for final evaluation on rank 0)."""
         return DataLoader(self.datasets[name], batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=partial(collate, dtype=self.dtype))
+                          collate_fn=partial(collate, dtype=self.dtype), num_workers=self.num_workers)
