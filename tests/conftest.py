@@ -21,3 +21,11 @@ def shipped_train():
 @pytest.fixture
 def shipped_test():
     return str(SHIPPED / "Si_test.extxyz")
+
+
+@pytest.fixture
+def shared_data():
+    """``../shared/data`` beside the checkout (real DFT sets); tests that need it skip without it."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present")
+    return SHARED

@@ -2,11 +2,11 @@
 
 import logging
 from functools import partial
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from mlip import targets
 from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
@@ -16,11 +16,15 @@ from mlip.data.io import ISOLATED_BOX_WIDTH, Frame, LabelKeys, read_frames, requ
 from mlip.data.reference import reference_energies
 from mlip.data.split import group_labels, kfold_split, random_split
 from mlip.data.statistics import dataset_statistics
+from mlip.data.store import FrameStore, StoreGraphDataset, is_store
 from mlip.errors import ConfigError, DataError
 from mlip.fileio import write_json
 from mlip.nn.batch import collate
 
 log = logging.getLogger(__name__)
+
+#: a split's graphs: in memory (frames read from a file) or read on demand (an on-disk dataset)
+SplitDataset = Union[GraphDataset, StoreGraphDataset]
 
 
 class FrameDataModule(L.LightningDataModule):
@@ -87,8 +91,6 @@ class FrameDataModule(L.LightningDataModule):
         """The frames of ``path``: ``Frame`` objects read and checked from a file, or the
         ``FrameSummary`` objects of an on-disk dataset (``mlip preprocess``), whose frames are read
         when a loader asks for them (``self.stores[name]``)."""
-        from mlip.data.store import FrameStore, is_store
-
         if not is_store(path):
             return read_frames(str(path), self.label_keys, format=self.format)
         store = FrameStore(path)
@@ -103,7 +105,7 @@ class FrameDataModule(L.LightningDataModule):
         """Read, check, split and summarise. Idempotent; call before building the model."""
         if self.prepared:
             return
-        self.stores: Dict[str, Any] = {}
+        self.stores: Dict[str, FrameStore] = {}
         frames = self._read(str(self.paths["train"]), "train")
         isolated = [f for f in frames if f.is_isolated_atom]
         frames = [f for f in frames if not f.is_isolated_atom]
@@ -159,8 +161,9 @@ class FrameDataModule(L.LightningDataModule):
         check_e0_consistency(splits["train"], e0, self.e0_source, self.checks["e0_consistency"])
         self.e0 = [e0[z] for z in self.species]
         self.config_types = sorted({f.config_type for fs in splits.values() for f in fs})
-        self.datasets = {name: self._dataset(name if name in files else "train", fs, species_index)
-                         for name, fs in splits.items() if fs}
+        self.datasets: Dict[str, SplitDataset] = {
+            name: self._dataset(name if name in files else "train", fs, species_index)
+            for name, fs in splits.items() if fs}
         self.statistics = dataset_statistics(splits["train"], self._train_edges(splits["train"]), e0)
         if self.statistics["avg_num_neighbors"] == 0:
             raise DataError(f"no atom of the training frames has a neighbour within model.cutoff={self.cutoff:g} Å, so "
@@ -174,12 +177,10 @@ class FrameDataModule(L.LightningDataModule):
         log.info("E0 (eV): %s", {chemical_symbols[z]: round(v, 6) for z, v in zip(self.species, self.e0)})
         log.info("statistics: %s", {k: round(v, 6) for k, v in self.statistics.items()})
 
-    def _dataset(self, source: str, frames: List[Any], species_index: Dict[int, int]) -> Dataset:
+    def _dataset(self, source: str, frames: List[Any], species_index: Dict[int, int]) -> "SplitDataset":
         """Graphs of a split whose frames came from ``data.<source>``: built now and kept in memory
         for frames read from a file, built on demand (in the loader's workers) for frames of an
         on-disk dataset."""
-        from mlip.data.store import StoreGraphDataset
-
         store = self.stores.get(source)
         if store is not None:
             return StoreGraphDataset(store.path, frames, self.cutoff, species_index, self.config_types)

@@ -39,6 +39,14 @@ def _env(path: str):
     return env
 
 
+def close_readers(path: str) -> None:
+    """Close this process's read-only environment of ``path`` (LMDB opens a path once per process;
+    the writer needs it)."""
+    env = _ENVS.pop((os.getpid(), str(Path(path).resolve())), None)
+    if env is not None:
+        env.close()
+
+
 def read_manifest(path: str) -> Dict[str, Any]:
     """The manifest of the dataset at ``path``, checked: a ``DataError`` when it is not one mlip
     can read or when preprocessing did not finish."""
@@ -90,16 +98,16 @@ class FrameStore:
         return len(self.summaries)
 
     def frame(self, summary: FrameSummary) -> Frame:
-        return read_frame(self.path, summary.source_id, summary.index)
+        return read_frame(self.path, summary.source_id, summary.index, summary.source)
 
 
-def read_frame(path: str, source_id: int, index: int) -> Frame:
-    """Frame ``index`` of source ``source_id`` of the dataset at ``path``."""
+def read_frame(path: str, source_id: int, index: int, source: str) -> Frame:
+    """Frame ``index`` of source ``source_id`` (the file ``source``) of the dataset at ``path``."""
     with _env(path).begin(buffers=False) as txn:
         record = txn.get(layout.frame_key(source_id, index))
     if record is None:
-        raise DataError(f"no record of frame {index} of source {source_id}: the dataset is incomplete", path)
-    return decode_frame(record)
+        raise DataError(f"no record of frame {index} of {source}: the dataset is incomplete", path)
+    return decode_frame(record, source)
 
 
 class StoreGraphDataset(Dataset):
@@ -110,6 +118,7 @@ class StoreGraphDataset(Dataset):
     def __init__(self, path: str, frames: Sequence[FrameSummary], cutoff: float, species_index: Mapping[int, int],
                  config_types: Sequence[str]):
         self.path = path
+        self.sources = {f.source_id: f.source for f in frames}
         self.source_ids = np.array([f.source_id for f in frames], dtype=np.int32)
         self.indices = np.array([f.index for f in frames], dtype=np.int64)
         self.cutoff = float(cutoff)
@@ -120,7 +129,8 @@ class StoreGraphDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, idx: int) -> Dict[str, torch.Tensor]:
-        frame = read_frame(self.path, int(self.source_ids[idx]), int(self.indices[idx]))
+        source_id = int(self.source_ids[idx])
+        frame = read_frame(self.path, source_id, int(self.indices[idx]), self.sources[source_id])
         return frame_to_graph(frame, self.cutoff, self.species_index, self.config_type_ids.get(frame.config_type, 0))
 
     def edge_counts(self) -> int:
@@ -130,7 +140,7 @@ class StoreGraphDataset(Dataset):
 
         total = 0
         for s, i in zip(self.source_ids, self.indices):
-            f = read_frame(self.path, int(s), int(i))
+            f = read_frame(self.path, int(s), int(i), self.sources[int(s)])
             total += int(vesin_neighbor_list(f.positions, f.cell, f.pbc, self.cutoff)[0].shape[1])
         return total
 

@@ -2,8 +2,8 @@
 JSON-able list.
 
 A record is ``[4-byte little-endian header length][JSON header][raw arrays]``; the header names each
-array with its dtype and shape, in the order the raw bytes follow, plus the frame's config_type,
-source file and index in it. No pickle: a dataset shared by someone else cannot run code.
+array with its dtype and shape, in the order the raw bytes follow, plus the frame's config_type
+and index in its file. No pickle: a dataset shared by someone else cannot run code.
 """
 
 import json
@@ -28,14 +28,15 @@ def encode_frame(frame: Frame) -> bytes:
         ("cell", frame.cell.astype(np.float64)), ("pbc", frame.pbc.astype(np.bool_)),
     ]
     arrays += [(f"label:{kind}", np.asarray(value, dtype=np.float64)) for kind, value in frame.labels.items()]
-    header = {"v": RECORD_VERSION, "config_type": frame.config_type, "source": frame.source, "index": frame.index,
+    header = {"v": RECORD_VERSION, "config_type": frame.config_type, "index": frame.index,
               "arrays": [[name, a.dtype.str, list(a.shape)] for name, a in arrays]}
     head = json.dumps(header, separators=(",", ":")).encode()
     return b"".join([_LEN.pack(len(head)), head] + [np.ascontiguousarray(a).tobytes() for _, a in arrays])
 
 
-def decode_frame(record: bytes) -> Frame:
-    """The ``Frame`` of a record (arrays copied: writable, independent of the database's memory)."""
+def decode_frame(record: bytes, source: str) -> Frame:
+    """The ``Frame`` of a record of the file ``source`` (arrays copied: writable, independent of the
+    database's memory)."""
     (n,) = _LEN.unpack_from(record, 0)
     header = json.loads(bytes(record[_LEN.size:_LEN.size + n]))
     if header.get("v") != RECORD_VERSION:
@@ -49,7 +50,7 @@ def decode_frame(record: bytes) -> Frame:
         offset += count * dt.itemsize
     labels = {name[6:]: a for name, a in arrays.items() if name.startswith("label:")}
     return Frame(numbers=arrays["numbers"].astype(np.int64), positions=arrays["positions"], cell=arrays["cell"],
-                 pbc=arrays["pbc"], labels=labels, config_type=header["config_type"], source=header["source"],
+                 pbc=arrays["pbc"], labels=labels, config_type=header["config_type"], source=source,
                  index=int(header["index"]))
 
 

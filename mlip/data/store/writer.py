@@ -15,7 +15,7 @@ the workers.
 import json
 import logging
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -89,7 +89,7 @@ def _label_chunk(task: Dict[str, Any]) -> Dict[str, Any]:
             except Exception as err:  # ASE raises many types for unreadable text
                 raise DataError(f"cannot read frames {start}-{start + task['count'] - 1} with ASE "
                                 f"({type(err).__name__}: {err})", path) from None
-        records, rows, names = [], [], set()
+        records, rows, names = [], [], set()  # type: ignore[var-annotated]
         state = statistics.empty()
         for i, atoms in enumerate(images):
             frame = atoms_to_frame(atoms, keys, path, start + i)
@@ -138,7 +138,10 @@ class _Store:
     def __init__(self, output: Path):
         import lmdb
 
+        from mlip.data.store.reader import close_readers
+
         output.mkdir(parents=True, exist_ok=True)
+        close_readers(str(output))
         self.output = output
         self.env = lmdb.open(str(output / layout.DB_DIR), map_size=layout.MAP_SIZE, subdir=True, meminit=False)
 
@@ -193,6 +196,14 @@ def preprocess(inputs: Sequence[str], output: str, cutoff: float, keys: Optional
         paths.append(p)
 
     store = _Store(out)
+    try:
+        return _preprocess(store, paths, output, cutoff, label_keys, format, workers, chunk_frames, progress)
+    finally:
+        store.env.close()
+
+
+def _preprocess(store: "_Store", paths: List[Path], output: str, cutoff: float, label_keys: Dict[str, str],
+                format: Optional[str], workers: int, chunk_frames: int, progress: Optional[bool]) -> Dict[str, Any]:
     config = {"cutoff": float(cutoff), "keys": label_keys, "chunk_frames": int(chunk_frames),
               "record_version": RECORD_VERSION}
     saved = store.get_json(b"config")
@@ -229,9 +240,7 @@ def preprocess(inputs: Sequence[str], output: str, cutoff: float, keys: Optional
             store.put_json({b"sources": sources})
     finally:
         bar.close()
-    manifest = _write_manifest(store, sources, complete=True)
-    store.env.close()
-    return manifest
+    return _write_manifest(store, sources, complete=True)
 
 
 def _progress_bar(progress: Optional[bool]):
@@ -330,7 +339,7 @@ def _commit(store: _Store, result: Dict[str, Any], bar) -> None:
     with store.env.begin(write=True) as txn:
         for key, record in result["records"]:
             txn.put(key, record)
-        state = json.loads(bytes(txn.get(b"stats")))
+        state = json.loads(bytes(txn.get(b"stats") or b"{}")) or statistics.empty()
         _merge_stats(state, result["stats"])
         txn.put(b"stats", json.dumps(state).encode())
         txn.put(layout.chunk_key(source_id, chunk),
