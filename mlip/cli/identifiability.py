@@ -63,7 +63,7 @@ def resolve_source(source: str) -> Tuple[Path, Optional[Path]]:
 def _split_frames(run_dir: Path, cfg, split: str, label_keys, fmt) -> List[Any]:
     """Frames of a split of the run, rebuilt from ``split.json`` (indices into the training file
     with isolated atoms removed, as ``FrameDataModule`` numbers them)."""
-    from mlip.data.io import read_frames
+    from mlip.data.store import read_any as read_frames
 
     split_file = run_dir / "split.json"
     if not split_file.exists():
@@ -87,7 +87,8 @@ def load_frames(args: argparse.Namespace, run_dir: Optional[Path]) -> Tuple[List
     """Frames to analyse and a description of where they came from."""
     import numpy as np
 
-    from mlip.data.io import LabelKeys, read_frames
+    from mlip.data.io import LabelKeys
+    from mlip.data.store import read_any as read_frames
 
     cfg = None
     if run_dir is not None:

@@ -145,6 +145,12 @@ class StoreGraphDataset(Dataset):
         return total
 
 
-def open_store(path: str) -> Optional[FrameStore]:
-    """The ``FrameStore`` at ``path`` when it is an mlip dataset directory, else None."""
-    return FrameStore(path) if layout.is_store(path) else None
+def read_any(path: str, keys: Optional[LabelKeys] = None, format: Optional[str] = None) -> List[Frame]:
+    """Every frame of a file (``read_frames``) or of an on-disk dataset, in memory: for analysis
+    tools on sets that fit in memory (training reads on-disk datasets lazily instead)."""
+    from mlip.data.io import read_frames
+
+    if not layout.is_store(path):
+        return read_frames(path, keys, format=format)
+    store = FrameStore(path)
+    return [store.frame(s) for s in store.summaries]
