@@ -229,3 +229,59 @@ def test_store_keys_must_agree(tmp_path, cuag_file):
     with pytest.raises(ConfigError, match="data.keys.*preprocessed"):
         dm.prepare()
     assert json.loads((tmp_path / "ds" / "mlip_dataset.json").read_text())["keys"] == LabelKeys().as_dict()
+
+
+def test_each_rank_reads_only_its_shard(tmp_path, cuag_file, monkeypatch):
+    """Under DDP a rank reads the frames its sampler gives it and no other; validation frames are
+    read once across ranks."""
+    from types import SimpleNamespace
+
+    from mlip.data.store import reader
+
+    preprocess([str(cuag_file)], str(tmp_path / "ds"), cutoff=4.0, progress=False)
+    dm = FrameDataModule(train=str(tmp_path / "ds"), cutoff=4.0, batch_size=2, eval_batch_size=3, val_fraction=0.3)
+    dm.prepare()
+    real = reader.read_frame
+    reads = []
+    monkeypatch.setattr(reader, "read_frame", lambda path, s, i, src: reads.append(i) or real(path, s, i, src))
+    train_idx = dm.datasets["train"].indices
+    val_idx = dm.datasets["val"].indices
+    seen_val = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(0)
+        reads.clear()
+        for _ in loader:
+            pass
+        assert sorted(reads) == sorted(int(train_idx[k]) for k in loader.sampler)
+        assert len(reads) == -(-len(train_idx) // 2)  # half of the training frames (padded), not all
+        reads.clear()
+        for _ in dm.val_dataloader():
+            pass
+        seen_val += reads
+    assert sorted(seen_val) == sorted(int(i) for i in val_idx)  # each validation frame once
+
+
+@pytest.mark.slow
+def test_training_on_store_equals_training_on_extxyz(tmp_path, cuag_file):
+    """One config, two back-ends: k-fold CV, learned sigmas, L2 regularisation and export give the
+    same metrics from the extxyz and from its preprocessed directory (read by two loader workers)."""
+    from hydra import compose, initialize_config_dir
+
+    from mlip.cli.train import CONFIG_DIR, run
+
+    preprocess([str(cuag_file)], str(tmp_path / "ds"), cutoff=4.0, progress=False)
+    common = ["experiment=quick", "trainer.max_epochs=2", "data=custom", "model.cutoff=4.0", "split=kfold", "split.k=3",
+              "loss.sigma=learned", "regularization=l2", "data.batch_size=4"]
+    results = {}
+    for name, extra in (("mem", [f"data.train={cuag_file}"]),
+                        ("disk", [f"data.train={tmp_path / 'ds'}", "data.num_workers=2"])):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=common + extra)
+        results[name] = run(cfg, tmp_path / name)
+        assert (tmp_path / name / "model.pt").is_file()
+    for split in ("val", "cv"):
+        for key in ("energy_mae", "forces_mae", "stress_mae"):
+            assert results["disk"][split][key] == pytest.approx(results["mem"][split][key], rel=1e-5), (split, key)
+    assert results["disk"]["learned_sigma"] == pytest.approx(results["mem"]["learned_sigma"], rel=1e-5)

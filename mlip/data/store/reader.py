@@ -27,12 +27,16 @@ _ENVS: Dict[Any, Any] = {}  # (pid, path) -> lmdb environment of this process
 
 
 def _env(path: str):
-    """This process's read-only environment of the dataset at ``path``."""
+    """This process's read-only environment of the dataset at ``path``. An environment inherited
+    from the parent through fork (a DataLoader worker) is closed first: LMDB forbids using it in
+    the child, and py-lmdb refuses to open the same files twice while it is registered."""
     key = (os.getpid(), path)
     env = _ENVS.get(key)
     if env is None:
         import lmdb
 
+        for other in [k for k in _ENVS if k[1] == path]:
+            _ENVS.pop(other).close()  # read-only, lock-free: closing only unmaps the child's copy
         env = lmdb.open(str(Path(path) / layout.DB_DIR), readonly=True, lock=False, readahead=False,
                         meminit=False, subdir=True, max_readers=2048)
         _ENVS[key] = env
