@@ -285,3 +285,42 @@ def test_training_on_store_equals_training_on_extxyz(tmp_path, cuag_file):
         for key in ("energy_mae", "forces_mae", "stress_mae"):
             assert results["disk"][split][key] == pytest.approx(results["mem"][split][key], rel=1e-5), (split, key)
     assert results["disk"]["learned_sigma"] == pytest.approx(results["mem"]["learned_sigma"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_sigkill_during_preprocess_then_resume(tmp_path, cuag_file):
+    """A real kill (SIGKILL, no clean-up) in the middle of preprocessing: the same command resumes
+    and the dataset equals one written in one go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ase.io import read
+
+    path = tmp_path / "many.extxyz"
+    write(path, read(cuag_file, ":") * 6)  # 144 frames
+    reference = _store(tmp_path, [path], "ref", chunk_frames=1)
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "mlip.cli.main", "preprocess", str(path), "--output", str(out), "--cutoff", "4.0",
+           "--chunk-frames", "1", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    data = out / "frames.lmdb" / "data.mdb"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not (data.exists() and data.stat().st_size > 150_000):
+        time.sleep(0.005)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if killed:
+        with pytest.raises(DataError, match="did not finish"):
+            read_manifest(str(out))
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    resumed = FrameStore(str(out))
+    assert resumed.statistics["n_frames"] == 144
+    for key in ("force_rms", "avg_num_neighbors", "energy_per_atom_std"):
+        assert resumed.statistics[key] == pytest.approx(reference.statistics[key], rel=1e-12)
+    assert [(s.index, s.energy) for s in resumed.summaries] == [(s.index, s.energy) for s in reference.summaries]
