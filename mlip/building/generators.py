@@ -164,11 +164,11 @@ def run_md(base: Atoms, calc, temperature: float, pressure, steps: int, interval
     from ase import units
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     atoms = base.copy()
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     dyn: Any
     if pressure is not None and atoms.pbc.all():
         from ase.md.nptberendsen import NPTBerendsen

@@ -55,13 +55,18 @@ def build_oracle(cfg: Mapping[str, Any]):
     try:
         return instantiate(settings)
     except (ImportError, InstantiationException) as err:
+        import re
+
         cause = err.__cause__ or err
-        if isinstance(cause, ImportError) or "Error locating target" in str(err):
+        missing = re.search(r"No module named '[^']+'", str(err))
+        if isinstance(cause, ImportError) or missing or "Error locating target" in str(err):
             hint = cfg.get("install") or f"install the package that provides {settings['_target_']}"
+            why = missing.group(0) if missing else " ".join(str(cause).split())
             raise ConfigError(f"oracle={cfg.get('name', '?')}: {settings['_target_']} cannot be imported "
-                              f"({cause}): {hint}") from None
+                              f"({why}): {hint}") from None
         raise ConfigError(f"oracle.calculator: {settings['_target_']} could not be built with "
-                          f"{ {k: v for k, v in settings.items() if k != '_target_'} }: {cause}") from None
+                          f"{ {k: v for k, v in settings.items() if k != '_target_'} }: "
+                          f"{' '.join(str(cause).split())}") from None
 
 
 def odd_electrons(atoms, charge: int = 0) -> bool:

@@ -1,7 +1,8 @@
 """``PySCFCalculator``: DFT on molecules with PySCF as an ASE calculator (``oracle=pyscf``).
 
 Restricted Kohn-Sham for even electron counts, unrestricted for odd (spin 1/2), from PySCF's
-``gto``/``dft`` modules; energy in eV and forces in eV/Å (PySCF works in Hartree and Bohr). An SCF
+``gto``/``dft`` modules; energy in eV and forces in eV/Å (PySCF works in Hartree and Bohr), with
+the integration grid's response, so forces are the exact derivative of the energy. An SCF
 that does not converge raises, so the labeller reports and skips the structure instead of storing
 an unconverged energy. Molecules only (pbc must be False): periodic PySCF needs k-points and its
 ASE stress is known to be wrong (field notes).
@@ -53,4 +54,6 @@ class PySCFCalculator(Calculator):
         self.scf_cycles = len(cycles)
         self.results["energy"] = float(energy) * Hartree
         if "forces" in properties:
-            self.results["forces"] = -np.asarray(mf.nuc_grad_method().kernel()) * Hartree / Bohr
+            grad = mf.nuc_grad_method()
+            grad.grid_response = True  # forces that are the derivative of this energy, grid included
+            self.results["forces"] = -np.asarray(grad.kernel()) * Hartree / Bohr
