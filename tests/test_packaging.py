@@ -14,7 +14,8 @@ LAYERS = {"__init__": 0, "keys": 0, "targets": 0, "errors": 0, "fileio": 0, "dat
           "nn": 1, "data": 1,
           "models": 2, "physics": 2,
           "training": 3, "export": 3, "analysis": 3, "testing": 3,
-          "cli": 4, "calculator": 4}
+          "calculator": 4, "building": 5, "cli": 6}
+# building (training sets from oracles) may explore with a trained model through the calculator;
 # data builds graphs with nn's neighbour lists (nn never imports data); analysis of fitted models
 # uses training's residual definitions (training never imports analysis); fileio raises errors' types;
 # the registry of label kinds (targets) uses the batch key names (keys derives its kind views from
