@@ -13,7 +13,7 @@ from typing import List
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["fitting_statistics.py"]
+SOURCES = ["fitting_statistics.py", "building_a_dataset.py"]
 
 
 def cells_of(source: str) -> List[nbformat.NotebookNode]:

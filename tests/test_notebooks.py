@@ -45,3 +45,16 @@ def test_fitting_statistics_notebook_runs_and_its_checks_pass():
     assert "best alpha:" in text
     cpu = float(re.search(r"\(([\d.]+) s of CPU\)", text).group(1))
     assert cpu < 120, f"notebook took {cpu} s of CPU (CI budget: 2 minutes)"
+
+
+def test_building_a_dataset_notebook_runs():
+    """Structure → converged oracle → built set → grouped k-fold CV error by config_type."""
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(str(NOTEBOOKS / "building_a_dataset.ipynb"), as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(REPO)}})
+    client.execute()
+    text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.outputs if out.get("output_type") == "stream")
+    assert "frames in" in text and "config_type" in text
+    assert re.search(r"^all\s+[\d.]+", text, re.M)
