@@ -2,7 +2,8 @@
 (AOTInductor) or a ``.ckpt``, on ``device="cpu"`` or ``"cuda"``.
 
 Gives energy and free_energy (eV), forces (eV/Å), stress (eV/Å³, Voigt xx yy zz yz xz xy, ASE
-sign; periodic cells only) and per-atom energies ``energies`` (eV). The neighbour list comes from
+sign; periodic cells only) and per-atom energies ``energies`` (eV); a committee (``committee.pt``)
+adds ``energy_std`` (eV), ``forces_std`` (eV/Å, per component) and ``stress_std``. The neighbour list comes from
 vesin (on the CPU) and is handed to the model's ``compute`` with integer cell shifts. Atoms closer
 than ``min_distance`` (default the model's, 0.1 Å) raise ``ValueError`` naming them, instead of
 giving NaN.
@@ -75,7 +76,8 @@ class MLIPCalculator(Calculator):
     ``min_distance`` (Å) is the closest two atoms may come (default: the model's, 0.1 Å; 0 turns
     the check off)."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "energy_std", "forces_std",
+                              "stress_std"]
 
     def __init__(self, model_path: str, device: str = "cpu", dtype: Optional[str] = None,
                  min_distance: Optional[float] = None, **kwargs):
@@ -130,3 +132,9 @@ class MLIPCalculator(Calculator):
         if pbc.all():
             s = out["stress"].detach().cpu().double().numpy()
             self.results["stress"] = full_3x3_to_voigt_6_stress(s)  # xx yy zz yz xz xy
+        if "energy_std" in out:  # a committee (committee.pt): calibrated spread of its members
+            self.results["energy_std"] = float(out["energy_std"])
+            self.results["forces_std"] = out["forces_std"].detach().cpu().double().numpy()
+            if pbc.all():
+                spread = out["stress_std"].detach().cpu().double().numpy()
+                self.results["stress_std"] = full_3x3_to_voigt_6_stress(spread)

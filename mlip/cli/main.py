@@ -3,6 +3,7 @@
     mlip train [hydra overrides]          same as ``python train.py``
     mlip preprocess <files> --output DIR  on-disk dataset for data larger than memory
     mlip dataset build <recipe> [overrides]  training set from a structure and an oracle
+    mlip committee train K [overrides] --output DIR   committee with calibrated uncertainty
     mlip cv <multirun dir>                cross-validation summary of a Hydra multirun
     mlip identifiability <run|ckpt>       Fisher-information analysis of a fitted model
     mlip export <run|ckpt>                TorchScript / AOTInductor export
@@ -21,6 +22,7 @@ from typing import List, Optional
 COMMANDS = {
     "preprocess": ("mlip.cli.preprocess", "stream files into an on-disk dataset (data larger than memory)"),
     "dataset": ("mlip.cli.dataset", "build a training set with an oracle (build <recipe>), or converge its settings"),
+    "committee": ("mlip.cli.committee", "train K models, combine them into committee.pt, calibrate its uncertainty"),
     "cv": ("mlip.cli.cv", "summarise cross-validation folds of a multirun (mean and std of every metric)"),
     "identifiability": ("mlip.cli.identifiability", "Fisher information, eigenvalues and sloppy parameters"),
     "export": ("mlip.cli.export", "export a run or checkpoint to TorchScript or AOTInductor"),
