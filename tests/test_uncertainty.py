@@ -115,3 +115,42 @@ def test_committee_train_command(tmp_path):
     assert (out / "committee.pt").is_file() and (out / "calibration_forces.png").is_file()
     split = [json.loads((out / f"member_{k}" / "split.json").read_text())["test"] for k in range(2)]
     assert split[0] == split[1]  # same test frames for every member
+    assert main(["llpr", str(out / "member_0")]) == 0  # single-model estimate beside the committee
+    llpr = json.loads((out / "member_0" / "llpr_metrics.json").read_text())
+    assert llpr["test"]["n"] == len(split[0]) and llpr["committee_on_same_test"]["n"] == len(split[0])
+
+
+def test_llpr_variance_is_the_last_layer_formula_and_grows_off_the_training_set():
+    """σ² = α² gᵀ(GᵀG + ς²I)⁻¹g by hand on random gradients; with a real model, frames unlike the
+    training set (strongly compressed) get a larger σ than training-like frames."""
+    from mlip.data.io import atoms_to_frame
+    from mlip.uncertainty.llpr import LastLayerUncertainty, energy_gradients
+
+    rng = np.random.default_rng(0)
+    g_train, g_new = rng.normal(size=(50, 6)), rng.normal(size=(3, 6))
+    llpr = LastLayerUncertainty().fit(g_train)
+    llpr.set_regulariser(0.1)
+    llpr.alpha = 2.0
+    gtg = g_train.T @ g_train
+    inv = np.linalg.inv(gtg + 0.1 * np.trace(gtg) / 6 * np.eye(6))
+    hand = 2.0 * np.sqrt(np.einsum("fp,pq,fq->f", g_new, inv, g_new))
+    np.testing.assert_allclose(llpr.std(g_new), hand, rtol=1e-10)
+
+    si = bulk("Si", "diamond", a=5.43, cubic=True)
+    model = make_model("invariant", [14], calibrate_on=[si])
+    train = []
+    for k in range(20):
+        a = si.copy()
+        a.rattle(0.05, seed=k)
+        train.append(atoms_to_frame(a, None, "train", k))
+    far = si.copy()
+    far.set_cell(si.cell * 0.85, scale_atoms=True)
+    far.rattle(0.05, seed=99)
+    near = si.copy()
+    near.rattle(0.05, seed=100)
+    g_tr, _ = energy_gradients(model, train)
+    g_test, _ = energy_gradients(model, [atoms_to_frame(near, None, "t", 0), atoms_to_frame(far, None, "t", 1)])
+    llpr = LastLayerUncertainty().fit(g_tr)
+    llpr.set_regulariser(1e-4)
+    near_std, far_std = llpr.std(g_test)
+    assert far_std > 3 * near_std

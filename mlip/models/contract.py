@@ -22,6 +22,10 @@ Optional hooks (``OPTIONAL_HOOKS``):
   [..., n_points], for the curvature penalty (``regularization=smoothness`` needs it).
 - ``identifiability_parameters() -> List[str]``: default tensor names for ``mlip identifiability``
   (default: every trainable parameter).
+- ``last_layer_parameters() -> List[Tensor]``: the parameters of the last layer the per-atom
+  energy is linear in, for last-layer uncertainty (``mlip/uncertainty/llpr.py``). Default: the
+  weights and biases of every ``Linear`` with one output (the readout output layers); a model
+  without any (the classical ones) has none.
 - ``pair_names: List[str]``: names of the species pairs (``Si-Ge``) in the order of per-pair
   parameters, to label them in analyses.
 - ``lammps_style() -> str``: the LAMMPS-native form of the model, ``"table"`` or ``"eam/alloy"``
@@ -59,6 +63,7 @@ OPTIONAL_HOOKS: Dict[str, bool] = {
     "identifiability_parameters": True,
     "lammps_style": True,
     "pair_names": False,
+    "last_layer_parameters": True,
 }
 
 #: the functions each LAMMPS-native form needs (``lammps_style()``)
@@ -175,3 +180,19 @@ def lammps_style(model: torch.nn.Module) -> Optional[str]:
     """``"table"`` or ``"eam/alloy"``: the model's LAMMPS-native form, or None without one."""
     hook = getattr(energy_model_of(model), "lammps_style", None)
     return hook() if hook is not None else None
+
+
+def last_layer_parameters(model: torch.nn.Module) -> List[torch.Tensor]:
+    """The model's ``last_layer_parameters()`` if it defines the hook, else the weight and bias of
+    every ``Linear`` with one output; a ``ValueError`` when there is none."""
+    inner = energy_model_of(model)
+    hook = getattr(inner, "last_layer_parameters", None)
+    if hook is not None:
+        params = list(hook())
+    else:
+        params = [p for m in inner.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1
+                  for p in m.parameters()]
+    if not params:
+        raise ValueError(f"{type(inner).__name__} has no last layer (no Linear with one output and no "
+                         "last_layer_parameters hook): last-layer uncertainty needs one")
+    return params
