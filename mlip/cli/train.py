@@ -323,14 +323,26 @@ def _hydra_main(cfg: DictConfig) -> None:
     except (*USER_ERRORS, FloatingPointError, FileNotFoundError, PeerFailure) as err:
         _log_to_files(f"error: {err}")
         print(f"mlip: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        _exit(1)
     except RunInterrupted as err:
         _log_to_files(str(err))
         print(f"mlip: {err}", file=sys.stderr, flush=True)
-        sys.exit(err.exit_code)
+        _exit(err.exit_code)
     except KeyboardInterrupt:
         print("mlip: interrupted before training started; nothing was written", file=sys.stderr, flush=True)
         sys.exit(130)
+
+
+def _exit(code: int) -> None:
+    """``sys.exit(code)``; in a distributed run ``os._exit`` once the logs are flushed: tearing the
+    process group down waits for the other ranks, which may be gone (seconds with gloo, up to
+    the collective timeout with NCCL), and every file mlip writes is complete already."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _log_to_files(message: str) -> None:
