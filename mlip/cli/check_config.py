@@ -196,7 +196,7 @@ def _check_data(cfg: DictConfig) -> None:
     if keys is not _ABSENT and not isinstance(keys, dict):
         _fail("data.keys", keys, "must be a mapping", "set one key at a time, e.g. data.keys.energy=REF_energy")
     _check_shipped_test(cfg)
-    _number(cfg, "data.batch_size", 1, integer=True, fix="frames per training batch, e.g. data.batch_size=8")
+    _number(cfg, "data.batch_size", 1, integer=True, fix="frames per training batch and rank, e.g. data.batch_size=8")
     _number(cfg, "data.eval_batch_size", 1, integer=True, fix="e.g. data.eval_batch_size=16")
     _number(cfg, "data.num_workers", 0, integer=True, fix="0 loads batches in the main process")
     allow = _get(cfg, "data.allow_missing")
