@@ -119,7 +119,8 @@ def check_launch(devices: Any, num_nodes: Any, env: Optional[Mapping[str, str]] 
                           "#SBATCH --ntasks-per-node=<devices per node> (and --nodes) rather than --ntasks, so that "
                           "every node runs the same number of ranks; then trainer=slurm reads both")
     if n is not None and per_node is not None and n != per_node:
-        raise ConfigError(f"trainer.devices={devices}, but SLURM runs {per_node} tasks per node "
+        tasks = f"{per_node} task{'s' if per_node != 1 else ''}"
+        raise ConfigError(f"trainer.devices={devices}, but SLURM runs {tasks} per node "
                           f"(SLURM_NTASKS_PER_NODE={per_node}, --ntasks-per-node) and under srun each task is one "
                           f"rank: set trainer.devices={per_node} (trainer=slurm does), or --ntasks-per-node={n}")
     if nodes is not None and nnodes is not None and nodes != nnodes:
@@ -139,8 +140,9 @@ def check_shared_run_dir(raw_run_dir: str, env: Optional[Mapping[str, str]] = No
     world = external_world_size(env)
     if world > 1 and "${now:" in raw_run_dir:
         hint = "outputs/job-$SLURM_JOB_ID" if launcher(env) == "slurm" else "outputs/my-run"
+        who = "SLURM" if launcher(env) == "slurm" else "torchrun"
         raise ConfigError(f"hydra.run.dir={raw_run_dir} depends on the clock, and each of the {world} ranks "
-                          f"{launcher(env)} started resolves it on its own: give a fixed directory, e.g. "
+                          f"{who} started resolves it on its own: give a fixed directory, e.g. "
                           f"hydra.run.dir={hint}")
 
 
