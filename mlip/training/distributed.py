@@ -16,14 +16,15 @@ started and raises ``ConfigError`` naming both before any data is read; Lightnin
 ``data.batch_size`` is per rank: each optimizer step averages the gradients of
 ``batch_size x ranks`` frames (``batch_line``).
 
-A rank that fails stops the job (README, "When one rank fails"): Lightning's launcher kills every
-process when one of the processes it started exits with an error, torchrun does the same, and
-``srun --kill-on-bad-exit=1`` too; a rank waiting in a collective for a rank that died gets an
-error from the backend. What this module adds: the launching rank of Lightning's launcher kills
-the processes it started when it fails itself (``stop_started_ranks``; Lightning does so only on
-Ctrl-C, and ranks on GPUs would otherwise wait in NCCL for the collective timeout), the error of
-a rank that lost its peers is one line (``PeerFailure``), and ``trainer.ddp_timeout_s`` bounds the
-wait in a collective (``strategy_argument``).
+A rank that fails stops the job (README, "GPUs and clusters"). Lightning's launcher kills every
+process when one of the processes it started exits with an error (it polls every 5 s), torchrun
+does the same, and so does ``srun --kill-on-bad-exit=1``; with gloo, a rank waiting in a
+collective for a rank that died gets "Connection closed by peer" at once. What mlip adds: the
+launching process of Lightning's launcher kills the processes it started when it fails itself
+(``stop_started_ranks``; Lightning does so only on Ctrl-C, and ranks on GPUs can wait in NCCL
+until the collective timeout), the error of a rank that lost its peers is one line
+(``PeerFailure``), a failed rank leaves without tearing the process group down (``cli/train.py``,
+``_exit``), and ``trainer.ddp_timeout_s`` sets the collective timeout (``strategy_argument``).
 """
 
 import os
