@@ -29,3 +29,17 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not present")
     return SHARED
+
+
+#: variables by which Lightning (and mlip's launch checks) recognise ranks started by SLURM or torchrun
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
+                      "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def _plain_launch_environment(monkeypatch):
+    """Every test sees a plain machine, also when the suite itself runs inside a SLURM job or
+    under torchrun: tests that simulate those launches set the variables themselves."""
+    for name in list(os.environ):
+        if name.startswith("SLURM_") or name in LAUNCHER_VARIABLES:
+            monkeypatch.delenv(name)

@@ -70,7 +70,8 @@ def test_last_ckpt_is_the_last_epoch_and_best_the_best(frames, tmp_path, monkeyp
 
     def growing(self, out, batch):
         loss, terms = original(self, out, batch)
-        return loss * 10.0 ** epoch["n"], terms
+        scale = 10.0 ** epoch["n"]
+        return loss * scale, {kind: term * scale for kind, term in terms.items()}
 
     monkeypatch.setattr(loss_module.WeightedLoss, "validation_loss", growing)
     monkeypatch.setattr("mlip.training.module.PotentialModule.on_validation_epoch_start",

@@ -6,6 +6,9 @@ is allowed and how to fix it.
 epoch. It checks ranges and types only; the checks that need the data (labels present, E0,
 enough frames for the split) stay where the data is read.
 
+Under torchrun or SLURM, ``trainer.devices`` and ``trainer.num_nodes`` must match the ranks they
+started (``mlip.training.distributed.check_launch``).
+
 ``trainer.max_epochs=-1`` (Lightning's "unlimited") is accepted only together with a wall-clock
 budget ``trainer.max_time``; without one the run would never end.
 """
@@ -198,7 +201,7 @@ def _check_data(cfg: DictConfig) -> None:
     if keys is not _ABSENT and not isinstance(keys, dict):
         _fail("data.keys", keys, "must be a mapping", "set one key at a time, e.g. data.keys.energy=REF_energy")
     _check_shipped_test(cfg)
-    _number(cfg, "data.batch_size", 1, integer=True, fix="frames per training batch, e.g. data.batch_size=8")
+    _number(cfg, "data.batch_size", 1, integer=True, fix="frames per training batch and rank, e.g. data.batch_size=8")
     _number(cfg, "data.eval_batch_size", 1, integer=True, fix="e.g. data.eval_batch_size=16")
     _number(cfg, "data.num_workers", 0, integer=True, fix="0 loads batches in the main process")
     allow = _get(cfg, "data.allow_missing")
@@ -328,6 +331,7 @@ def _check_trainer(cfg: DictConfig) -> None:
     import lightning
 
     from mlip.training.builders import check_arguments
+    from mlip.training.distributed import TRAINER_OWN_KEYS
 
     trainer = _get(cfg, "trainer")
     if isinstance(trainer, dict):  # mlip sets these itself
@@ -337,7 +341,7 @@ def _check_trainer(cfg: DictConfig) -> None:
         if taken:
             _fail(f"trainer.{taken[0]}", trainer[taken[0]], "is set by mlip",
                   "use dtype= for precision, the logger and callbacks groups, hydra.run.dir for the directory")
-        check_arguments(lightning.Trainer, trainer, "trainer")
+        check_arguments(lightning.Trainer, {k: v for k, v in trainer.items() if k not in TRAINER_OWN_KEYS}, "trainer")
     _check_epochs(cfg)
     _number(cfg, "trainer.gradient_clip_val", 0.0, null=True, fix="null or 0 turns clipping off")
     _number(cfg, "trainer.num_nodes", 1, integer=True)
@@ -345,7 +349,22 @@ def _check_trainer(cfg: DictConfig) -> None:
     _number(cfg, "trainer.check_val_every_n_epoch", 1, integer=True, null=True)
     _flag(cfg, "trainer.enable_progress_bar", null=True)
     _flag(cfg, "trainer.enable_model_summary")
+    _number(cfg, "trainer.ddp_timeout_s", 0.0, low_open=True, null=True,
+            fix="seconds a rank waits in a collective for the others, e.g. trainer.ddp_timeout_s=600; null: 1800")
     _check_devices(cfg)
+    _check_launch(cfg)
+
+
+def _check_launch(cfg: DictConfig) -> None:
+    """Under torchrun or SLURM, trainer.devices and trainer.num_nodes match the ranks they started;
+    trainer.ddp_timeout_s only with a ddp strategy."""
+    from mlip.training.distributed import check_launch, strategy_argument
+
+    devices, nodes = _get(cfg, "trainer.devices"), _get(cfg, "trainer.num_nodes")
+    check_launch(None if devices is _ABSENT else devices, 1 if nodes is _ABSENT else nodes)
+    timeout, strategy = _get(cfg, "trainer.ddp_timeout_s"), _get(cfg, "trainer.strategy")
+    if timeout not in (_ABSENT, None):
+        strategy_argument("auto" if strategy is _ABSENT else strategy, timeout)  # a ConfigError unless ddp
 
 
 def _check_epochs(cfg: DictConfig) -> None:

@@ -26,6 +26,7 @@ from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR, config_dict
 from mlip.errors import USER_ERRORS, ConfigError, DataError, RunInterrupted
 from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json, write_text
+from mlip.training.distributed import PeerFailure
 
 log = logging.getLogger("mlip")
 
@@ -141,6 +142,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from mlip.training.builders import build_named
     from mlip.training.callbacks import EpochLog, checkpoint_callbacks, progress_bar_wanted
     from mlip.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+    from mlip.training.distributed import batch_line, peer_failure, stop_started_ranks, trainer_settings
     from mlip.training.evaluate import evaluate
     from mlip.training.loss import resolve_sigma
     from mlip.training.module import PotentialModule
@@ -188,7 +190,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     if cfg.optimizer.get("ema_decay"):
         # buffers (E0, scale, normalisation, index tables) are constants: average parameters only
         callbacks.append(EMAWeightAveraging(decay=cfg.optimizer.ema_decay, use_buffers=False))
-    trainer_cfg = config_dict(cfg.trainer)
+    trainer_cfg = trainer_settings(config_dict(cfg.trainer))  # mlip's own keys out (ddp_timeout_s)
     trainer_cfg["enable_progress_bar"] = progress_bar_wanted(trainer_cfg.get("enable_progress_bar"))
     if not trainer_cfg["enable_progress_bar"]:
         callbacks.append(EpochLog())
@@ -202,6 +204,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         print(banner(str(run_dir), cfg.model.name, sum(p.numel() for p in module.model.parameters()),
                      float(cfg.model.cutoff), dm.summary(), loss_config["sigma"], str(trainer.strategy.root_device),
                      cfg.dtype, ckpt_path), flush=True)
+        # data.batch_size is per rank (each rank its own batches; DDP averages their gradients)
+        print("  " + batch_line(int(cfg.data.batch_size), trainer.num_nodes * trainer.num_devices,
+                                dm.summary()["n_frames"].get("train")), flush=True)
         with atomic_open(run_dir / "config.yaml") as fh:
             OmegaConf.save(cfg, fh, resolve=True)
         dm.save_split(str(run_dir / "split.json"))
@@ -216,6 +221,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     except SystemExit:  # Lightning's exit(1) after Ctrl-C (KeyboardInterrupt, status "interrupted")
         if not trainer.interrupted:
             raise
+    except Exception as err:  # this rank failed: the ranks it launched must not wait for it in a collective
+        stop_started_ranks(trainer)
+        lost = peer_failure(err, trainer.global_rank)
+        if lost is not None:  # another rank failed first; its own error names the cause
+            raise lost from err
+        raise
     fit_time = time.time() - t_fit
     if sigterm or trainer.interrupted:
         raise RunInterrupted(
@@ -290,27 +301,48 @@ def _quiet_lightning_logging() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # small data sets have fewer batches than the logging interval; the epoch line says what matters
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # epoch-level validation values are already reduced over ranks (torchmetrics sums), not per rank
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.* when logging on epoch level in distributed.*")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    from mlip.training.distributed import check_shared_run_dir
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     _quiet_lightning_logging()
     try:
+        # before any work: ranks started by torchrun / srun must agree on the directory
+        check_shared_run_dir(str(config_dict(hydra_cfg.sweep if hydra_cfg.mode == RunMode.MULTIRUN else
+                                             hydra_cfg.run, resolve=False)["dir"]))
         run(cfg, run_dir)
-    except (*USER_ERRORS, FloatingPointError, FileNotFoundError) as err:
+    except (*USER_ERRORS, FloatingPointError, FileNotFoundError, PeerFailure) as err:
         _log_to_files(f"error: {err}")
         print(f"mlip: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        _exit(1)
     except RunInterrupted as err:
         _log_to_files(str(err))
         print(f"mlip: {err}", file=sys.stderr, flush=True)
-        sys.exit(err.exit_code)
+        _exit(err.exit_code)
     except KeyboardInterrupt:
         print("mlip: interrupted before training started; nothing was written", file=sys.stderr, flush=True)
         sys.exit(130)
+
+
+def _exit(code: int) -> None:
+    """``sys.exit(code)``; in a distributed run ``os._exit`` once the logs are flushed: tearing the
+    process group down waits for the other ranks, which may be gone (seconds with gloo, up to
+    the collective timeout with NCCL), and every file mlip writes is complete already."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _log_to_files(message: str) -> None:

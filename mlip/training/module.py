@@ -10,7 +10,9 @@ Training loss = data loss (``WeightedLoss``, learned sigmas included) + regulari
 (``Regularizer``, from the model's optional hooks). ``train/data_loss``, ``train/penalty`` and
 ``train/loss`` (their sum) are logged apart; ``val/loss`` is the data loss with fixed sigmas and no
 penalty, so checkpoint selection and the learning-rate schedule do not depend on ``alpha`` or on
-the current learned sigmas. Learned sigmas are excluded from weight decay.
+the current learned sigmas. Each kind's term of ``val/loss`` is its mean over every labelled entry
+of the validation split (batch means weighted by their entry counts, summed over ranks), so it does
+not depend on how the frames are batched or spread over ranks. Learned sigmas are excluded from weight decay.
 
 The plateau schedule is stepped here, in ``on_train_epoch_end``, not by Lightning: Lightning steps
 epoch schedulers after the epoch's checkpoints are written, so a run resumed from ``last.ckpt``
@@ -27,7 +29,7 @@ from mlip.models import build_model
 from mlip.physics import ForcesAndStress
 from mlip.training.builders import build_optimizer
 from mlip.training.checkpoint_versions import stamp
-from mlip.training.loss import WeightedLoss
+from mlip.training.loss import WeightedLoss, residuals
 from mlip.training.metrics import MetricAccumulator, WeightedMean
 from mlip.training.regularization import Regularizer
 from mlip.training.schedule import make_scheduler
@@ -94,17 +96,18 @@ class PotentialModule(L.LightningModule):
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
         self._val = {"metrics": MetricAccumulator(self.config_types, device=self.device),
-                     "loss": WeightedMean(device=self.device)}
+                     "loss": {kind: WeightedMean(device=self.device) for kind in self.loss_fn.kinds}}
 
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> None:
         with torch.enable_grad():
             out = self.model(batch, compute_forces=True, compute_stress=True, create_graph=False)
-        loss, _ = self.loss_fn.validation_loss(out, batch)
-        self._val["loss"].update(loss, float(batch[keys.N_ATOMS].shape[0]))
+        _, terms = self.loss_fn.validation_loss(out, batch)
+        for kind, term in terms.items():  # each kind's mean over this batch's labelled entries
+            self._val["loss"][kind].update(term, float(residuals(out, batch, kind).numel()))
         self._val["metrics"].update(out, batch)
 
     def on_validation_epoch_end(self) -> None:
-        val_loss = self._val["loss"].compute()  # mean over frames, all ranks
+        val_loss = sum(mean.compute() for mean in self._val["loss"].values())  # over entries, all ranks
         self.log("val/loss", val_loss.float(), prog_bar=True)
         if not self.trainer.sanity_checking:
             self._epoch_val_loss = float(val_loss.float())  # the value Lightning's plateau stepping used
