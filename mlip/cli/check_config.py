@@ -121,7 +121,7 @@ def _known_keys(cfg: DictConfig, group: str, accepted) -> None:
 
 #: top-level keys of train.yaml (config groups and settings)
 TOP_KEYS = ("data", "model", "loss", "optimizer", "trainer", "split", "regularization", "logger", "callbacks",
-            "seed", "dtype", "ckpt_path", "export", "experiment")
+            "seed", "dtype", "ckpt_path", "export", "experiment", "finetune")
 
 
 def _check_top(cfg: DictConfig) -> None:
@@ -131,6 +131,19 @@ def _check_top(cfg: DictConfig) -> None:
         raise ConfigError(f"{unknown[0]} is not a setting of train.py; the top-level settings are: "
                           f"{', '.join(TOP_KEYS)} (did you mean one of them?)")
     _number(cfg, "seed", 0, 2**32 - 1, integer=True, fix="e.g. seed=0")
+    tune = cfg.get("finetune")
+    if tune is not None:
+        from mlip.training.builders import refuse_unknown
+        from mlip.training.finetune import DEFAULTS
+
+        if not isinstance(tune, DictConfig):
+            _fail("finetune", tune, "must be a mapping", "e.g. finetune.from=outputs/<run>")
+        refuse_unknown(config_dict(tune), tuple(DEFAULTS), "finetune")
+        _number(cfg, "finetune.lr_scale", 0.0, low_open=True, fix="e.g. finetune.lr_scale=0.1")
+        _number(cfg, "finetune.replay_fraction", 0.0, 1.0, fix="e.g. finetune.replay_fraction=0.2")
+        source = tune.get("from")
+        if source and not Path(str(source)).exists():
+            _fail("finetune.from", source, "does not exist", "give a run directory or its checkpoints/best.ckpt")
     _choice(cfg, "dtype", DTYPES)
     _flag(cfg, "export")
 

@@ -60,10 +60,10 @@ def build(runs, output: Path) -> dict:
     from omegaconf import OmegaConf
 
     import mlip.cli.config_path  # noqa: F401  (registers the mlip_data resolver)
-    from mlip.cli.identifiability import _split_frames
     from mlip.data.io import LabelKeys
     from mlip.errors import ConfigError
     from mlip.fileio import write_json
+    from mlip.training.run_frames import split_frames
     from mlip.uncertainty import calibration
     from mlip.uncertainty.committee import committee_from_checkpoints, export_committee
     from mlip.uncertainty.evaluate import predict, report
@@ -77,9 +77,9 @@ def build(runs, output: Path) -> dict:
     cfg = OmegaConf.load(runs[0] / "config.yaml")
     keys = LabelKeys(**dict(cfg.data["keys"]))
     fmt = cfg.data.get("format")
-    val = predict(committee, _split_frames(runs[0], cfg, "val", keys, fmt))
+    val = predict(committee, split_frames(runs[0], cfg, "val", keys, fmt))
     test_name = "test" if splits[0].get("test") or splits[0].get("test_file") else "val"
-    test = predict(committee, _split_frames(runs[0], cfg, test_name, keys, fmt))
+    test = predict(committee, split_frames(runs[0], cfg, test_name, keys, fmt))
     result = report(val, test)
     committee.energy_scale = result.get("energy", {}).get("scale_fitted_on_val", 1.0)
     committee.forces_scale = result.get("forces", {}).get("scale_fitted_on_val", 1.0)

@@ -60,35 +60,13 @@ def resolve_source(source: str) -> Tuple[Path, Optional[Path]]:
     return path, None
 
 
-def _split_frames(run_dir: Path, cfg, split: str, label_keys, fmt) -> List[Any]:
-    """Frames of a split of the run, rebuilt from ``split.json`` (indices into the training file
-    with isolated atoms removed, as ``FrameDataModule`` numbers them)."""
-    from mlip.data.store import read_any as read_frames
-
-    split_file = run_dir / "split.json"
-    if not split_file.exists():
-        raise ConfigError(f"{run_dir}: no split.json; give the frames with --data FILE")
-    info = json.loads(split_file.read_text())
-    own_file = info.get(f"{split}_file") if split != "train" else None
-    if own_file:
-        return [f for f in read_frames(own_file, label_keys, format=fmt) if not f.is_isolated_atom]
-    if split not in info:
-        raise ConfigError(f"{split_file}: no {split!r} split")
-    train_file = info.get("train_file") or cfg.data.train
-    frames = [f for f in read_frames(train_file, label_keys, format=fmt) if not f.is_isolated_atom]
-    indices = info[split]
-    if indices and max(indices) >= len(frames):
-        raise DataError(f"split.json lists frame {max(indices)} but the file has {len(frames)} "
-                        "(non-isolated) frames: has the file changed since training?", train_file)
-    return [frames[i] for i in indices]
-
-
 def load_frames(args: argparse.Namespace, run_dir: Optional[Path]) -> Tuple[List[Any], str]:
     """Frames to analyse and a description of where they came from."""
     import numpy as np
 
     from mlip.data.io import LabelKeys
     from mlip.data.store import read_any as read_frames
+    from mlip.training.run_frames import split_frames
 
     cfg = None
     if run_dir is not None:
@@ -104,7 +82,7 @@ def load_frames(args: argparse.Namespace, run_dir: Optional[Path]) -> Tuple[List
     else:
         if run_dir is None:
             raise ConfigError(f"{args.source}: no config.yaml beside the checkpoint; give the frames with --data FILE")
-        frames = _split_frames(run_dir, cfg, args.split, label_keys, fmt)
+        frames = split_frames(run_dir, cfg, args.split, label_keys, fmt)
         where = f"{args.split} split of {run_dir}"
     if not frames:
         raise DataError(f"no frames to analyse in the {where}")

@@ -24,10 +24,10 @@ def main(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     import mlip.cli.config_path  # noqa: F401  (registers the mlip_data resolver)
-    from mlip.cli.identifiability import _split_frames
     from mlip.data.io import LabelKeys
     from mlip.fileio import write_json
     from mlip.training.checkpoint_load import model_from_checkpoint
+    from mlip.training.run_frames import split_frames
     from mlip.uncertainty import calibration
     from mlip.uncertainty.llpr import llpr_report
 
@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
         cfg = OmegaConf.load(run / "config.yaml")
         keys = LabelKeys(**dict(cfg.data["keys"]))
         fmt = cfg.data.get("format")
-        frames = {s: _split_frames(run, cfg, s, keys, fmt) for s in ("train", "val", "test")}
+        frames = {s: split_frames(run, cfg, s, keys, fmt) for s in ("train", "val", "test")}
         model = model_from_checkpoint(str(run / "checkpoints" / "best.ckpt"))
         result = llpr_report(model, frames["train"], frames["val"], frames["test"])
     except (*USER_ERRORS, FileNotFoundError, ValueError) as err:

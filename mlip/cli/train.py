@@ -91,9 +91,10 @@ def _group(cfg: DictConfig, name: str) -> Dict[str, Any]:
     return config_dict(node) if node is not None else {}
 
 
-def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
+def build_datamodule(cfg: DictConfig, dtype: torch.dtype, pretrained=None, replay=()):
     """The ``FrameDataModule`` of the data and split groups (their YAML files hold every default;
-    an unknown key is refused by name), with the labels the loss requires."""
+    an unknown key is refused by name), with the labels the loss requires; when fine-tuning, the
+    pretrained model's species first, its E0 kept, and ``replay`` frames added to training."""
     from mlip import targets
     from mlip.training.builders import refuse_unknown
     from mlip.training.datamodule import FrameDataModule
@@ -115,7 +116,10 @@ def build_datamodule(cfg: DictConfig, dtype: torch.dtype):
         train=data["train"], val=data["val"], test=data["test"], format=data["format"], keys=data["keys"],
         e0=data["e0"], e0_file=data["e0_file"], checks=data["checks"], batch_size=data["batch_size"],
         eval_batch_size=data["eval_batch_size"], num_workers=data["num_workers"], require=require,
-        require_if_present=require_if_present, cutoff=cfg.model.cutoff, dtype=dtype, **split_args)
+        require_if_present=require_if_present, dtype=dtype, **split_args,
+        cutoff=float(pretrained.model_config["cutoff"]) if pretrained is not None else cfg.model.cutoff,
+        species_order=pretrained.species if pretrained is not None else None,
+        fixed_e0=pretrained.e0 if pretrained is not None else None, replay=replay)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
@@ -153,7 +157,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.time()
 
-    dm = build_datamodule(cfg, dtype)
+    from mlip.training import finetune
+
+    tune = {**finetune.DEFAULTS, **config_dict(cfg.finetune)} if cfg.get("finetune") else dict(finetune.DEFAULTS)
+    pretrained = finetune.Pretrained(str(tune["from"])) if tune["from"] else None
+    dm = build_datamodule(cfg, dtype, pretrained, finetune.replay_frames(pretrained, float(tune["replay_fraction"]),
+                                                                          int(cfg.seed)) if pretrained else [])
     dm.prepare()
     stats = dm.statistics
     loss_config = config_dict(cfg.loss)
@@ -170,20 +179,31 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         loss_config["sigma"][kind] = None
     if isinstance(cfg.loss.sigma, str):
         log.info("loss.sigma=learned: learning sigma of %s", ", ".join(loss_config["sigma"]) or "no kind")
-    model_config = config_dict(cfg.model)
-    model_config.update(species=dm.species, e0=dm.e0, avg_num_neighbors=stats["avg_num_neighbors"],
-                        **output_normalization(stats, loss_config["sigma"].get("forces") is not None))
+    optimizer_config = config_dict(cfg.optimizer)
+    if pretrained is not None:  # the pretrained model's settings and normalisation, extended species
+        model_config = finetune.model_config_for(pretrained, dm.species, dm.e0)
+        optimizer_config["lr"] = float(optimizer_config["lr"]) * float(tune["lr_scale"])
+    else:
+        model_config = config_dict(cfg.model)
+        model_config.update(species=dm.species, e0=dm.e0, avg_num_neighbors=stats["avg_num_neighbors"],
+                            **output_normalization(stats, loss_config["sigma"].get("forces") is not None))
     regularization = cfg.get("regularization")
-    module = PotentialModule(model_config, loss_config,
-                             config_dict(cfg.optimizer), dm.config_types,
+    module = PotentialModule(model_config, loss_config, optimizer_config, dm.config_types,
                              config_dict(regularization) if regularization else None)
     module.to(dtype)
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
     if ckpt_path is not None:
         _check_same_settings(load_checkpoint(ckpt_path)["hyper_parameters"], model_config, loss_config, ckpt_path)
+    elif pretrained is not None:  # weights of the pretrained model (new elements start fresh)
+        counts = finetune.transfer(module.model, pretrained)
+        log.info("finetune: %d tensors copied, %d extended to new elements, %d new; from %s", counts["copied"],
+                 counts["extended"], counts["new"], pretrained.checkpoint)
     else:  # data-dependent initialisation (a resumed run loads it instead)
         batches = [b for _, b in zip(range(INIT_BATCHES), dm.eval_loader("train"))]
         initialize_from_data(module.energy_model, batches)
+    if pretrained is not None and tune["freeze"]:
+        log.info("finetune: %d parameters frozen (%s)", finetune.freeze(module.model, list(tune["freeze"])),
+                 ", ".join(tune["freeze"]))
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [*checkpoint_callbacks(ckpt_dir), *build_named(_group(cfg, "callbacks"), "callbacks")]
@@ -253,6 +273,12 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         if name in dm.datasets:
             results[name], parities[name] = evaluate(module.model, dm.eval_loader(name), dm.config_types, device,
                                                      e0=dm.e0)
+    if pretrained is not None:  # forgetting: both models on the pretrained run's test frames
+        results["finetune"] = {"from": str(pretrained.checkpoint), "new_species": dm.species[len(pretrained.species):],
+                               "replayed_frames": len(dm.replay), "freeze": list(tune["freeze"]),
+                               "lr_scale": float(tune["lr_scale"]),
+                               **finetune.forgetting(module.model, dm.e0, pretrained,
+                                                     finetune.old_test_frames(pretrained), device)}
     plotted = "test" if "test" in parities else ("cv" if "cv" in parities else "val")
     _parity_plots(parities[plotted], dm.config_types, plotted, run_dir, parity_plot)
     if cfg.export:
@@ -267,6 +293,11 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     units = sigma_units()
     sigma_line = ("\n  learned sigma: " + ", ".join(f"{k} {v:.4g} {units[k]}" for k, v in learned.items())
                   if learned else "")
+    tuned = results.get("finetune") or {}
+    if tuned.get("before"):
+        sigma_line += (f"\n  fine-tuned from {tuned['from']}: on its {tuned['old_test_frames']} old test frames, "
+                       f"forces MAE {tuned['before']['forces_mae']:.1f} -> {tuned['after']['forces_mae']:.1f} meV/Å, "
+                       f"energy {tuned['before']['energy_mae']:.2f} -> {tuned['after']['energy_mae']:.2f} meV/atom")
     print(f"mlip: finished {run_dir} ({results['epochs']} epoch{'s' if results['epochs'] != 1 else ''}, "
           f"{fit_time:.0f} s)\n{table}{sigma_line}\n"
           f"  summary.md, metrics.json and parity plots are in {run_dir}", flush=True)

@@ -1,7 +1,7 @@
 """Per-element reference energies E0 (eV per atom of each element)."""
 
 import logging
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def _formula(counts: np.ndarray, species: Sequence[int]) -> str:
 
 
 def e0_least_squares(frames: Sequence[Frame], species: Sequence[int],
-                     underdetermined: str = "error") -> Dict[int, float]:
+                     underdetermined: str = "error", fixed: Optional[Dict[int, float]] = None) -> Dict[int, float]:
     """E0 minimising sum_frames (E - sum_Z n_Z E0_Z)^2 over frames with an energy.
 
     With one element this is the mean energy per atom. When the compositions cannot separate the
@@ -51,10 +51,20 @@ def e0_least_squares(frames: Sequence[Frame], species: Sequence[int],
     problem is rank deficient), only sums of E0 are determined: ``underdetermined="error"`` raises a
     ``DataError`` that says so and how to proceed; ``"warn"``/``"off"`` take the minimum-norm
     solution (one of infinitely many, logged as such with ``"warn"``).
+
+    ``fixed``: E0 of some species kept as given (fine-tuning keeps the pretrained model's); only the
+    others are fitted, to the energies minus the fixed species' share.
     """
     labelled = [f for f in frames if f.energy is not None]
     if not labelled:
         raise DataError("cannot fit E0 by least squares: no training frame has an energy")
+    fixed = {int(z): float(v) for z, v in (fixed or {}).items() if int(z) in species}
+    if fixed:
+        free = [z for z in species if z not in fixed]
+        if not free:
+            return {int(z): fixed[int(z)] for z in species}
+        rest = [float(f.energy or 0.0) - sum(n * fixed.get(z, 0.0) for z, n in f.composition.items()) for f in labelled]
+        return {**fixed, **e0_least_squares(_Shifted.of(labelled, rest, free), free, underdetermined)}
     counts = composition_matrix(labelled, species)
     energies = np.array([f.energy for f in labelled])
     solution, _, rank, _ = np.linalg.lstsq(counts, energies, rcond=None)
@@ -80,6 +90,19 @@ def e0_least_squares(frames: Sequence[Frame], species: Sequence[int],
     return {int(z): float(solution[col[z]]) for z in species}
 
 
+class _Shifted:
+    """A frame's composition with another energy (the energy left after the fixed species' E0)."""
+
+    def __init__(self, frame, energy: float, species: Sequence[int]):
+        self.composition = {z: n for z, n in frame.composition.items() if z in species}
+        self.energy = energy
+        self.source = frame.source
+
+    @classmethod
+    def of(cls, frames, energies, species: Sequence[int]) -> list:
+        return [cls(f, float(e), species) for f, e in zip(frames, energies)]
+
+
 class E0Result(NamedTuple):
     """Reference energies {Z: eV} and a phrase saying where they came from (for logs and metrics)."""
 
@@ -88,9 +111,19 @@ class E0Result(NamedTuple):
 
 
 def reference_energies(spec, frames: Sequence[Frame], species: List[int], isolated: Sequence[Frame] = (),
-                       underdetermined: str = "error") -> E0Result:
-    """E0 as configured by ``data.e0`` (see ``resolve_e0``), with where it came from."""
+                       underdetermined: str = "error", fixed: Optional[Dict[int, float]] = None) -> E0Result:
+    """E0 as configured by ``data.e0`` (see ``resolve_e0``), with where it came from. ``fixed``
+    (fine-tuning): E0 of the pretrained model's species, kept; the other species from isolated-atom
+    frames where there are some, else by least squares on what the fixed ones leave."""
     from ase.data import atomic_numbers, chemical_symbols
+
+    if fixed:
+        found = e0_from_isolated_atoms(isolated)
+        known = {**{z: found[z] for z in species if z in found}, **{int(z): float(v) for z, v in fixed.items()}}
+        free = [chemical_symbols[z] for z in species if z not in known]
+        values = e0_least_squares(frames, species, underdetermined, fixed=known) if free else known
+        how = "the pretrained model's" + (f"; {', '.join(free)} by least squares on the training split" if free else "")
+        return E0Result({z: values[z] for z in species}, how)
 
     if isinstance(spec, str):
         mode = spec

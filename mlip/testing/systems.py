@@ -87,7 +87,7 @@ def predict(model: ForcesAndStress, frames: List[Atoms]) -> Dict[str, torch.Tens
 
 def energy_of(model: ForcesAndStress, atoms: Atoms) -> float:
     out = model(batch_of([atoms], model), compute_forces=False, compute_stress=False)
-    return float(out["total_energy"][0])
+    return float(out["total_energy"][0].detach())
 
 
 def random_gas(n_atoms: int, box: float, min_distance: float, seed: int = 0, symbol: str = "Ar",

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 from mlip import targets
 from mlip.data.checks import check_e0_consistency, check_energy_outliers, check_settings
@@ -24,7 +24,7 @@ from mlip.nn.batch import collate
 log = logging.getLogger(__name__)
 
 #: a split's graphs: in memory (frames read from a file) or read on demand (an on-disk dataset)
-SplitDataset = Union[GraphDataset, StoreGraphDataset]
+SplitDataset = Union[GraphDataset, StoreGraphDataset, ConcatDataset]
 
 
 class FrameDataModule(L.LightningDataModule):
@@ -62,7 +62,8 @@ class FrameDataModule(L.LightningDataModule):
                  batch_size: int = 8, eval_batch_size: int = 16, num_workers: int = 0,
                  dtype: torch.dtype = torch.float32, split: str = "random", k: int = 5, fold: int = 0,
                  group_by: Optional[str] = None, require_if_present: Sequence[str] = (),
-                 checks: Optional[Dict[str, str]] = None):
+                 checks: Optional[Dict[str, str]] = None, species_order: Optional[Sequence[int]] = None,
+                 fixed_e0: Optional[Dict[int, float]] = None, replay: Sequence[Frame] = ()):
         super().__init__()
         self.paths = {"train": train, "val": val, "test": test}
         self.format = format
@@ -80,6 +81,9 @@ class FrameDataModule(L.LightningDataModule):
         self.group_by = group_by
         self.require_if_present = list(require_if_present)
         self.checks = check_settings(checks)
+        self.species_order = [int(z) for z in species_order or []]
+        self.fixed_e0 = dict(fixed_e0 or {})
+        self.replay = list(replay)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -151,16 +155,17 @@ class FrameDataModule(L.LightningDataModule):
         for name in ("train", "val"):
             require_labels(splits[name], list(dict.fromkeys(require)))
 
-        self.species = sorted({z for f in splits["train"] for z in f.composition})
+        present = sorted({z for f in splits["train"] for z in f.composition})
+        self.species = self.species_order + [z for z in present if z not in self.species_order]
         species_index = {z: k for k, z in enumerate(self.species)}
         for name in ("val", "test", "cv"):
             for f in splits.get(name, []):
                 species_error(f, species_index)
         e0, self.e0_source = reference_energies(self.e0_spec, splits["train"], self.species, isolated,
-                                                self.checks["e0_underdetermined"])
+                                                self.checks["e0_underdetermined"], fixed=self.fixed_e0)
         check_e0_consistency(splits["train"], e0, self.e0_source, self.checks["e0_consistency"])
         self.e0 = [e0[z] for z in self.species]
-        self.config_types = sorted({f.config_type for fs in splits.values() for f in fs})
+        self.config_types = sorted({f.config_type for fs in [*splits.values(), self.replay] for f in fs})
         self.datasets: Dict[str, SplitDataset] = {
             name: self._dataset(name if name in files else "train", fs, species_index)
             for name, fs in splits.items() if fs}
@@ -169,6 +174,13 @@ class FrameDataModule(L.LightningDataModule):
             raise DataError(f"no atom of the training frames has a neighbour within model.cutoff={self.cutoff:g} Å, so "
                             "the model would see isolated atoms only: raise model.cutoff (typically 4-6 Å)",
                             self.paths["train"])
+        if self.replay:  # fine-tuning: earlier training frames mixed into every epoch
+            for f in self.replay:
+                species_error(f, species_index)
+            replayed = GraphDataset(self.replay, self.cutoff, species_index, self.config_types)
+            self.datasets["train"] = ConcatDataset([self.datasets["train"], replayed])
+            self.label_counts["replay"] = {k: sum(k in f.kinds for f in self.replay) for k in targets.names()}
+            splits["replay"] = self.replay
         self._train_frames_names = self._names_in(splits["train"])
         self.n_periodic_train = sum(bool(f.pbc.all()) for f in splits["train"])
         self.prepared = True
@@ -197,6 +209,7 @@ class FrameDataModule(L.LightningDataModule):
         log.info("counting neighbours within model.cutoff=%g Å in %d training frames (the dataset stores them for "
                  "%g Å; preprocess with --cutoff %g to skip this pass)", self.cutoff, len(frames),
                  self.stores["train"].cutoff, self.cutoff)
+        assert isinstance(ds, StoreGraphDataset)
         return ds.edge_counts()
 
     @staticmethod
@@ -257,6 +270,7 @@ class FrameDataModule(L.LightningDataModule):
             "labels": self.label_counts,
             "statistics": self.statistics,
             "n_frames": {k: len(v) for k, v in self.datasets.items()},
+            **({"replayed_frames": len(self.replay)} if self.replay else {}),
             "config_types": self.config_types,
         }
 
