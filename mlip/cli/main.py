@@ -5,6 +5,7 @@
     mlip dataset build <recipe> [overrides]  training set from a structure and an oracle
     mlip committee train K [overrides] --output DIR   committee with calibrated uncertainty
     mlip llpr <run dir>                  single-model uncertainty, calibrated on val, tested
+    mlip learn <preset> [overrides]       active learning with an oracle
     mlip cv <multirun dir>                cross-validation summary of a Hydra multirun
     mlip identifiability <run|ckpt>       Fisher-information analysis of a fitted model
     mlip export <run|ckpt>                TorchScript / AOTInductor export
@@ -25,6 +26,7 @@ COMMANDS = {
     "dataset": ("mlip.cli.dataset", "build a training set with an oracle (build <recipe>), or converge its settings"),
     "committee": ("mlip.cli.committee", "train K models, combine them into committee.pt, calibrate its uncertainty"),
     "llpr": ("mlip.cli.llpr", "single-model energy uncertainty (last-layer prediction rigidity), calibrated"),
+    "learn": ("mlip.cli.learn", "active learning: committee, MD exploration, selection, oracle labels, retrain"),
     "cv": ("mlip.cli.cv", "summarise cross-validation folds of a multirun (mean and std of every metric)"),
     "identifiability": ("mlip.cli.identifiability", "Fisher information, eigenvalues and sloppy parameters"),
     "export": ("mlip.cli.export", "export a run or checkpoint to TorchScript or AOTInductor"),
