@@ -14,7 +14,7 @@ LAYERS = {"__init__": 0, "keys": 0, "targets": 0, "errors": 0, "fileio": 0, "dat
           "nn": 1, "data": 1,
           "models": 2, "physics": 2,
           "training": 3, "export": 3, "analysis": 3, "testing": 3,
-          "calculator": 4, "uncertainty": 4, "building": 5, "learning": 5, "cli": 6}
+          "calculator": 4, "uncertainty": 4, "building": 5, "learning": 5, "validation": 5, "cli": 6}
 # building (training sets from oracles) may explore with a trained model through the calculator;
 # data builds graphs with nn's neighbour lists (nn never imports data); analysis of fitted models
 # uses training's residual definitions (training never imports analysis); fileio raises errors' types;

@@ -6,6 +6,7 @@
     mlip committee train K [overrides] --output DIR   committee with calibrated uncertainty
     mlip llpr <run dir>                  single-model uncertainty, calibrated on val, tested
     mlip learn <preset> [overrides]       active learning with an oracle
+    mlip validate <run> --structure ... [--reference emt]  properties beside a reference
     mlip cv <multirun dir>                cross-validation summary of a Hydra multirun
     mlip identifiability <run|ckpt>       Fisher-information analysis of a fitted model
     mlip export <run|ckpt>                TorchScript / AOTInductor export
@@ -27,6 +28,7 @@ COMMANDS = {
     "committee": ("mlip.cli.committee", "train K models, combine them into committee.pt, calibrate its uncertainty"),
     "llpr": ("mlip.cli.llpr", "single-model energy uncertainty (last-layer prediction rigidity), calibrated"),
     "learn": ("mlip.cli.learn", "active learning: committee, MD exploration, selection, oracle labels, retrain"),
+    "validate": ("mlip.cli.validate", "properties (EOS, elastic, phonons, defects, MD) of a model beside a reference"),
     "cv": ("mlip.cli.cv", "summarise cross-validation folds of a multirun (mean and std of every metric)"),
     "identifiability": ("mlip.cli.identifiability", "Fisher information, eigenvalues and sloppy parameters"),
     "export": ("mlip.cli.export", "export a run or checkpoint to TorchScript or AOTInductor"),

@@ -1,0 +1,126 @@
+"""The validation report: every property of the model beside the reference's with the relative
+error, as ``validation.json``, ``validation.md`` and plots (E–V, phonons, g(r)), written atomically."""
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+#: (section, key, label, unit) of the scalar rows of the table
+ROWS: List[Tuple[str, str, str, str]] = [
+    ("relaxed", "lattice_a", "lattice constant a", "Å"),
+    ("eos", "v0", "equilibrium volume", "Å³/atom"),
+    ("eos", "bulk_modulus", "bulk modulus (E-V fit)", "GPa"),
+    ("elastic", "C11", "C11", "GPa"), ("elastic", "C12", "C12", "GPa"), ("elastic", "C44", "C44", "GPa"),
+    ("elastic", "cauchy_pressure", "Cauchy pressure C12 - C44", "GPa"),
+    ("vacancy", "vacancy_formation_energy", "vacancy formation energy", "eV"),
+    ("md", "first_peak_r", "g(r) first peak", "Å"),
+    ("md", "diffusion_A2_per_ps", "self-diffusion D", "Å²/ps"),
+    ("md", "failed_at_ps", "MD failed at (None: stable)", "ps"),
+]
+
+
+def _relative(model: Any, ref: Any) -> Optional[float]:
+    if isinstance(model, (int, float)) and isinstance(ref, (int, float)) and ref:
+        return (model - ref) / abs(ref)
+    return None
+
+
+def rows(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Scalar rows: property, unit, model, reference (or None), relative error (or None)."""
+    model, ref = results["model"], results.get("reference") or {}
+    out = []
+    for section, key, label, unit in ROWS:
+        if section in model and key in model[section]:
+            m = model[section][key]
+            r = (ref.get(section) or {}).get(key)
+            # a quantity that is zero by symmetry or a time of failure has no meaningful relative error
+            rel = None if key in ("cauchy_pressure", "failed_at_ps") else _relative(m, r)
+            out.append({"property": label, "unit": unit, "model": m, "reference": r, "relative_error": rel})
+    for name, entry in sorted(model.get("surfaces", {}).items()):
+        r = (ref.get("surfaces") or {}).get(name, {}).get("surface_energy_J_per_m2")
+        m = entry["surface_energy_J_per_m2"]
+        out.append({"property": f"surface energy ({name})", "unit": "J/m²", "model": m, "reference": r,
+                    "relative_error": _relative(m, r)})
+    if "phonons" in model:
+        ref_points = (ref.get("phonons") or {}).get("special_points", {})
+        for label, freqs in model["phonons"]["special_points"].items():
+            if label in ("G", "Γ"):
+                continue  # acoustic zeros at Γ
+            r = ref_points.get(label)
+            m, rr = max(freqs), (max(r) if r else None)
+            out.append({"property": f"highest phonon at {label}", "unit": "THz", "model": m, "reference": rr,
+                        "relative_error": _relative(m, rr)})
+    return out
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def markdown(results: Dict[str, Any], title: str) -> str:
+    lines = [f"# Validation: {title}", "", f"Structure: {results['structure']}; model: {results['model_path']}; "
+             f"reference: {results.get('reference_name') or 'none'}.", "",
+             "| property | unit | model | reference | relative error |", "|---|---|---|---|---|"]
+    for row in rows(results):
+        rel = row["relative_error"]
+        lines.append(f"| {row['property']} | {row['unit']} | {_fmt(row['model'])} | {_fmt(row['reference'])} | "
+                     f"{'–' if rel is None else f'{100 * rel:+.1f} %'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: Dict[str, Any], folder: Path) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlip.fileio import save_figure
+
+    written = []
+    model, ref = results["model"], results.get("reference") or {}
+    if "eos" in model:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        for name, res, style in (("model", model, "o-"), ("reference", ref, "s--")):
+            if "eos" in res:
+                ax.plot(res["eos"]["volumes"], res["eos"]["energies"], style, label=name)
+        ax.set_xlabel("volume (Å³/atom)")
+        ax.set_ylabel("energy (eV/atom)")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, folder / "eos.png")
+        plt.close(fig)
+        written.append("eos.png")
+    if "phonons" in model:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for name, res, color in (("model", model, "C0"), ("reference", ref, "C1")):
+            if "phonons" in res:
+                ph = res["phonons"]
+                for k, branch in enumerate(zip(*ph["frequencies"])):
+                    ax.plot(ph["x"], branch, color=color, lw=1, label=name if k == 0 else None)
+        ph = model["phonons"]
+        ax.set_xticks(ph["special_x"], ["Γ" if lab == "G" else lab for lab in ph["labels"]])
+        for x in ph["special_x"]:
+            ax.axvline(x, color="k", lw=0.5)
+        ax.set_ylabel("frequency (THz)")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, folder / "phonons.png")
+        plt.close(fig)
+        written.append("phonons.png")
+    if "md" in model:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        for name, res in (("model", model), ("reference", ref)):
+            if "md" in res:
+                ax.plot(res["md"]["r"], res["md"]["g"], label=name)
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel("g(r)")
+        ax.set_title(f"NVT {model['md']['temperature']:g} K")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, folder / "rdf.png")
+        plt.close(fig)
+        written.append("rdf.png")
+    return written

@@ -1,0 +1,78 @@
+"""Validation properties: pair potentials obey the Cauchy relation (C12 = C44 at zero pressure) and
+many-body ones break it, the bulk modulus from E(V) equals (C11 + 2 C12)/3, acoustic phonons vanish
+at Γ, EMT's Cu vacancy energy is in its known range, and ``mlip validate`` writes its report."""
+
+import json
+
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from mlip.validation import properties as P
+
+
+@pytest.mark.parametrize("name", ["lj", "spline_pair"])
+def test_pair_potentials_obey_the_cauchy_relation(name):
+    from mlip.export.torchscript import ExportedPotential
+    from mlip.testing.systems import make_model
+
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True)
+    model = make_model(name, [29], cutoff=5.0)
+
+    calc = _calculator(ExportedPotential(model, [29], 5.0))
+    relaxed = P.relax(cu, calc)
+    c = P.elastic_constants(relaxed, calc, relax_ions=False)
+    assert c["C44"] > 1.0
+    assert abs(c["cauchy_pressure"]) < 0.01 * c["C44"]
+
+
+def _calculator(potential):
+    """An ASE calculator around an ``ExportedPotential`` in memory."""
+    import numpy as np
+    import torch
+    from ase.calculators.calculator import Calculator, all_changes
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    from mlip.nn.neighbors import vesin_neighbor_list
+
+    class Calc(Calculator):
+        implemented_properties = ["energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            a = self.atoms
+            ei, sh, _ = vesin_neighbor_list(a.positions, a.cell[:], a.pbc, potential.cutoff)
+            out = potential.compute(torch.tensor(a.positions), torch.tensor(a.numbers), torch.tensor(a.cell[:]),
+                                    torch.tensor(a.pbc), torch.from_numpy(ei), torch.from_numpy(sh).double())
+            self.results = {"energy": float(out["energy"]), "forces": out["forces"].detach().numpy(),
+                            "stress": full_3x3_to_voigt_6_stress(out["stress"].detach().numpy().astype(np.float64))}
+
+    return Calc()
+
+
+def test_emt_copper_properties_are_consistent():
+    cu = P.relax(bulk("Cu", "fcc", a=3.61, cubic=True), EMT())
+    eos = P.equation_of_state(cu, EMT())
+    c = P.elastic_constants(cu, EMT())
+    assert eos["bulk_modulus"] == pytest.approx(c["bulk_modulus_from_C"], rel=0.02)
+    assert c["cauchy_pressure"] > 10  # many-body: the Cauchy relation is broken
+    assert 0.9 < P.vacancy_formation_energy(cu, EMT())["vacancy_formation_energy"] < 1.5
+    ph = P.phonons(cu, EMT(), supercell=(2, 2, 2))
+    assert max(abs(f) for f in ph["special_points"]["G"][:3]) < 0.05  # acoustic modes at Γ
+    assert ph["min_frequency"] > -0.05  # no imaginary modes in the stable lattice
+
+
+def test_validate_command_writes_the_report(tmp_path):
+    from mlip.cli.main import main
+    from mlip.export import export_torchscript
+    from mlip.testing.systems import make_model
+
+    export_torchscript(make_model("eam", [29], cutoff=5.0), str(tmp_path / "model.pt"))
+    assert main(["validate", str(tmp_path / "model.pt"), "--structure", "Cu:fcc:3.61", "--reference", "emt",
+                 "--properties", "eos,elastic,vacancy", "--output", str(tmp_path / "val")]) == 0
+    result = json.loads((tmp_path / "val" / "validation.json").read_text())
+    names = [row["property"] for row in result["table"]]
+    assert "C44" in names and "vacancy formation energy" in names
+    assert result["reference"]["elastic"]["cauchy_pressure"] > 10
+    assert (tmp_path / "val" / "validation.md").read_text().count("|") > 20
+    assert (tmp_path / "val" / "eos.png").is_file()
