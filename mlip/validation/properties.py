@@ -135,7 +135,8 @@ def phonons(atoms: Atoms, calc, supercell: Sequence[int] = (2, 2, 2), distance: 
     phonon.produce_force_constants()
     path = atoms.cell.bandpath(npoints=points)
     phonon.run_qpoints(path.kpts)
-    freqs = np.asarray(phonon.get_qpoints_dict()["frequencies"])
+    assert phonon.qpoints is not None
+    freqs = np.asarray(phonon.qpoints.frequencies)
     x, special_x, labels = path.get_linear_kpoint_axis()
     special: Dict[str, List[float]] = {}
     for label, sx in zip(labels, special_x):
@@ -144,6 +145,7 @@ def phonons(atoms: Atoms, calc, supercell: Sequence[int] = (2, 2, 2), distance: 
     phonon.run_mesh([12, 12, 12], is_gamma_center=True)
     phonon.run_total_dos()
     total = phonon.total_dos
+    assert total is not None
     return {"path": path.path, "x": list(map(float, x)), "special_x": list(map(float, special_x)), "labels": labels,
             "frequencies": freqs.tolist(), "special_points": special,
             "dos_frequencies": np.asarray(total.frequency_points).tolist(),
