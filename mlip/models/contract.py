@@ -196,3 +196,14 @@ def last_layer_parameters(model: torch.nn.Module) -> List[torch.Tensor]:
         raise ValueError(f"{type(inner).__name__} has no last layer (no Linear with one output and no "
                          "last_layer_parameters hook): last-layer uncertainty needs one")
     return params
+
+
+def energy_tail(model: torch.nn.Module):
+    """The model's ``AtomicEnergies`` (every registered model ends in one, as ``energies``)."""
+    from mlip.models.energy import AtomicEnergies
+
+    tail = getattr(energy_model_of(model), "energies", None)
+    if not isinstance(tail, AtomicEnergies):
+        raise ModelContractError(f"{type(energy_model_of(model)).__name__} has no AtomicEnergies 'energies': "
+                                 "model.zbl needs it")
+    return tail

@@ -1,12 +1,13 @@
-"""Shared tail of every energy model: per-atom energies E_i = scale * y_i + shift + E0[Z_i],
-summed per frame. ``y_i`` comes from the model's body."""
+"""Shared tail of every energy model: per-atom energies E_i = scale * y_i + shift + E0[Z_i]
+(+ the ZBL repulsion when ``model.zbl=true``), summed per frame. ``y_i`` comes from the model's body."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from mlip import keys
 from mlip.nn.scatter import scatter_sum
+from mlip.nn.zbl import ZBLRepulsion
 
 
 class AtomicEnergies(torch.nn.Module):
@@ -26,8 +27,17 @@ class AtomicEnergies(torch.nn.Module):
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.register_buffer("shift", torch.tensor(float(shift)))
 
+        self.zbl: Optional[ZBLRepulsion] = None
+
+    def enable_zbl(self, atomic_numbers: List[int]) -> None:
+        """Add the screened nuclear repulsion (``mlip.nn.zbl``) to every atom's energy."""
+        self.zbl = ZBLRepulsion(atomic_numbers).to(self.scale.dtype)
+
     def forward(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         atomic = self.scale * y + self.shift + self.e0.index_select(0, data[keys.SPECIES])
+        zbl = self.zbl
+        if zbl is not None:
+            atomic = atomic + zbl(data)
         out = dict(data)
         out[keys.ATOMIC_ENERGY] = atomic
         out[keys.TOTAL_ENERGY] = scatter_sum(atomic, data[keys.BATCH], data[keys.N_ATOMS].shape[0])

@@ -63,6 +63,9 @@ MODEL_REGISTRY = {
 
 #: constructor arguments the trainer fills from the data, not from ``configs/model/<name>.yaml``
 DATA_DERIVED = ("species", "e0", "scale", "shift", "avg_num_neighbors")
+#: settings every model takes, handled here rather than by the model class: ``zbl`` adds the
+#: screened nuclear repulsion (``mlip.nn.zbl``) to the model's per-atom energies
+COMMON_KEYS = ("zbl",)
 
 
 def model_class(name: str) -> type:
@@ -76,7 +79,7 @@ def accepted_keys(name: str) -> List[str]:
     """Config keys ``model.<key>`` that model ``name`` takes: its constructor's arguments other than
     the data-derived ones, plus ``name``."""
     params = inspect.signature(model_class(name)).parameters
-    return ["name"] + [p for p in params if p != "self" and p not in DATA_DERIVED]
+    return ["name"] + [p for p in params if p != "self" and p not in DATA_DERIVED] + list(COMMON_KEYS)
 
 
 def check_model_keys(name: str, keys: Iterable[str]) -> None:
@@ -92,9 +95,11 @@ def check_model_settings(name: str, settings: Dict[str, Any]) -> None:
     """Keys, then the model's own ranges and combinations before any data is read: the optional
     static hook ``check_settings(settings)`` of the model class (raising ``ConfigError``)."""
     check_model_keys(name, settings)
+    if settings.get("zbl") not in (None, True, False):
+        raise ConfigError(f"model.zbl={settings['zbl']!r} must be true or false")
     hook = getattr(model_class(name), "check_settings", None)
     if hook is not None:
-        hook({k: v for k, v in settings.items() if k != "name"})
+        hook({k: v for k, v in settings.items() if k != "name" and k not in COMMON_KEYS})
 
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
@@ -103,8 +108,11 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     meet the contract raises ``contract.ModelContractError`` naming what it lacks."""
     cls = model_class(name)
     check_model_keys(name, kwargs)
+    zbl = bool(kwargs.pop("zbl", False))
     model = cls(**kwargs)
     contract.check_energy_model(model, name)
+    if zbl:
+        contract.energy_tail(model).enable_zbl([int(z) for z in kwargs["species"]])
     return model
 
 
