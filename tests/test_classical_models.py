@@ -293,3 +293,24 @@ def test_smoothness_penalty_acts_on_every_tabulated_function():
     penalty.backward()
     assert em.phi_values.grad.abs().sum() > 0 and em.embedding_values.grad.abs().sum() > 0
     assert em.energies.e0.grad is None  # E0 is never penalised
+
+
+def test_boltzmann_inversion_start_recovers_the_potential(tmp_path):
+    """g(r) = exp(-V/kT) of a known Morse pair inverts to V at the knots (model.init_rdf)."""
+    import numpy as np
+
+    from mlip.models import build_model
+    from mlip.models.classical.pair import morse
+
+    T = 500.0
+    kT = 8.617333262e-5 * T
+    r = np.linspace(0.5, 5.0, 400)
+    v = morse(torch.tensor(r), torch.tensor(0.3), torch.tensor(1.4), torch.tensor(2.6)).numpy()
+    np.savetxt(tmp_path / "rdf.dat", np.stack([r, np.exp(-v / kT)], axis=1))
+    model = build_model("spline_pair", species=[18], cutoff=5.0, e0=[0.0], n_knots=12, r_min=2.0,
+                        init_rdf=str(tmp_path / "rdf.dat"), init_temperature=T)
+    knots = model.spline.knots().double()
+    expected = morse(knots, torch.tensor(0.3), torch.tensor(1.4), torch.tensor(2.6))
+    torch.testing.assert_close(model.knot_values[0].double(), expected, atol=2e-4, rtol=0)
+    model.initialize_from_data([])  # the inverted start is kept, not reset to the Morse default
+    torch.testing.assert_close(model.knot_values[0].double(), expected, atol=2e-4, rtol=0)

@@ -15,10 +15,11 @@ f(r) of ``mlip.nn.cutoff`` (E, dE/dr and d2E/dr2 go to zero at the cutoff):
 P = S(S+1)/2 pairs in the order of ``pair_names``. Parameters are plain, unconstrained
 ``nn.Parameter``s named as above, so Fisher and identifiability tables read in physical units.
 ``initialize_from_data`` sets sigma, r_e and the spline's starting shape from the shortest
-distance of each pair in the training data.
+distance of each pair in the training data, unless ``model.init_rdf`` gave the spline a start by
+Boltzmann inversion of a radial distribution function, U(r) = -k_B T ln g(r).
 """
 
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 import torch
 
@@ -125,7 +126,8 @@ class SplinePair(PairPotential):
 
     def __init__(self, species: List[int], cutoff: float, e0: List[float], scale: float = 1.0,
                  shift: float = 0.0, avg_num_neighbors: float = 1.0, n_knots: int = 16, r_min: float = 1.5,
-                 D_e_init: float = 0.5, a_init: float = 1.5, cutoff_p: int = 6, fit_e0: bool = False):
+                 D_e_init: float = 0.5, a_init: float = 1.5, cutoff_p: int = 6, fit_e0: bool = False,
+                 init_rdf: Optional[str] = None, init_temperature: float = 300.0):
         super().__init__(species, cutoff, e0, cutoff_p, fit_e0)
         if not 0.0 < r_min < cutoff:
             raise ConfigError(f"model.r_min={r_min} must lie between 0 and the cutoff {cutoff}")
@@ -135,6 +137,10 @@ class SplinePair(PairPotential):
         self.spline = UniformCubicSpline(r_min, cutoff, n_knots)
         self.knot_values = torch.nn.Parameter(torch.zeros(self.n_pairs, n_knots))
         self._set_morse_shape(covalent_bond_lengths(self.species))
+        #: the start came from a g(r) (Boltzmann inversion): the data's distances do not reset it
+        self.from_rdf = bool(init_rdf)
+        if init_rdf:
+            self._boltzmann_inversion(str(init_rdf), float(init_temperature))
 
     @torch.no_grad()
     def _set_morse_shape(self, r_e: torch.Tensor) -> None:
@@ -147,8 +153,42 @@ class SplinePair(PairPotential):
         return self.spline(self.knot_values, pair, r)
 
     @torch.no_grad()
+    def _boltzmann_inversion(self, path: str, temperature: float) -> None:
+        """Knot values U(r) = -k_B T ln g(r) from a radial distribution function file: columns
+        r (Å) and g(r), one g column per species pair in ``pair_names`` order (or one for all).
+        Where g(r) < 1e-3 (no sampled contacts) U continues as a straight line with the slope of
+        the first sampled points, so the wall stays repulsive."""
+        import numpy as np
+
+        from mlip.errors import DataError
+
+        try:
+            table = np.loadtxt(path, ndmin=2)
+        except (OSError, ValueError) as err:
+            raise DataError(f"model.init_rdf: cannot read it as columns r, g(r) ({err})", path) from None
+        if table.shape[1] not in (2, self.n_pairs + 1):
+            raise DataError(f"model.init_rdf: {table.shape[1]} columns; expected r and 1 or {self.n_pairs} g(r) "
+                            f"columns (pairs {', '.join(self.pair_names)})", path)
+        r = table[:, 0]
+        knots = self.spline.knots().cpu().numpy()
+        k_t = 8.617333262e-5 * temperature  # eV
+        for p in range(self.n_pairs):
+            g = table[:, 1 + (p if table.shape[1] > 2 else 0)]
+            ok = g > 1e-3
+            if ok.sum() < 2:
+                raise DataError(f"model.init_rdf: g(r) of pair {self.pair_names[p]} is never above 1e-3", path)
+            u = -k_t * np.log(np.interp(knots, r[ok], g[ok]))
+            first = r[ok][0]
+            r2, g2 = r[ok][:2], g[ok][:2]
+            slope = -k_t * (np.log(g2[1]) - np.log(g2[0])) / (r2[1] - r2[0])
+            below = knots < first
+            u[below] = -k_t * np.log(g[ok][0]) + slope * (knots[below] - first)
+            self.knot_values[p].copy_(torch.as_tensor(u, dtype=self.knot_values.dtype))
+
+    @torch.no_grad()
     def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:
-        self._set_morse_shape(self.nearest_neighbour_distances(batches))
+        if not self.from_rdf:
+            self._set_morse_shape(self.nearest_neighbour_distances(batches))
 
     def smooth_functions(self) -> List[torch.Tensor]:
         return [self.knot_values]
