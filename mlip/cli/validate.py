@@ -130,6 +130,11 @@ def main(args: argparse.Namespace) -> int:
         write_json(folder / "validation.json", results)
         write_text(folder / "validation.md", report.markdown(results, model_path))
         plots = report.plots(results, folder)
+        if "md" in results["model"]:  # g(r) as columns, e.g. for spline_pair's model.init_rdf
+            md = results["model"]["md"]
+            write_text(folder / "rdf.dat", f"# r (Å)  g(r) of the model, NVT {md['temperature']:g} K\n"
+                       + "".join(f"{r:.5f} {g:.6f}\n" for r, g in zip(md["r"], md["g"])))
+            plots.append("rdf.dat")
     except (*USER_ERRORS, FileNotFoundError, ImportError) as err:
         print(f"mlip validate: error: {err}", file=sys.stderr)
         return 1
