@@ -306,7 +306,14 @@ def _check_optimizer(cfg: DictConfig) -> None:
 def _check_loss(cfg: DictConfig) -> None:
     """loss.sigma (> 0, null or 'learned'), loss.sigma_init (> 0), loss.huber_delta (> 0 or null);
     no other key in loss (the arguments of training.loss.WeightedLoss)."""
-    _known_keys(cfg, "loss", ("sigma", "huber_delta", "sigma_init"))
+    _known_keys(cfg, "loss", ("sigma", "huber_delta", "sigma_init", "properties"))
+    props = _get(cfg, "loss.properties")
+    if props not in (_ABSENT, None):
+        from mlip.training.property_loss import check_properties
+
+        if not isinstance(props, list):
+            _fail("loss.properties", props, "must be a list of {structure, elastic, sigma} entries")
+        check_properties(list(props))
     sigma = _get(cfg, "loss.sigma")
     kinds = targets.names()
     if isinstance(sigma, str) and sigma != "learned":

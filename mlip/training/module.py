@@ -31,6 +31,7 @@ from mlip.training.builders import build_optimizer
 from mlip.training.checkpoint_versions import stamp
 from mlip.training.loss import WeightedLoss, residuals
 from mlip.training.metrics import MetricAccumulator, WeightedMean
+from mlip.training.property_loss import PropertyLoss
 from mlip.training.regularization import Regularizer
 from mlip.training.schedule import make_scheduler
 
@@ -42,6 +43,8 @@ class PotentialModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = ForcesAndStress(build_model(**model_config))
+        loss_config = dict(loss_config)
+        self.property_loss = PropertyLoss(loss_config.pop("properties", None))
         self.loss_fn = WeightedLoss(**loss_config)
         self.regularizer = Regularizer(regularization_config, self.model.energy_model, model_config.get("name"))
         self.config_types = list(config_types or ["default"])
@@ -64,6 +67,10 @@ class PotentialModule(L.LightningModule):
         need_stress = keys.STRESS in self.loss_fn.kinds and bool(batch[keys.STRESS_MASK].any())
         out = self.model(batch, compute_forces=True, compute_stress=need_stress, create_graph=True)
         data_loss, terms = self.loss_fn(out, batch)
+        if self.property_loss.active:  # elastic constants of given structures, through the model
+            property_term, _ = self.property_loss(self.energy_model)
+            terms = {**terms, "properties": property_term}
+            data_loss = data_loss + property_term
         loss = data_loss
         if self.regularizer.active:
             penalty = self.regularizer(self.energy_model)
@@ -114,6 +121,11 @@ class PotentialModule(L.LightningModule):
         for name, value in self._val["metrics"].compute().items():
             show = name in ("energy_mae", "forces_mae")
             self.log(f"val/{name}", value, prog_bar=show)
+        if self.property_loss.active:
+            with torch.enable_grad():
+                _, predicted = self.property_loss(self.energy_model, create_graph=False)
+            for name, value in predicted.items():
+                self.log(f"val/{name}", value)
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
