@@ -235,9 +235,8 @@ def _preprocess(store: "_Store", paths: List[Path], output: str, cutoff: float, 
 
     bar = _progress_bar(progress)
     try:
-        for k in todo:
-            _run_source(store, sources, k, label_keys, config, workers, bar)
-            store.put_json({b"sources": sources})
+        _run_sources(store, sources, todo, label_keys, config, workers, bar)
+        store.put_json({b"sources": sources})
     finally:
         bar.close()
     return _write_manifest(store, sources, complete=True)
@@ -289,11 +288,11 @@ def _tasks(source: Dict[str, Any], source_id: int, keys: Dict[str, str], config:
     source["n_frames"] = n
 
 
-def _run_source(store: _Store, sources: List[Dict[str, Any]], source_id: int, keys: Dict[str, str],
-                config: Dict[str, Any], workers: int, bar) -> None:
-    source = sources[source_id]
-    done = store.done_chunks(source_id)
-    tasks = _tasks(source, source_id, keys, config, done)
+def _run_sources(store: _Store, sources: List[Dict[str, Any]], todo: List[int], keys: Dict[str, str],
+                 config: Dict[str, Any], workers: int, bar) -> None:
+    """The chunks still to do of every source in ``todo``, through one pool of ``workers`` processes
+    (one pool for all files: many small files do not start a pool each)."""
+    tasks = (task for k in todo for task in _tasks(sources[k], k, keys, config, store.done_chunks(k)))
     if workers == 1:
         for task in tasks:
             _commit(store, _label_chunk(task), bar)
