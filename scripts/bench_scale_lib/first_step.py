@@ -7,7 +7,8 @@ how long the following steps take, written as JSON (one file per rank).
 Times are ``time.time()``; the launch time is the environment variable ``MLIP_BENCH_T0`` (set by
 the launcher just before starting the process) and the process start time comes from
 ``/proc/self/stat``. Memory (``/proc/self/status``) is recorded at the first step and at the end.
-Imports only lightning.
+``cpu_step_s``: the process's CPU seconds per step (this process only: loader workers not
+included), less sensitive than wall time to other jobs on a shared machine. Imports only lightning.
 """
 
 import json
@@ -48,9 +49,11 @@ class FirstStepTimer(Callback):
         self.out_file = out_file
         self.warmup = warmup
         self.first = None
+        self.cpu_first = None
         self.fit_start = None
         self.train_start = None
         self.ends = []
+        self.cpu_ends = []
         self.mem_first = {}
 
     def on_fit_start(self, trainer, pl_module):
@@ -62,21 +65,26 @@ class FirstStepTimer(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.first is None:
             self.first = time.time()
+            self.cpu_first = time.process_time()
             self.mem_first = memory()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.ends.append(time.time())
+        self.cpu_ends.append(time.process_time())
 
     def on_train_end(self, trainer, pl_module):
         launch = float(os.environ.get("MLIP_BENCH_T0", "nan"))
         start = process_start_time()
         timed = self.ends[self.warmup:]
         steps_per_s = (len(timed) - 1) / (timed[-1] - timed[0]) if len(timed) > 1 else None
+        cpu = self.cpu_ends[self.warmup:]
+        cpu_step_s = (cpu[-1] - cpu[0]) / (len(cpu) - 1) if len(cpu) > 1 else None
         data = {"rank": trainer.global_rank, "world_size": trainer.world_size, "launch": launch,
                 "process_start": start, "fit_start": self.fit_start, "train_start": self.train_start,
                 "first_step": self.first, "first_step_since_launch": self.first - launch,
                 "first_step_since_process_start": self.first - start, "steps": len(self.ends),
                 "steps_per_s": steps_per_s, "step_s": 1 / steps_per_s if steps_per_s else None,
+                "cpu_step_s": cpu_step_s, "cpu_first_step": self.cpu_first,
                 "memory_first_step": self.mem_first, "memory_end": memory()}
         root, ext = os.path.splitext(self.out_file)
         path = f"{root}.rank{trainer.global_rank}{ext}"

@@ -53,12 +53,13 @@ def loader(args) -> dict:
     t0 = time.time()
     batches = _cycle(dm.train_dataloader())
     next(batches)
-    t1 = time.time()
+    t1, c1 = time.time(), time.process_time()
     frames = 0
     for _, batch in zip(range(args.batches), batches):
         frames += int(batch["n_atoms"].shape[0])
-    t2 = time.time()
-    return {"mode": "loader", "workers": args.workers, "batch_size": args.batch_size, "prepare_s": prepare_s,
+    t2, c2 = time.time(), time.process_time()
+    return {"main_cpu_s_per_frame": (c2 - c1) / frames,
+            "mode": "loader", "workers": args.workers, "batch_size": args.batch_size, "prepare_s": prepare_s,
             "prepare_anon_bytes": dm.prepare_anon_bytes, "n_frames": sum(len(d) for d in dm.datasets.values()),
             "first_batch_s": t1 - t0, "frames": frames, "seconds": t2 - t1, "frames_per_s": frames / (t2 - t1),
             "batch_s": (t2 - t1) / args.batches}
@@ -94,11 +95,13 @@ def step(args) -> dict:
 
     for b in batches[:2]:
         one(b)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for b in batches[2:]:
         one(b)
     step_s = (time.perf_counter() - t) / args.steps
+    cpu_step_s = (time.process_time() - c) / args.steps
     return {"mode": "step", "model": args.model, "batch_size": args.batch_size, "step_s": step_s,
+            "cpu_step_s": cpu_step_s,
             "frames_per_s": args.batch_size / step_s,
             "n_params": sum(p.numel() for p in module.model.parameters()),
             "atoms_per_batch": sum(int(b["positions"].shape[0]) for b in batches) / len(batches)}

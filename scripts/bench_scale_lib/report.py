@@ -72,6 +72,7 @@ def _train_row(r: Dict) -> List[List[str]]:
                     _f(rank and rank["first_step_since_launch"]),
                     _f(rank and (rank["fit_start"] - rank["process_start"])),
                     _f(rank and rank["steps_per_s"], "{:.2f}"),
+                    _f(rank and rank.get("cpu_step_s") and 1 / rank["cpu_step_s"], "{:.2f}"),
                     _mb(_role(roles, who, "VmHWM")), _mb(_role(roles, who, "RssAnon")),
                     _mb(_role(roles, who, "RssFile")),
                     _mb(rank and rank["memory_first_step"].get("RssAnon")),
@@ -82,7 +83,8 @@ def _train_row(r: Dict) -> List[List[str]]:
 
 
 TRAIN_HEADER = ["run", "set", "ranks", "loader workers", "rank", "first step s (from launch)",
-                "launch to fit s", "steps/s", "peak RSS MB", "peak anon MB", "peak file MB", "anon at 1st step MB",
+                "launch to fit s", "steps/s", "steps per CPU s", "peak RSS MB", "peak anon MB", "peak file MB",
+                "anon at 1st step MB",
                 "workers: n x peak RSS MB", "wall s", "load before", "status"]
 
 
@@ -97,18 +99,21 @@ def training(work: Path, name: str) -> str:
 def loaders(work: Path) -> str:
     results = load(work, "loader") or []
     rows = [[r["size"], r["workers"], f"{r['frames_per_s']:.0f}", f"{1e3 * r['batch_s']:.1f}",
+             f"{1e6 * r['main_cpu_s_per_frame']:.0f}",
              f"{r['first_batch_s']:.2f}", f"{r['prepare_s']:.2f}",
              f"{r['prepare_anon_bytes'] / r['n_frames']:,.0f}", _mb(_role(r["roles"], "main", "VmHWM")),
              _mb(_children(r["roles"], "main").get("VmHWM")), r["load_before"]]
             for r in results if r["mode"] == "loader"]
     steps = [[r["model"], f"{r['n_params']:,}", f"{r['atoms_per_batch']:.0f}", f"{1e3 * r['step_s']:.0f}",
-              f"{r['frames_per_s']:.1f}", r["load_before"]] for r in results if r["mode"] == "step"]
+              f"{1e3 * r['cpu_step_s']:.0f}", f"{r['frames_per_s']:.1f}", r["load_before"]]
+             for r in results if r["mode"] == "step"]
     out = ""
     if rows:
-        out += _table(["set", "workers", "frames/s", "ms per batch of 8", "first batch s", "prepare s",
-                       "prepare anon bytes/frame", "main peak RSS MB", "worker peak RSS MB", "load before"], rows)
+        out += _table(["set", "workers", "frames/s", "ms per batch of 8", "main CPU µs/frame", "first batch s",
+                       "prepare s", "prepare anon bytes/frame", "main peak RSS MB", "worker peak RSS MB",
+                       "load before"], rows)
     if steps:
-        out += "\n" + _table(["model", "params", "atoms per batch", "training step ms (batch 8)", "frames/s",
+        out += "\n" + _table(["model", "params", "atoms per batch", "training step ms (batch 8)", "CPU ms", "frames/s",
                               "load before"], steps)
     return out
 
