@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scale_lib.common import load_average, log, save  # noqa: E402
+from bench_scale_lib.common import load, load_average, log, save  # noqa: E402
 
-STEPS = ("generate", "preprocess", "train", "loader", "formats", "ddp", "report")
+STEPS = ("generate", "preprocess", "train", "loader", "formats", "ddp", "extra", "report")
 
 
 def step_generate(args, work: Path) -> None:
@@ -105,6 +105,56 @@ def step_ddp(args, work: Path) -> None:
         save(work, "ddp", results)
 
 
+def _split_files(src: Path, dest: Path, per_file: int) -> list:
+    """The frames of ``src``'s chunk files rewritten ``per_file`` frames to a file under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    frames, out = [], []
+    for f in sorted(src.glob("chunk_*.extxyz")):
+        lines = f.read_text().splitlines(keepends=True)
+        i = 0
+        while i < len(lines):
+            n = int(lines[i])
+            frames.append("".join(lines[i:i + n + 2]))
+            i += n + 2
+    for k in range(0, len(frames), per_file):
+        path = dest / f"part_{k // per_file:05d}.extxyz"
+        if not path.exists():
+            path.write_text("".join(frames[k:k + per_file]))
+        out.append(path)
+    return out
+
+
+def step_extra(args, work: Path) -> None:
+    """Checks of problems seen in the main steps: preprocessing many small files (a process pool
+    per file), the main process's memory over a one-worker preprocessing run, and training the
+    large set from one extxyz file (in memory) for contrast."""
+    from bench_scale_lib.runs import preprocess, train
+
+    results = load(work, "extra") or {}
+    if "many_files" not in results:
+        files = _split_files(work / "small", work / "small_split", 20)
+        results["many_files"] = []
+        for workers in (1, 2):
+            log(f"preprocess {len(files)} files of 20 frames with {workers} worker(s)")
+            results["many_files"].append(preprocess(files, work / "small_split.mlipdata", workers, work / "logs"))
+        save(work, "extra", results)
+    if "preprocess_series" not in results:
+        log("preprocess large with 1 worker, memory over time")
+        results["preprocess_series"] = preprocess(_chunks(work, "large"), work / "large_w1.mlipdata", 1, work / "logs")
+        shutil.rmtree(work / "large_w1.mlipdata")
+        save(work, "extra", results)
+    if args.extxyz_large and "extxyz_large" not in results:
+        joined = work / "large_all.extxyz"
+        if not joined.exists():
+            with open(joined, "w") as out:
+                for f in _chunks(work, "large"):
+                    out.write(f.read_text())
+        results["extxyz_large"] = train("invariant_large_extxyz", str(joined), _store_frames(work, "large"), work,
+                                        steps=args.train_steps, eval_frames=args.eval_frames, extra=args.extra)
+        results["extxyz_large"]["size"] = "large"
+        save(work, "extra", results)
+
+
 def _subprocess_json(cmd, log_name: str, work: Path):
     from bench_scale_lib.common import job_env
     from bench_scale_lib.procmon import peaks_by_role, run_monitored
@@ -161,7 +211,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/mlip-scale", help="data and results folder (default /tmp/mlip-scale)")
     parser.add_argument("--steps", default=None, help=f"comma-separated, of {', '.join(STEPS)} (default all; "
-                        "with --smoke all but train and ddp)")
+                        "with --smoke all but train, ddp and extra)")
     parser.add_argument("--large-chunks", type=int, default=20, help="chunk files of the large set (default 20)")
     parser.add_argument("--small-chunks", type=int, default=2, help="chunk files of the small set (default 2)")
     parser.add_argument("--chunk-frames", type=int, default=1000, help="frames per chunk file (default 1000)")
@@ -174,6 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument("--loader-batches", type=int, default=100, help="batches timed per loader (default 100)")
     parser.add_argument("--step-batches", type=int, default=8, help="training steps timed per model (default 8)")
     parser.add_argument("--format-frames", type=int, default=2000, help="random frames of the format benchmark")
+    parser.add_argument("--extxyz-large", action="store_true",
+                        help="extra: also train the large set from one extxyz file (in memory: several GB)")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny run (a few hundred atoms, in <work>/smoke) that prints the section instead of "
                         "appending it; add --steps ...,train,ddp to try the training runs too (slower)")
@@ -191,7 +243,7 @@ def main(argv=None) -> int:
         args.sizes_workers = [(size, w) for size in ("small", "large") for w in (1, 2)]
         args.loader_plan = [("small", 0), ("small", 2), ("large", 0), ("large", 1), ("large", 2)]
         args.extra = []
-    steps = (args.steps or ",".join(s for s in STEPS if not (args.smoke and s in ("train", "ddp")))).split(",")
+    steps = (args.steps or ",".join(s for s in STEPS if not (args.smoke and s in ("train", "ddp", "extra")))).split(",")
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         parser.error(f"unknown step {unknown[0]!r}; steps: {', '.join(STEPS)}")

@@ -59,13 +59,15 @@ def _role(pid: int, root: int) -> str:
 
 def run_monitored(cmd: List[str], env: Dict[str, str], log_path: Path, interval: float = 0.2,
                   timeout: Optional[float] = None, cwd: Optional[str] = None) -> Dict:
-    """Run ``cmd``; returns ``{"rc", "wall_s", "processes": [{pid, role, parent_role, peak fields}]}``."""
+    """Run ``cmd``; returns ``{"rc", "wall_s", "processes": [{pid, role, parent_role, peak fields}],
+    "main_anon_series": [(seconds, RssAnon bytes) of the command's own process, about once a second]}``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env={**env, "MLIP_BENCH_T0": repr(t0)}, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=cwd)
         seen: Dict[int, Dict] = {}
+        series: List = []  # (seconds, RssAnon of the command's own process), about once a second
         while proc.poll() is None:
             if timeout is not None and time.time() - t0 > timeout:
                 proc.kill()
@@ -86,12 +88,15 @@ def run_monitored(cmd: List[str], env: Dict[str, str], log_path: Path, interval:
                     rec = seen[pid] = {"pid": pid, "role": _role(pid, proc.pid), "parent": parent}
                 for key, value in st.items():
                     rec[key] = max(rec.get(key, 0), value)
+                if pid == proc.pid and (not series or time.time() - t0 - series[-1][0] >= 1.0):
+                    series.append((round(time.time() - t0, 1), st.get("RssAnon", 0)))
             time.sleep(interval)
         rc = proc.wait()
     wall = time.time() - t0
     for rec in seen.values():
         rec["parent_role"] = seen[rec["parent"]]["role"] if rec["parent"] in seen else None
-    return {"rc": rc, "wall_s": wall, "cmd": cmd, "log": str(log_path), "processes": list(seen.values())}
+    return {"rc": rc, "wall_s": wall, "cmd": cmd, "log": str(log_path), "processes": list(seen.values()),
+            "main_anon_series": series}
 
 
 def peaks_by_role(processes: List[Dict]) -> Dict[str, Dict[str, int]]:

@@ -134,6 +134,28 @@ def formats(work: Path) -> str:
             f"{r['edges_per_atom']:.1f} directed edges per atom within {r['cutoff']:g} Å.\n")
 
 
+def extra(work: Path) -> str:
+    r = load(work, "extra")
+    if not r:
+        return ""
+    out = ""
+    if r.get("many_files"):
+        rows = [[len(x["cmd"]) - 7, x["workers"], f"{x['frames']:,}", f"{x['wall_s']:.1f}", f"{x['frames_per_s']:.0f}",
+                 _children(x["roles"], "main").get("count", 0), x["load_before"]] for x in r["many_files"]]
+        out += ("Many small files (the small set rewritten 20 frames to a file):\n\n"
+                + _table(["files", "workers", "frames", "wall s", "frames/s", "worker processes started",
+                          "load before"], rows) + "\n")
+    series = (r.get("preprocess_series") or {}).get("main_anon_series") or []
+    if series:
+        marks = [series[int(k * (len(series) - 1) / 4)] for k in range(5)]
+        out += ("Anonymous memory of the main process over `mlip preprocess` of the large set with `--workers 1` "
+                "(seconds: MB): " + ", ".join(f"{t:.0f} s: {a / MB:.0f}" for t, a in marks) + ".\n\n")
+    if r.get("extxyz_large"):
+        out += "The large set trained from one extxyz file (in memory):\n\n" + _table(
+            TRAIN_HEADER, _train_row(r["extxyz_large"])) + f"\n`{r['extxyz_large']['cmd_text']}`\n"
+    return out
+
+
 def section(work: Path, args) -> str:
     from bench_common import commit, machine
 
@@ -146,7 +168,7 @@ def section(work: Path, args) -> str:
                         ("Training per rank (`python train.py`)", training(work, "train")),
                         ("Loader throughput against the model's step time", loaders(work)),
                         ("Format and neighbour lists", formats(work)),
-                        ("DDP on the CPU (gloo)", training(work, "ddp"))):
+                        ("DDP on the CPU (gloo)", training(work, "ddp")), ("Further checks", extra(work))):
         if body:
             parts.append(f"### {title}\n\n{body}\n")
     return "".join(parts)
