@@ -140,7 +140,8 @@ def extra(work: Path) -> str:
         return ""
     out = ""
     if r.get("many_files"):
-        rows = [[len(x["cmd"]) - 7, x["workers"], f"{x['frames']:,}", f"{x['wall_s']:.1f}", f"{x['frames_per_s']:.0f}",
+        rows = [[sum(str(c).endswith(".extxyz") for c in x["cmd"]), x["workers"], f"{x['frames']:,}",
+                 f"{x['wall_s']:.1f}", f"{x['frames_per_s']:.0f}",
                  _children(x["roles"], "main").get("count", 0), x["load_before"]] for x in r["many_files"]]
         out += ("Many small files (the small set rewritten 20 frames to a file):\n\n"
                 + _table(["files", "workers", "frames", "wall s", "frames/s", "worker processes started",
