@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _datamodule(store: str, workers: int, batch_size: int):
@@ -118,6 +119,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    from lmdb_fork import install
+
+    install()  # loader workers: see lmdb_fork.py
     print(json.dumps(loader(args) if args.mode == "loader" else step(args)), flush=True)
 
 
