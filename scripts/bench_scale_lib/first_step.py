@@ -8,8 +8,7 @@ Times are ``time.time()``; the launch time is the environment variable ``MLIP_BE
 the launcher just before starting the process) and the process start time comes from
 ``/proc/self/stat``. Memory (``/proc/self/status``) is recorded at the first step and at the end.
 ``cpu_step_s``: the process's CPU seconds per step (this process only: loader workers not
-included), less sensitive than wall time to other jobs on a shared machine. Imports only lightning
-(and, with ``lmdb_fork_workaround``, this package's ``lmdb_fork``).
+included), less sensitive than wall time to other jobs on a shared machine. Imports only lightning.
 """
 
 import json
@@ -46,11 +45,7 @@ def memory() -> dict:
 
 
 class FirstStepTimer(Callback):
-    def __init__(self, out_file: str, warmup: int = 3, lmdb_fork_workaround: bool = True):
-        if lmdb_fork_workaround:  # loader workers on an on-disk dataset: see lmdb_fork.py
-            from bench_scale_lib.lmdb_fork import install
-
-            install()
+    def __init__(self, out_file: str, warmup: int = 3):
         self.out_file = out_file
         self.warmup = warmup
         self.first = None

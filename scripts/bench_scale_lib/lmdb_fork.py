@@ -4,17 +4,18 @@ remembers the environments open in a process across ``fork``, so a DataLoader wo
 the main process opened the store (``FrameStore`` always does) fails with "The environment ... is
 already open in this process". Closing the inherited environment in the child lets the worker
 open its own, which is what the reader means to do. Remove once the reader does it itself.
+``fork_site/sitecustomize.py`` does the same from interpreter start-up (for ``python train.py``).
 """
 
 import os
+import sys
 
 _registered = False
 
 
 def _close_inherited() -> None:
-    try:
-        from mlip.data.store import reader
-    except ImportError:
+    reader = sys.modules.get("mlip.data.store.reader")
+    if reader is None:
         return
     for key in [k for k in reader._ENVS if k[0] != os.getpid()]:
         reader._ENVS.pop(key).close()
