@@ -3,7 +3,9 @@
 Per process: ``VmHWM`` (the kernel's peak resident set, exact up to the last poll before exit) and
 the largest ``RssAnon`` (private heap, what the process itself allocated) and ``RssFile``
 (file-backed pages: shared libraries and memory-mapped files such as the LMDB map, shared with
-the page cache and other processes, reclaimable) seen while polling. A process is labelled
+the page cache and other processes, reclaimable) seen while polling, and the largest proportional
+set sizes ``Pss``/``Pss_Anon`` (shared pages divided among the processes mapping them, so that
+forked workers' copy-on-write pages are not counted once per process), read about once a second. A process is labelled
 ``main`` (the command), ``rank <r>`` (a DDP rank: ``LOCAL_RANK`` in its environment) or
 ``child`` (loader or preprocessing workers), with its parent's label.
 """
@@ -14,12 +16,16 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-FIELDS = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")
+FIELDS = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "Pss", "Pss_Anon", "Pss_File")
+#: seconds between reads of smaps_rollup (proportional set sizes: shared pages divided among their users)
+PSS_INTERVAL = 1.0
 
 
-def _status(pid: int) -> Optional[Dict[str, int]]:
+def _status(pid: int, pss: bool = False) -> Optional[Dict[str, int]]:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
+        if pss:
+            text += Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return None
     out = {}
@@ -68,7 +74,11 @@ def run_monitored(cmd: List[str], env: Dict[str, str], log_path: Path, interval:
                                 cwd=cwd)
         seen: Dict[int, Dict] = {}
         series: List = []  # (seconds, RssAnon of the command's own process), about once a second
+        last_pss = 0.0
         while proc.poll() is None:
+            pss = time.time() - last_pss >= PSS_INTERVAL
+            if pss:
+                last_pss = time.time()
             if timeout is not None and time.time() - t0 > timeout:
                 proc.kill()
                 break
@@ -79,7 +89,7 @@ def run_monitored(cmd: List[str], env: Dict[str, str], log_path: Path, interval:
                 tree.append(pid)
                 todo += kids.get(pid, [])
             for pid in tree:
-                st = _status(pid)
+                st = _status(pid, pss)
                 if st is None:
                     continue
                 rec = seen.get(pid)

@@ -74,18 +74,18 @@ def _train_row(r: Dict) -> List[List[str]]:
                     _f(rank and rank["steps_per_s"], "{:.2f}"),
                     _f(rank and rank.get("cpu_step_s") and 1 / rank["cpu_step_s"], "{:.2f}"),
                     _mb(_role(roles, who, "VmHWM")), _mb(_role(roles, who, "RssAnon")),
-                    _mb(_role(roles, who, "RssFile")),
+                    _mb(_role(roles, who, "RssFile")), _mb(_role(roles, who, "Pss")),
                     _mb(rank and rank["memory_first_step"].get("RssAnon")),
-                    (f"{kids['count']} x {_mb(kids.get('VmHWM'))} ({_mb(kids.get('RssAnon'))} anon)"
-                     if kids else "-"), f"{r['wall_s']:.0f}", r["load_before"],
+                    (f"{kids['count']} x {_mb(kids.get('VmHWM'))} ({_mb(kids.get('RssAnon'))} anon, "
+                     f"PSS {_mb(kids.get('Pss'))})" if kids else "-"), f"{r['wall_s']:.0f}", r["load_before"],
                     "ok" if r["rc"] == 0 else f"rc {r['rc']}"])
     return out
 
 
 TRAIN_HEADER = ["run", "set", "ranks", "loader workers", "rank", "first step s (from launch)",
                 "launch to fit s", "steps/s", "steps per CPU s", "peak RSS MB", "peak anon MB", "peak file MB",
-                "anon at 1st step MB",
-                "workers: n x peak RSS MB", "wall s", "load before", "status"]
+                "peak PSS MB", "anon at 1st step MB",
+                "workers: n x peak RSS MB (anon, PSS)", "wall s", "load before", "status"]
 
 
 def training(work: Path, name: str) -> str:
