@@ -73,7 +73,8 @@ def _train_row(r: Dict) -> List[List[str]]:
                     _f(rank and (rank["fit_start"] - rank["process_start"])),
                     _f(rank and rank["steps_per_s"], "{:.2f}"),
                     _f(rank and rank.get("cpu_step_s") and 1 / rank["cpu_step_s"], "{:.2f}"),
-                    _mb(_role(roles, who, "VmHWM")), _mb(_role(roles, who, "RssAnon")),
+                    _mb(max(_role(roles, who, "VmHWM") or 0, (rank or {}).get("memory_end", {}).get("VmHWM", 0))),
+                    _mb(_role(roles, who, "RssAnon")),
                     _mb(_role(roles, who, "RssFile")), _mb(_role(roles, who, "Pss")),
                     _mb(rank and rank["memory_first_step"].get("RssAnon")),
                     (f"{kids['count']} x {_mb(kids.get('VmHWM'))} ({_mb(kids.get('RssAnon'))} anon, "
@@ -83,7 +84,7 @@ def _train_row(r: Dict) -> List[List[str]]:
 
 
 TRAIN_HEADER = ["run", "set", "ranks", "loader workers", "rank", "first step s (from launch)",
-                "launch to fit s", "steps/s", "steps per CPU s", "peak RSS MB", "peak anon MB", "peak file MB",
+                "process start to fit s", "steps/s", "steps per CPU s", "peak RSS MB", "peak anon MB", "peak file MB",
                 "peak PSS MB", "anon at 1st step MB",
                 "workers: n x peak RSS MB (anon, PSS)", "wall s", "load before", "status"]
 
@@ -161,7 +162,10 @@ def section(work: Path, args) -> str:
     from bench_common import commit, machine
 
     parts = [f"\n## Scaling of the on-disk dataset (issue 12), {time.strftime('%Y-%m-%d')}\n\n",
-             f"- command: `OMP_NUM_THREADS=1 python scripts/bench_scale.py --work {work}` (mlip commit {commit()})\n",
+             f"- command: `OMP_NUM_THREADS=1 python scripts/bench_scale.py --work {work}"
+             + (" --worker-run" if getattr(args, "worker_run", False) else "")
+             + (" --extxyz-large" if getattr(args, "extxyz_large", False) else "")
+             + f"` (mlip commit {commit()}; steps may run one by one with `--steps`, into the same results)\n",
              f"- machine: {machine()}; every timed job one thread, one at a time (except the 2-process generation "
              "and `--workers 2` preprocessing); the other core was shared with another engineer's test runs "
              "(load average in the tables)\n\n"]
