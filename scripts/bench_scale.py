@@ -5,7 +5,7 @@ format and neighbour-list micro-benchmarks, DDP on the CPU.
     OMP_NUM_THREADS=1 python scripts/bench_scale.py --work /tmp/mlip-scale            # everything
     python scripts/bench_scale.py --steps generate,preprocess                            # some steps
     python scripts/bench_scale.py --steps report                                         # the section only
-    python scripts/bench_scale.py --smoke                                                # a few hundred atoms
+    python scripts/bench_scale.py --smoke                                                # 3 frames, seconds
 
 Cu-Ag EMT data is generated in parallel chunks (``bench_scale_lib/generate.py``) under ``--work``
 (never committed): ``large/`` holds ``--large-chunks`` chunk files, ``small/`` a copy of the first
@@ -178,7 +178,7 @@ def step_loader(args, work: Path) -> None:
                                work)
         results.append({**res, "size": size})
         save(work, "loader", results)
-    for model in ("invariant", "equivariant"):
+    for model in args.step_models:
         log(f"step time of {model}")
         res = _subprocess_json([sys.executable, str(lib), "step", str(work / "large.mlipdata"), "--model", model,
                                 "--steps", str(args.step_batches)], f"step_{model}.log", work)
@@ -189,7 +189,8 @@ def step_loader(args, work: Path) -> None:
 def step_formats(args, work: Path) -> None:
     lib = Path(__file__).resolve().parent / "bench_scale_lib" / "formats.py"
     log("format and neighbour-list micro-benchmark")
-    res = _subprocess_json([sys.executable, str(lib), str(work / "large.mlipdata"), "--h5", str(work / "large.h5"),
+    res = _subprocess_json([sys.executable, str(lib), str(work / f"{args.format_set}.mlipdata"), "--h5",
+                            str(work / f"{args.format_set}.h5"),
                             "--frames", str(args.format_frames)], "formats.log", work)
     save(work, "formats", res)
 
@@ -211,7 +212,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/mlip-scale", help="data and results folder (default /tmp/mlip-scale)")
     parser.add_argument("--steps", default=None, help=f"comma-separated, of {', '.join(STEPS)} (default all; "
-                        "with --smoke all but train, ddp and extra)")
+                        "with --smoke: generate, preprocess, formats, report)")
     parser.add_argument("--large-chunks", type=int, default=20, help="chunk files of the large set (default 20)")
     parser.add_argument("--small-chunks", type=int, default=2, help="chunk files of the small set (default 2)")
     parser.add_argument("--chunk-frames", type=int, default=1000, help="frames per chunk file (default 1000)")
@@ -227,8 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--extxyz-large", action="store_true",
                         help="extra: also train the large set from one extxyz file (in memory: several GB)")
     parser.add_argument("--smoke", action="store_true",
-                        help="a tiny run (a few hundred atoms, in <work>/smoke) that prints the section instead of "
-                        "appending it; add --steps ...,train,ddp to try the training runs too (slower)")
+                        help="a tiny run (3 frames, in <work>/smoke) that prints the section instead of appending it; "
+                        "--smoke --steps generate,preprocess,loader,train,report tries the rest too (slower)")
     args = parser.parse_args(argv)
     work = Path(args.work)
     if args.smoke:
@@ -236,14 +237,17 @@ def main(argv=None) -> int:
         args.large_chunks, args.small_chunks, args.chunk_frames = 2, 1, 3
         args.train_steps = args.train_steps_equivariant = 2
         args.eval_frames, args.loader_batches, args.step_batches, args.format_frames = 1, 1, 1, 4
-        args.sizes_workers = [("small", 1), ("large", 1)]
+        args.sizes_workers = [("small", 1)]
         args.loader_plan = [("small", 0)]
+        args.step_models, args.format_set = (), "small"
         args.extra = ["data.checks.e0_underdetermined=warn"]  # 3 frames of one composition
     else:
         args.sizes_workers = [(size, w) for size in ("small", "large") for w in (1, 2)]
         args.loader_plan = [("small", 0), ("small", 2), ("large", 0), ("large", 1), ("large", 2)]
+        args.step_models, args.format_set = ("invariant", "equivariant"), "large"
         args.extra = []
-    steps = (args.steps or ",".join(s for s in STEPS if not (args.smoke and s in ("train", "ddp", "extra")))).split(",")
+    slow = ("train", "loader", "ddp", "extra")  # left out of --smoke unless asked for with --steps
+    steps = (args.steps or ",".join(s for s in STEPS if not (args.smoke and s in slow))).split(",")
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         parser.error(f"unknown step {unknown[0]!r}; steps: {', '.join(STEPS)}")
