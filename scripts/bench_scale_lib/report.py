@@ -58,7 +58,9 @@ def preprocessing(work: Path) -> str:
         return ""
     return _table(["set", "workers", "frames", "atoms", "wall s", "frames/s", "main peak RSS MB", "main anon MB",
                    "main file MB", "worker peak RSS MB", "worker anon MB", "extxyz MB", "store MB", "load before"],
-                  rows)
+                  rows) + ("\nCommand: `mlip preprocess <work>/<set>/*.extxyz --output <work>/<set>.mlipdata "
+                           "--workers N --no-progress` (a fresh output each time; wall time includes start-up and "
+                           "imports).\n")
 
 
 def _train_row(r: Dict) -> List[List[str]]:
