@@ -119,9 +119,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from lmdb_fork import install
-
-    install()  # loader workers: see lmdb_fork.py
     print(json.dumps(loader(args) if args.mode == "loader" else step(args)), flush=True)
 
 

@@ -1,13 +1,12 @@
 """The monitored jobs: ``mlip preprocess`` and ``python train.py`` runs (one rank or DDP)."""
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .common import LIB, REPO, job_env, load_average, log
+from .common import REPO, job_env, load_average, log
 from .procmon import peaks_by_role, run_monitored
 
 
@@ -63,8 +62,6 @@ def train(name: str, data: str, n_frames: int, work: Path, model: str = "invaria
     load = load_average()
     log(f"train {name}: {' '.join(overrides[:6])} ...")
     env = job_env(1)
-    if num_workers > 0:  # loader workers on an on-disk dataset: see lmdb_fork.py
-        env["PYTHONPATH"] = str(LIB / "fork_site") + os.pathsep + env["PYTHONPATH"]
     res = run_monitored(cmd, env, work / "logs" / f"train_{name}.log", timeout=timeout, cwd=str(REPO))
     res.update(name=name, model=model, data=data, steps=steps, devices=devices, num_workers=num_workers,
                load_before=load, roles=peaks_by_role(res["processes"]),
