@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from mlip.errors import USER_ERRORS, ConfigError, DataError
+from mlip.training.run_frames import resolve_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,22 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="analyse log-parameters (F_ij theta_i theta_j): unit-free spectrum")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     parser.add_argument("--vectors", type=int, default=3, help="stiffest / sloppiest combinations shown")
-
-
-def resolve_source(source: str) -> Tuple[Path, Optional[Path]]:
-    """(checkpoint, run directory or None) of a run directory or checkpoint path."""
-    path = Path(source)
-    if path.is_dir():
-        ckpt = path / "checkpoints" / "best.ckpt"
-        if not ckpt.exists():
-            raise ConfigError(f"{source}: no checkpoints/best.ckpt in this run directory")
-        return ckpt, path
-    if not path.exists():
-        raise ConfigError(f"{source}: no such run directory or checkpoint")
-    for run_dir in (path.parent, path.parent.parent):  # <run>/checkpoints/x.ckpt or <run>/x.ckpt
-        if (run_dir / "config.yaml").exists():
-            return path, run_dir
-    return path, None
 
 
 def load_frames(args: argparse.Namespace, run_dir: Optional[Path]) -> Tuple[List[Any], str]:

@@ -99,13 +99,21 @@ class ExportedPotential(torch.nn.Module):
         edge_index, shifts = torch_neighbor_list(positions, cell, pbc, self.cutoff)
         return self.compute(positions, atomic_numbers, cell, pbc, edge_index, shifts)
 
+    def _checked_graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                       pbc: torch.Tensor, edge_index: torch.Tensor,
+                       cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``compute``'s inputs in the model's dtype as a batch, overlapping atoms refused."""
+        dtype = self.dtype_probe.dtype
+        data = self._graph(positions.to(dtype), atomic_numbers, cell.to(dtype), pbc.to(torch.bool), edge_index,
+                           cell_shifts.to(dtype))
+        self._check_distances(data)
+        return data
+
     @torch.jit.export
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
-        dtype = self.dtype_probe.dtype
-        positions, cell = positions.to(dtype), cell.to(dtype)
-        data = self._graph(positions, atomic_numbers, cell, pbc.to(torch.bool), edge_index, cell_shifts.to(dtype))
-        self._check_distances(data)
+        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
+        positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())
         out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)
         stress = out[keys.PRED_STRESS][0] if periodic else torch.zeros((3, 3), dtype=positions.dtype,

@@ -15,8 +15,7 @@
 """
 
 import fnmatch
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -29,26 +28,14 @@ from mlip.training.checkpoint_io import load_checkpoint
 DEFAULTS: Dict[str, Any] = {"from": None, "freeze": [], "lr_scale": 0.1, "replay_fraction": 0.0}
 
 
-def resolve(source: str) -> Tuple[Path, Optional[Path]]:
-    """(checkpoint, run directory or None) of ``finetune.from``."""
-    path = Path(str(source))
-    if path.is_dir():
-        ckpt = path / "checkpoints" / "best.ckpt"
-        if not ckpt.exists():
-            raise ConfigError(f"finetune.from={source}: no checkpoints/best.ckpt in this run directory")
-        return ckpt, path
-    if not path.is_file():
-        raise ConfigError(f"finetune.from={source}: no such run directory or checkpoint")
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return path, run if (run / "config.yaml").exists() else None
-
-
 class Pretrained:
     """The pretrained model's settings and weights (``model_config``, ``state_dict`` of the
     ``ForcesAndStress`` model, ``species``, ``e0`` {Z: eV}) and its run directory."""
 
     def __init__(self, source: str):
-        self.checkpoint, self.run_dir = resolve(source)
+        from mlip.training.run_frames import resolve_source
+
+        self.checkpoint, self.run_dir = resolve_source(source, "finetune.from=")
         ckpt = load_checkpoint(str(self.checkpoint))
         self.model_config: Dict[str, Any] = dict(ckpt["hyper_parameters"]["model_config"])
         self.state_dict = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}

@@ -4,10 +4,27 @@ for analyses, committees and fine-tuning."""
 
 import json
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional, Tuple
 
 from mlip.data.store import read_any as read_frames
 from mlip.errors import ConfigError, DataError
+
+
+def resolve_source(source: str, what: str = "") -> Tuple[Path, Optional[Path]]:
+    """(checkpoint, run directory or None) of a run directory (its ``checkpoints/best.ckpt``) or a
+    checkpoint path; ``what`` (e.g. ``finetune.from=``) prefixes the errors."""
+    path = Path(str(source))
+    if path.is_dir():
+        ckpt = path / "checkpoints" / "best.ckpt"
+        if not ckpt.exists():
+            raise ConfigError(f"{what}{source}: no checkpoints/best.ckpt in this run directory")
+        return ckpt, path
+    if not path.exists():
+        raise ConfigError(f"{what}{source}: no such run directory or checkpoint")
+    for run_dir in (path.parent, path.parent.parent):  # <run>/checkpoints/x.ckpt or <run>/x.ckpt
+        if (run_dir / "config.yaml").exists():
+            return path, run_dir
+    return path, None
 
 
 def run_config(run_dir: Path):

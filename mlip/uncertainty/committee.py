@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from mlip import keys
 from mlip.export.torchscript import ExportedPotential
 from mlip.fileio import atomic_open
 from mlip.models.contract import cutoff_of, receptive_field, species_of
@@ -42,10 +43,9 @@ class CommitteePotential(ExportedPotential):
     @torch.jit.export
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
         dtype = self.dtype_probe.dtype
-        positions, cell = positions.to(dtype), cell.to(dtype)
-        data = self._graph(positions, atomic_numbers, cell, pbc.to(torch.bool), edge_index, cell_shifts.to(dtype))
-        self._check_distances(data)
+        positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())
         outs = [self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)]
         for member in self.others:
