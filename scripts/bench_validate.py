@@ -1,9 +1,9 @@
 """Benchmark: properties of trained models against their reference (issue 15). A set labelled by
-EMT (the ``cu_emt`` recipe by default, ``--recipe cuag_emt`` for the alloy), the default and the equivariant model trained on it for a wall-clock
-budget, then ``mlip validate`` on fcc Cu against EMT (lattice constant, bulk modulus, C11, C12,
-C44, vacancy formation energy, phonons at high-symmetry points, g(r) of hot MD), and the MD
-stability time at a high temperature of a model with and without ``model.zbl=true``. Appends a
-dated section to docs/benchmarks.md.
+EMT (the ``cu_emt`` recipe by default, ``--recipe cuag_emt`` for the alloy), the default and the
+equivariant model trained on it for a wall-clock budget, then ``mlip validate`` on fcc Cu against
+EMT (lattice constant, bulk modulus, C11, C12, C44, vacancy formation energy, phonons at
+high-symmetry points, g(r) of hot MD), and the MD stability at a high temperature of a model
+with and without ``model.zbl=true``. Appends a dated section to docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python scripts/bench_validate.py --budget 900 --scale 1.0     # the issue's setting
     OMP_NUM_THREADS=1 python scripts/bench_validate.py --budget 120 --scale 0.25    # a quick look
