@@ -274,6 +274,7 @@ def main() -> None:
     command = "OMP_NUM_THREADS=1 python scripts/bench_dataset.py " + " ".join(sys.argv[1:])
     r, m = results["recipe"], results["md_only"]
     by_type_train = recipe_prov["frames_by_config_type"]
+    labels = recipe_prov["labels"]
     lines = [f"\n## Training-set recipe against MD only (issue 13), {datetime.date.today().isoformat()}\n",
              f"- command: `{command}` (mlip commit {revision})",
              f"- machine: {machine()}; **shared** with two other engineers' jobs (load average "
@@ -283,7 +284,8 @@ def main() -> None:
                 "invocation with the same --workdir; their fit times are below)" if REUSED else ""),
              f"- recipe set: `mlip dataset build cuag_emt scale={args.scale:g} seed=0` (EMT, Cu-Ag, 32-atom "
              f"fcc cell with 30% Ag): {len(recipe_frames)} frames, {n} besides the {len(isolated)} isolated "
-             f"atoms (built in {build_s:.0f} s); by config_type: "
+             f"atoms (built in {build_s:.0f} s: {labels['computed']} labels computed, {labels['cached']} from the "
+             f"cache, {labels['md_snapshots_labelled_in_md']} during MD); by config_type: "
              + ", ".join(f"{k} {v}" for k, v in by_type_train.items()),
              f"- MD-only set: the same recipe with every generator off, {trajectories} "
              f"trajectories per temperature ({', '.join(f'{t:g}' for t in md['temperatures'])} K, "
