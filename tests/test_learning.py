@@ -66,6 +66,9 @@ def test_learn_loop_improves_and_resumes(tmp_path):
     rows = [json.loads((tmp_path / "al" / f"iter_{k}" / "metrics.json").read_text()) for k in range(2)]
     assert rows[1]["train_frames"] == rows[0]["train_frames"] + rows[0]["selected"] - 0
     assert rows[1]["oracle_calls_total"] > rows[0]["oracle_calls_total"]
+    # the error of iteration k is that of a committee trained on the labels before iteration k's selection
+    assert rows[1]["oracle_calls_trained_on"] == rows[0]["oracle_calls_total"]
+    assert rows[0]["oracle_calls_trained_on"] == rows[0]["oracle_calls_total"] - rows[0]["oracle_calls_this_iteration"]
     assert (tmp_path / "al" / "learn_report.md").is_file() and (tmp_path / "al" / "learn_progress.png").is_file()
     member = tmp_path / "al" / "iter_1" / "committee" / "member_0" / "metrics.json"
     stamp = member.stat().st_mtime_ns

@@ -12,7 +12,8 @@ Each iteration i, in ``<output>/iter_<i>/``:
   4. ``labelled.extxyz``: their oracle labels (cached; failures reported and skipped), added to the
      next iteration's ``data.extxyz``;
   5. ``metrics.json``: test error of the committee on the fixed test set, exploration uncertainty,
-     oracle calls so far.
+     oracle calls so far (``oracle_calls_total``) and those the committee was trained on
+     (``oracle_calls_trained_on``: without this iteration's new labels; what the report plots).
 Every step is written atomically and skipped when its output exists, so a killed run resumes
 where it stopped. At the end: ``learn_report.md`` and ``learn_progress.png``.
 """
@@ -238,7 +239,8 @@ def learn(cfg: Dict[str, Any], out: Path) -> List[Dict[str, Any]]:
                "mean_max_force_std": exploration["mean_max_force_std"],
                "steps_before_threshold": exploration["steps_before_threshold"],
                "selected": exploration["selected"], "oracle_calls_this_iteration": labels["computed"],
-               "oracle_calls_total": calls, "failures": len(labels["failures"]), "seconds": time.time() - t0}
+               "oracle_calls_total": calls, "oracle_calls_trained_on": calls - labels["computed"],
+               "failures": len(labels["failures"]), "seconds": time.time() - t0}
         write_json(folder / "metrics.json", row)
         history.append(row)
         print(f"mlip learn: iteration {it}: {row['train_frames']} training frames, test forces MAE "
@@ -268,19 +270,23 @@ def report(history: List[Dict[str, Any]], out: Path, cfg: Dict[str, Any]) -> Non
 
     lines = [f"# Active learning: {cfg['name']} (oracle {cfg['oracle']['name']})", "",
              "| iteration | training frames | test forces MAE (meV/Å) | test energy MAE (meV/atom) | "
-             "exploration max force std, median (eV/Å) | MD steps before the threshold | oracle calls (total) |",
-             "|---|---|---|---|---|---|---|"]
+             "exploration max force std, median (eV/Å) | MD steps before the threshold | oracle calls (trained on) | "
+             "oracle calls (total) |",
+             "|---|---|---|---|---|---|---|---|"]
     for h in history:
         std = h["mean_max_force_std"]
         lines.append(f"| {h['iteration']} | {h['train_frames']} | {h['test_forces_mae_meV_per_A']:.1f} | "
                      f"{h['test_energy_mae_meV_per_atom']:.2f} | {std if std is None else round(std, 3)} | "
-                     f"{h['steps_before_threshold']:.0f} | {h['oracle_calls_total']} |")
+                     f"{h['steps_before_threshold']:.0f} | {h.get('oracle_calls_trained_on', '-')} | "
+                     f"{h['oracle_calls_total']} |")
     write_text(out / "learn_report.md", "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot([h["oracle_calls_total"] for h in history], [h["test_forces_mae_meV_per_A"] for h in history], "o-")
-    for h in history:
-        ax.annotate(str(h["iteration"]), (h["oracle_calls_total"], h["test_forces_mae_meV_per_A"]))
-    ax.set_xlabel("oracle calls")
+    # a committee's error against the labels it was trained on: this iteration's new labels come after it
+    calls = [h.get("oracle_calls_trained_on", h["oracle_calls_total"]) for h in history]
+    ax.plot(calls, [h["test_forces_mae_meV_per_A"] for h in history], "o-")
+    for h, x in zip(history, calls):
+        ax.annotate(str(h["iteration"]), (x, h["test_forces_mae_meV_per_A"]))
+    ax.set_xlabel("oracle calls (labels the committee was trained on)")
     ax.set_ylabel("test force MAE (meV/Å)")
     ax.set_title("active learning (numbers: iteration)")
     fig.tight_layout()
