@@ -65,8 +65,10 @@ def _refuse_finished_run(cfg: DictConfig, run_dir: Path) -> None:
 def _check_same_settings(saved: Dict[str, Any], model_config: Dict[str, Any], loss_config: Dict[str, Any],
                          ckpt_path: str) -> None:
     """Resuming needs the model and loss settings the checkpoint was trained with."""
-    pairs = [(f"model.{k}", saved.get("model_config", {}).get(k), v) for k, v in model_config.items()
-             if k not in _FROM_DATA]
+    saved_model = saved.get("model_config", {})
+    # a setting added after the checkpoint was written (model.zbl) matches when left at its off default
+    pairs = [(f"model.{k}", saved_model.get(k), v) for k, v in model_config.items()
+             if k not in _FROM_DATA and not (k not in saved_model and v in (None, False))]
     saved_sigma = (saved.get("loss_config") or {}).get("sigma") or {}
     pairs += [(f"loss.sigma.{k}", saved_sigma.get(k), v) for k, v in (loss_config.get("sigma") or {}).items()
               if "learned" in (saved_sigma.get(k), v)]
