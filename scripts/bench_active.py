@@ -235,6 +235,11 @@ def finetune_and_uncertainty(args, workdir: Path) -> dict:
     for fraction in args.replay:
         runs[f"fine-tuned, replay {fraction:g}"] = (base + [f"finetune.from={cu_model}",
                                                            f"finetune.replay_fraction={fraction}"], fraction)
+    for lr_scale in args.lr_scales:
+        fraction = args.replay[0] if args.replay else 0.0
+        runs[f"fine-tuned, replay {fraction:g}, lr_scale {lr_scale:g}"] = (
+            base + [f"finetune.from={cu_model}", f"finetune.replay_fraction={fraction}",
+                    f"finetune.lr_scale={lr_scale}"], fraction)
     results = {}
     for name, (overrides, _) in runs.items():
         slug = name.replace(",", "").replace(" ", "_")
@@ -287,13 +292,14 @@ def spearman_rows(label: str, committee: dict, llpr: dict) -> list:
     return rows
 
 
-def section(args, revision: str, load: tuple, total_s: float, a: dict, b: dict, x: dict) -> str:
+def section(args, revision: str, load: tuple, total_s: float, a: dict, b: dict, x: dict, reused: bool) -> str:
     command = "OMP_NUM_THREADS=1 python scripts/bench_active.py " + " ".join(sys.argv[1:])
     lines = [f"\n## Active learning, fine-tuning and uncertainty (issue 14), {datetime.date.today().isoformat()}\n",
              f"- command: `{command}` (mlip commit {revision})",
              f"- machine: {machine()}; **shared** with two other engineers' jobs (load average {load[0]:.1f} at the "
-             f"start, {load[1]:.1f} at the end); every job 1 thread, one at a time; total wall time "
-             f"{total_s / 60:.0f} min",
+             f"start, {load[1]:.1f} at the end); every job 1 thread, one at a time; wall time of this invocation "
+             f"{total_s / 60:.0f} min" + (" (a re-invocation: the runs, labels and sets that an earlier one with the "
+                                         "same --workdir finished were reused)" if reused else ""),
              "- models: `model=invariant experiment=quick` (6 channels, one hidden layer of 32) everywhere; float32",
              ""]
     if a:
@@ -402,6 +408,8 @@ def main() -> None:
     parser.add_argument("--cuag-scale", type=float, default=0.5, help="scale of the cuag_emt sets (b)")
     parser.add_argument("--n-finetune", type=int, default=50, help="Cu-Ag frames to fine-tune on (b)")
     parser.add_argument("--replay", type=float, nargs="*", default=[0.2, 0.5], help="replay fractions (b)")
+    parser.add_argument("--lr-scales", type=float, nargs="*", default=[],
+                        help="(b) more fine-tuning runs with the first replay fraction and these finetune.lr_scale")
     parser.add_argument("--md-steps", type=int, default=400, help="steps of the Cu MD test trajectories (c)")
     parser.add_argument("--md-interval", type=int, default=20)
     parser.add_argument("--xtb", action="store_true", help="(c) also on ethanol with GFN2-xTB")
@@ -415,6 +423,7 @@ def main() -> None:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     revision = commit()
+    reused = (workdir / "results.json").exists()  # an earlier invocation: its finished steps are kept
     load_start = os.getloadavg()
     t0 = time.time()
     parts = set(args.parts.split(","))
@@ -422,7 +431,7 @@ def main() -> None:
     b = finetune_and_uncertainty(args, workdir) if "b" in parts else {}
     x = xtb_uncertainty(args, workdir) if args.xtb else {}
     (workdir / "results.json").write_text(json.dumps({"a": a, "b": b, "x": x}, indent=1, default=str))
-    text = section(args, revision, (load_start[0], os.getloadavg()[0]), time.time() - t0, a, b, x)
+    text = section(args, revision, (load_start[0], os.getloadavg()[0]), time.time() - t0, a, b, x, reused)
     if not args.no_write:
         append_section(args.output, text)
     print(text)

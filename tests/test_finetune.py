@@ -72,6 +72,20 @@ def test_old_e0_kept_and_new_element_fitted():
     assert "pretrained" in source and "O by least squares" in source
 
 
+def test_new_element_e0_from_isolated_atom_is_said():
+    from ase import Atoms
+
+    from mlip.data.io import atoms_to_frame
+
+    atom = Atoms("O", positions=[[0, 0, 0]], pbc=False)
+    isolated = atoms_to_frame(atom, None, "x", 0)
+    isolated.labels["energy"] = np.array(-4.5)
+    frames = [atoms_to_frame(sicgeo_cell(seed=0), None, "x", 1)]
+    e0, source = reference_energies("auto", frames, [6, 14, 8], isolated=[isolated], fixed={6: -2.0, 14: -3.0})
+    assert e0 == {6: -2.0, 14: -3.0, 8: -4.5}
+    assert source == "the pretrained model's; O from isolated-atom frames"
+
+
 @pytest.mark.slow
 def test_finetune_run_replays_and_reports_forgetting(tmp_path, shared_data):
     from hydra import compose, initialize_config_dir

@@ -122,7 +122,12 @@ def reference_energies(spec, frames: Sequence[Frame], species: List[int], isolat
         known = {**{z: found[z] for z in species if z in found}, **{int(z): float(v) for z, v in fixed.items()}}
         free = [chemical_symbols[z] for z in species if z not in known]
         values = e0_least_squares(frames, species, underdetermined, fixed=known) if free else known
-        how = "the pretrained model's" + (f"; {', '.join(free)} by least squares on the training split" if free else "")
+        from_isolated = [chemical_symbols[z] for z in species if z in found and z not in {int(k) for k in fixed}]
+        how = "the pretrained model's"
+        if from_isolated:
+            how += f"; {', '.join(from_isolated)} from isolated-atom frames"
+        if free:
+            how += f"; {', '.join(free)} by least squares on the training split"
         return E0Result({z: values[z] for z in species}, how)
 
     if isinstance(spec, str):
