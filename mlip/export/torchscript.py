@@ -151,13 +151,16 @@ class ExportedPotential(torch.nn.Module):
                            torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
                            torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device))
         self._check_distances(data)
-        out = self.model.energy_model(data)
-        atomic = out[keys.ATOMIC_ENERGY][:n_local]
+        atomic = self._local_energies(data, n_local)
         energy = atomic.sum()
         grads = torch.autograd.grad([energy], [pos], allow_unused=True)
         g = grads[0]
         forces = -g if g is not None else torch.zeros_like(pos)
         return {"energy": energy.detach(), "atomic_energies": atomic.detach(), "forces": forces.detach()}
+
+    def _local_energies(self, data: Dict[str, torch.Tensor], n_local: int) -> torch.Tensor:
+        """Per-atom energies [n_local] (eV) of the local atoms, for ``compute_local``."""
+        return self.model.energy_model(data)[keys.ATOMIC_ENERGY][:n_local]
 
     def metadata(self) -> Dict[str, object]:
         return {"atomic_numbers": self.atomic_numbers, "cutoff": self.cutoff, "units": self.units,

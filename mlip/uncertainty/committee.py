@@ -67,25 +67,13 @@ class CommitteePotential(ExportedPotential):
             "energy_members": energies,
         }
 
-    @torch.jit.export
-    def compute_local(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                      n_local: int) -> Dict[str, torch.Tensor]:
-        """The committee mean of ``ExportedPotential.compute_local`` (no uncertainty)."""
-        dtype = self.dtype_probe.dtype
-        pos = positions.detach().to(dtype).requires_grad_(True)
-        data = self._graph(pos, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=pos.device),
-                           torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
-                           torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device))
-        self._check_distances(data)
+    def _local_energies(self, data: Dict[str, torch.Tensor], n_local: int) -> torch.Tensor:
+        """The committee mean of the members' per-atom energies: ``compute_local`` (LAMMPS) gives
+        the mean only, no uncertainty."""
         atomic = self.model.energy_model(data)["atomic_energy"][:n_local]
         for member in self.others:
             atomic = atomic + member.energy_model(data)["atomic_energy"][:n_local]  # type: ignore[operator]
-        atomic = atomic / float(self.committee_size)
-        energy = atomic.sum()
-        grads = torch.autograd.grad([energy], [pos], allow_unused=True)
-        g = grads[0]
-        forces = -g if g is not None else torch.zeros_like(pos)
-        return {"energy": energy.detach(), "atomic_energies": atomic.detach(), "forces": forces.detach()}
+        return atomic / float(self.committee_size)
 
     def metadata(self) -> Dict[str, object]:
         return {**super().metadata(), "committee_size": self.committee_size,
