@@ -61,6 +61,17 @@ def _write_frames(path: Path, frames) -> None:
         ase.io.write(str(tmp), list(frames), format="extxyz")
 
 
+def _copy(source, path: Path) -> None:
+    """Copy ``source`` to ``path`` atomically: a kill mid-copy never leaves a partial file that a
+    resumed run would take as done."""
+    import shutil
+
+    from mlip.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def _read(path: Path) -> list:
     import ase.io
 
@@ -69,7 +80,6 @@ def _read(path: Path) -> list:
 
 def start_data(cfg: Dict[str, Any], out: Path) -> Path:
     """``<out>/start.extxyz``: the recipe's set or the given file."""
-    import shutil
 
     from mlip.building.recipe import build_dataset
     from mlip.cli.dataset import compose_recipe
@@ -80,14 +90,14 @@ def start_data(cfg: Dict[str, Any], out: Path) -> Path:
         return path
     start = cfg["start"]
     if start.get("data"):
-        shutil.copyfile(start["data"], path)
+        _copy(start["data"], path)
     elif start.get("recipe"):
         recipe = compose_recipe(start["recipe"], [*start.get("overrides", []), f"oracle={cfg['oracle']['name']}",
                                                   f"output={out / 'start_recipe.extxyz'}",
                                                   f"cache_dir={out / 'cache'}", f"workers={cfg['workers']}"])
         recipe["oracle"] = cfg["oracle"]
         build_dataset(recipe, progress=False)
-        shutil.copyfile(out / "start_recipe.extxyz", path)
+        _copy(out / "start_recipe.extxyz", path)
     else:
         raise ConfigError("start.recipe or start.data must name the first training set")
     return path
@@ -95,7 +105,6 @@ def start_data(cfg: Dict[str, Any], out: Path) -> Path:
 
 def test_data(cfg: Dict[str, Any], out: Path, structure) -> Path:
     """``<out>/test.extxyz``: the given file, or oracle MD at ``test.temperatures`` (never trained on)."""
-    import shutil
 
     from mlip.building.generators import run_md
     from mlip.building.oracles import build_oracle
@@ -105,7 +114,7 @@ def test_data(cfg: Dict[str, Any], out: Path, structure) -> Path:
         return path
     test = cfg["test"]
     if test.get("data"):
-        shutil.copyfile(test["data"], path)
+        _copy(test["data"], path)
         return path
     frames = []
     for k, temperature in enumerate(test["temperatures"]):
@@ -198,7 +207,6 @@ def label_selected(cfg: Dict[str, Any], it: int, out: Path) -> Dict[str, Any]:
 
 
 def learn(cfg: Dict[str, Any], out: Path) -> List[Dict[str, Any]]:
-    import shutil
 
     import numpy as np
 
@@ -222,7 +230,7 @@ def learn(cfg: Dict[str, Any], out: Path) -> List[Dict[str, Any]]:
         folder = out / f"iter_{it}"
         folder.mkdir(exist_ok=True)
         if not (folder / "data.extxyz").exists():
-            shutil.copyfile(data, folder / "data.extxyz")
+            _copy(data, folder / "data.extxyz")
         t0 = time.time()
         committee = train_committee(cfg, it, folder / "data.extxyz", test, out)
         species = sorted(set(int(z) for a in _read(folder / "data.extxyz") for z in a.numbers))
