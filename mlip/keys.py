@@ -33,6 +33,9 @@ N_ATOMS = "n_atoms"
 EDGE_INDEX = "edge_index"
 CELL_SHIFTS = "cell_shifts"
 CONFIG_TYPE = "config_type"
+#: present (any value) in the batch of an engine with ghost atoms (``compute_local``): long-range terms
+#: the engine adds itself (D3 dispersion: LAMMPS ``dispersion/d3``) are left out of the model's energy
+ENGINE_ADDS_LONG_RANGE = "engine_adds_long_range"
 
 ENERGY = "energy"
 FORCES = "forces"

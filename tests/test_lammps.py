@@ -148,6 +148,24 @@ def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
 
 
 @needs_lammps
+@pytest.mark.skipif(importlib.util.find_spec("tad_dftd3") is None, reason="model.d3 needs tad-dftd3")
+def test_d3_model_in_lammps_matches_ase(plugin, tmp_path):
+    """A model with D3 (``model.d3=pbe``) runs as ``hybrid/overlay mlip dispersion/d3``: LAMMPS' own D3
+    (two-body, its constants) gives the ASE calculator's energy within 1e-5 relative, on 2 ranks."""
+    from mlip.export.lammps_run import lammps_single_point, pair_lines
+
+    atoms = test_cell()
+    model = make_model("invariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms], d3="pbe", d3_cutoff=12.0)
+    export_torchscript(model, str(tmp_path / "model.pt"))
+    assert "dispersion/d3 bj pbe 12.0" in pair_lines(str(tmp_path / "model.pt"), ["C", "O", "Si"])
+    out = lammps_single_point(str(tmp_path / "model.pt"), atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
+    atoms.calc = MLIPCalculator(str(tmp_path / "model.pt"))
+    assert out["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-5)
+    np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-7, rtol=0)
+
+
+@needs_lammps
 def test_lammps_input_errors_are_clear(plugin, tmp_path):
     from mlip.export.lammps_run import lammps_instance, write_lammps_data
 

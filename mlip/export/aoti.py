@@ -36,7 +36,8 @@ import torch
 
 import mlip
 from mlip import keys
-from mlip.export.torchscript import UNITS
+from mlip.errors import ConfigError
+from mlip.export.torchscript import UNITS, d3_terms
 from mlip.fileio import atomic_path
 from mlip.models.contract import cutoff_of, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
@@ -143,6 +144,9 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     package is loaded and compared with the eager model on the tracing input (tolerance 1e-10 in
     float64, 1e-4 in float32, relative) before it replaces ``path`` (atomically; a failed write
     leaves the previous file and raises ``WriteError``)."""
+    if d3_terms(model):
+        raise ConfigError("this model has a D3 dispersion term (model.d3), which model.pt2 cannot carry yet: "
+                          "export model.pt (mlip export --format torchscript), which includes it")
     device_t = torch.device(device)
     model = copy.deepcopy(model).to(device_t).eval()
     if dtype is not None:

@@ -86,8 +86,21 @@ def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:
 
 
 def pair_lines(model: str, elements: Sequence[str]) -> str:
-    """The input lines that load the plugin and set ``pair_style mlip`` (after ``read_data``)."""
-    return f"pair_style mlip\npair_coeff * * {model} {' '.join(elements)}\n"
+    """The input lines that set ``pair_style mlip`` (after ``read_data``). A model with a D3 term
+    (``model.d3``) runs under ``hybrid/overlay`` with LAMMPS' ``dispersion/d3`` at the model's
+    functional and cutoffs: the plugin's ghost atoms cannot make D3's lattice sums, so LAMMPS adds it."""
+    from mlip.export.torchscript import load_exported
+
+    _, meta = load_exported(model)
+    d3: Dict[str, str] = dict(meta.get("dispersion") or {})  # type: ignore[call-overload]
+    species = " ".join(elements)
+    if not d3:
+        return f"pair_style mlip\npair_coeff * * {model} {species}\n"
+    return (f"pair_style hybrid/overlay mlip dispersion/d3 {d3['damping']} {d3['functional']} "
+            f"{float(d3['cutoff']):.6f} {float(d3['cn_cutoff']):.6f}\n"
+            f"pair_coeff * * mlip {model} {species}\npair_coeff * * dispersion/d3 {species}\n"
+            # about 8,000 neighbours per atom within 31.75 Å in a solid: above LAMMPS' default of 2,000
+            "neigh_modify one 100000 page 1000000\n")
 
 
 def single_point(plugin: str, model: str, data: str, elements: Sequence[str]) -> Optional[Dict[str, list]]:

@@ -23,6 +23,7 @@ import mlip
 from mlip import keys
 from mlip.fileio import atomic_open
 from mlip.models.contract import cutoff_of, receptive_field, species_of
+from mlip.nn.dispersion import D3Dispersion
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -55,6 +56,8 @@ class ExportedPotential(torch.nn.Module):
         for k, z in enumerate(self.atomic_numbers):
             table[z] = k
         self.register_buffer("species_table", table)
+        #: the D3 term's settings ({} without one): engines with ghost atoms add it themselves
+        self.dispersion: Dict[str, str] = dispersion_settings(model)
 
     def _species_of(self, z: torch.Tensor) -> torch.Tensor:
         """Model species index of each atomic number; a clear error for unknown elements."""
@@ -151,6 +154,9 @@ class ExportedPotential(torch.nn.Module):
                            torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
                            torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device))
         self._check_distances(data)
+        # D3's lattice sums need the periodic cell, which an engine's ghost atoms replace: the engine
+        # adds dispersion itself (LAMMPS: pair_style hybrid/overlay mlip dispersion/d3, see metadata)
+        data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=pos.device)
         atomic = self._local_energies(data, n_local)
         energy = atomic.sum()
         grads = torch.autograd.grad([energy], [pos], allow_unused=True)
@@ -164,7 +170,22 @@ class ExportedPotential(torch.nn.Module):
 
     def metadata(self) -> Dict[str, object]:
         return {"atomic_numbers": self.atomic_numbers, "cutoff": self.cutoff, "units": self.units,
-                "dtype": self.dtype_name, "min_distance": self.min_distance, "mlip_version": self.mlip_version}
+                "dtype": self.dtype_name, "min_distance": self.min_distance, "mlip_version": self.mlip_version,
+                "dispersion": self.dispersion}
+
+
+def d3_terms(model: torch.nn.Module) -> List[D3Dispersion]:
+    """The model's D3 dispersion terms (``model.d3``): none or one."""
+    return [m for m in model.modules() if isinstance(m, D3Dispersion)]
+
+
+def dispersion_settings(model: torch.nn.Module) -> Dict[str, str]:
+    """What an engine needs to add the model's D3 term itself: ``{}`` without one, else the functional,
+    the damping and the cutoffs (Å) as strings, e.g. for LAMMPS ``pair_style dispersion/d3 bj pbe 31.75 21.17``."""
+    for term in d3_terms(model):
+        return {"method": "d3", "damping": "bj", "functional": term.functional, "cutoff": repr(term.cutoff),
+                "cn_cutoff": repr(term.cn_cutoff)}
+    return {}
 
 
 def export_torchscript(model: ForcesAndStress, path: str,
@@ -176,6 +197,8 @@ def export_torchscript(model: ForcesAndStress, path: str,
     model = copy.deepcopy(model).cpu().eval()  # exported on CPU; load with map_location for GPUs
     if dtype is not None:
         model = model.to(dtype)
+    for term in d3_terms(model):  # trained on labels without dispersion (model.d3_in_labels=false): add it now
+        term.active = True
     wrapper = ExportedPotential(model, species_of(model), cutoff_of(model))
     scripted = torch.jit.script(wrapper)
     with atomic_open(path, "wb") as fh:  # a file object: a full disk raises OSError, not an abort

@@ -1,11 +1,13 @@
 """Shared tail of every energy model: per-atom energies E_i = scale * y_i + shift + E0[Z_i]
-(+ the ZBL repulsion when ``model.zbl=true``), summed per frame. ``y_i`` comes from the model's body."""
+(+ the ZBL repulsion when ``model.zbl=true``, + D3 dispersion when ``model.d3=<functional>``), summed per
+frame. ``y_i`` comes from the model's body."""
 
 from typing import Dict, List, Optional
 
 import torch
 
 from mlip import keys
+from mlip.nn.dispersion import D3Dispersion
 from mlip.nn.scatter import scatter_sum
 from mlip.nn.zbl import ZBLRepulsion
 
@@ -28,16 +30,27 @@ class AtomicEnergies(torch.nn.Module):
         self.register_buffer("shift", torch.tensor(float(shift)))
 
         self.zbl: Optional[ZBLRepulsion] = None
+        self.d3: Optional[D3Dispersion] = None
 
     def enable_zbl(self, atomic_numbers: List[int]) -> None:
         """Add the screened nuclear repulsion (``mlip.nn.zbl``) to every atom's energy."""
         self.zbl = ZBLRepulsion(atomic_numbers).to(self.scale.dtype)
+
+    def enable_d3(self, atomic_numbers: List[int], functional: str, cutoff: Optional[float] = None,
+                  in_labels: bool = True) -> None:
+        """Add D3(BJ) dispersion of ``functional`` (``mlip.nn.dispersion``; ``cutoff`` Å). With
+        ``in_labels=False`` the labels hold no dispersion: the term stays off in training and is
+        switched on in the exported files (``activate_d3``)."""
+        self.d3 = D3Dispersion(atomic_numbers, functional, cutoff=cutoff, active=in_labels).to(self.scale.dtype)
 
     def forward(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         atomic = self.scale * y + self.shift + self.e0.index_select(0, data[keys.SPECIES])
         zbl = self.zbl
         if zbl is not None:
             atomic = atomic + zbl(data)
+        d3 = self.d3
+        if d3 is not None:
+            atomic = atomic + d3(data).to(atomic.dtype)
         out = dict(data)
         out[keys.ATOMIC_ENERGY] = atomic
         out[keys.TOTAL_ENERGY] = scatter_sum(atomic, data[keys.BATCH], data[keys.N_ATOMS].shape[0])

@@ -64,8 +64,10 @@ MODEL_REGISTRY = {
 #: constructor arguments the trainer fills from the data, not from ``configs/model/<name>.yaml``
 DATA_DERIVED = ("species", "e0", "scale", "shift", "avg_num_neighbors")
 #: settings every model takes, handled here rather than by the model class: ``zbl`` adds the
-#: screened nuclear repulsion (``mlip.nn.zbl``) to the model's per-atom energies
-COMMON_KEYS = ("zbl",)
+#: screened nuclear repulsion (``mlip.nn.zbl``) to the model's per-atom energies; ``d3`` (a functional
+#: name) adds D3(BJ) dispersion (``mlip.nn.dispersion``) with ``d3_cutoff`` (Å, null: s-dftd3's 60 Bohr),
+#: ``d3_in_labels=false`` when the labels hold no dispersion (then it is added in the exported files only)
+COMMON_KEYS = ("zbl", "d3", "d3_in_labels", "d3_cutoff")
 
 
 def model_class(name: str) -> type:
@@ -97,6 +99,18 @@ def check_model_settings(name: str, settings: Dict[str, Any]) -> None:
     check_model_keys(name, settings)
     if settings.get("zbl") not in (None, True, False):
         raise ConfigError(f"model.zbl={settings['zbl']!r} must be true or false")
+    if settings.get("d3") is not None and not isinstance(settings["d3"], str):
+        raise ConfigError(f"model.d3={settings['d3']!r} must be a functional name (e.g. pbe) or null")
+    if settings.get("d3_in_labels") not in (None, True, False):
+        raise ConfigError(f"model.d3_in_labels={settings['d3_in_labels']!r} must be true or false")
+    cut = settings.get("d3_cutoff")
+    if cut is not None and (isinstance(cut, bool) or not isinstance(cut, (int, float)) or cut <= 0):
+        raise ConfigError(f"model.d3_cutoff={cut!r} must be a positive distance in Å, or null for s-dftd3's "
+                          "default (60 Bohr = 31.75 Å)")
+    if settings.get("d3") is not None:
+        from mlip.nn.dispersion import d3_parameters
+
+        d3_parameters(settings["d3"])  # an unknown functional or a missing package, before any data is read
     hook = getattr(model_class(name), "check_settings", None)
     if hook is not None:
         hook({k: v for k, v in settings.items() if k != "name" and k not in COMMON_KEYS})
@@ -109,10 +123,16 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     cls = model_class(name)
     check_model_keys(name, kwargs)
     zbl = bool(kwargs.pop("zbl", False))
+    d3 = kwargs.pop("d3", None)
+    d3_in_labels = kwargs.pop("d3_in_labels", True)
+    d3_cutoff = kwargs.pop("d3_cutoff", None)
     model = cls(**kwargs)
     contract.check_energy_model(model, name)
     if zbl:
         contract.energy_tail(model).enable_zbl([int(z) for z in kwargs["species"]])
+    if d3 is not None:
+        contract.energy_tail(model).enable_d3([int(z) for z in kwargs["species"]], str(d3), d3_cutoff,
+                                              in_labels=True if d3_in_labels is None else bool(d3_in_labels))
     return model
 
 

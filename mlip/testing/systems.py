@@ -53,17 +53,19 @@ def sicgeo_cell(seed: int = 1) -> Atoms:
 
 
 def make_model(name: str, species: Sequence[int], cutoff: float = 4.0,
-               calibrate_on: Sequence[Atoms] = ()) -> ForcesAndStress:
+               calibrate_on: Sequence[Atoms] = (), **settings) -> ForcesAndStress:
     """A float64 model with random but O(1) outputs: normalisation fitted on ``calibrate_on``
     and readout output layers (``Linear`` modules with one output) scaled up from their near-zero
-    initialisation. Models without such layers (the classical ones) keep their physical start."""
+    initialisation. Models without such layers (the classical ones) keep their physical start.
+    ``settings``: more ``model.<key>`` settings (``zbl``, ``d3``, ...)."""
     torch.manual_seed(0)
     species = sorted(int(z) for z in species)
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # constants computed at construction (e3nn's CG) in float64
     try:
         model = build_model(name, species=species, cutoff=cutoff, e0=[-1.0 - 0.1 * k for k in range(len(species))],
-                            scale=0.5, shift=0.05, avg_num_neighbors=10.0, **SMALL_MODEL_CONFIGS[name]).double()
+                            scale=0.5, shift=0.05, avg_num_neighbors=10.0,
+                            **{**SMALL_MODEL_CONFIGS[name], **settings}).double()
     finally:
         torch.set_default_dtype(default_dtype)
     if calibrate_on:
