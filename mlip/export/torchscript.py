@@ -115,7 +115,22 @@ class ExportedPotential(torch.nn.Module):
     @torch.jit.export
     def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, False)
+
+    @torch.jit.export
+    def compute_engine(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                       pbc: torch.Tensor, edge_index: torch.Tensor,
+                       cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``compute`` for an engine that folds its ghost atoms onto their owners (LAMMPS on one
+        rank): the same outputs, without the long-range terms the engine adds itself (D3)."""
+        return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, True)
+
+    def _compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
+                 engine: bool) -> Dict[str, torch.Tensor]:
         data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
+        if engine:
+            data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
         positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())
         out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)

@@ -40,10 +40,13 @@ class CommitteePotential(ExportedPotential):
         self.forces_scale: float = float(forces_scale)
         self.receptive_field_length = max(receptive_field(m) for m in members)
 
-    @torch.jit.export
-    def compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
-                pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def _compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
+                 engine: bool) -> Dict[str, torch.Tensor]:
+        """What ``compute`` and ``compute_engine`` return: the members' mean and spread."""
         data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
+        if engine:
+            data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
         dtype = self.dtype_probe.dtype
         positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())

@@ -5,6 +5,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
@@ -51,14 +52,17 @@ std::string species_list(const std::vector<int64_t> &zs)
 }    // namespace
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
-    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false),
+    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false),
+    fold_ghosts(false),
     model_dtype(torch::kFloat64)
 {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
-  no_virial_fdotr_compute = 0;
+  // the virial comes from this style's own forces (or the model), not from LAMMPS' sum of x f over
+  // the force array, which under hybrid/overlay also holds the other styles' forces
+  no_virial_fdotr_compute = 1;
 }
 
 PairMLIP::~PairMLIP()
@@ -105,6 +109,7 @@ void PairMLIP::load_model(const std::string &path)
   receptive_field = model_cutoff;
   if (model.find_method("receptive_field")) receptive_field = model.get_method("receptive_field")({}).toDouble();
   ghost_centres = receptive_field > model_cutoff * (1.0 + 1e-9);
+  can_fold = model.find_method("compute_engine").has_value();
   model_dtype = torch::kFloat64;
   for (const auto &p : model.parameters()) {
     model_dtype = p.scalar_type();
@@ -151,13 +156,24 @@ void PairMLIP::init_style()
     error->all(FLERR, "pair_style mlip requires 'newton on' (the default): forces on ghost atoms are summed "
                "back to their owners by LAMMPS");
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style mlip requires atom IDs");
-  ghostneigh = ghost_centres ? 1 : 0;
+  // On one rank in a periodic box every ghost is an image of a local atom: fold each edge onto the
+  // owner with a cell shift and evaluate the periodic graph of the local atoms (compute_engine), so
+  // ghosts need only reach one cutoff, whatever the model's receptive field. Otherwise (MPI ranks,
+  // a non-periodic direction, no atom map, a model exported before compute_engine) the ghost
+  // shell must reach the receptive field and edges centred on ghosts go to compute_local.
+  fold_ghosts = can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic && domain->zperiodic &&
+      atom->map_style != Atom::MAP_NONE;
+  const bool deep_ghosts = ghost_centres && !fold_ghosts;
+  ghostneigh = deep_ghosts ? 1 : 0;
   int flags = NeighConst::REQ_FULL;
-  if (ghost_centres) flags |= NeighConst::REQ_GHOST;
+  if (deep_ghosts) flags |= NeighConst::REQ_GHOST;
   neighbor->add_request(this, flags);
+  if (comm->me == 0 && ghost_centres)
+    utils::logmesg(lmp, "pair_style mlip: {}\n", fold_ghosts ? "one rank, periodic box: ghost atoms folded onto "
+                   "their owners (ghosts reach one cutoff)" : "ghost atoms reach the receptive field");
   // a message-passing model sees atoms up to receptive_field away: ghosts must reach that far
   double needed = receptive_field + neighbor->skin;
-  if (ghost_centres && comm->cutghostuser < needed) {
+  if (deep_ghosts && comm->cutghostuser < needed) {
     comm->cutghostuser = needed;
     if (comm->me == 0)
       utils::logmesg(lmp, "pair_style mlip: ghost cutoff set to {} A (receptive field {} + skin {}); "
@@ -177,6 +193,10 @@ void PairMLIP::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   if (vflag_atom || cvflag_atom)
     error->all(FLERR, "pair_style mlip does not compute per-atom virials (compute stress/atom)");
+  if (fold_ghosts) {
+    compute_folded(eflag, vflag);
+    return;
+  }
 
   double **x = atom->x;
   double **f = atom->f;
@@ -268,9 +288,126 @@ void PairMLIP::compute(int eflag, int vflag)
     const double *ep = atomic.data_ptr<double>();
     for (int i = 0; i < nlocal; ++i) eatom[i] += ep[i];
   }
-  // sum over local and ghost atoms of x (x) f before reverse communication: the virial of a
+  // sum over the model's local and ghost atoms of x (x) f (its own forces): the virial of a
   // potential that depends on positions only through the edge vectors
-  if (vflag_fdotr) virial_fdotr_compute();
+  if (vflag_global) {
+    double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t k = 0; k < n_model; ++k) {
+      const double *xk = xp + 3 * k, *fk = fp + 3 * k;
+      v[0] += xk[0] * fk[0];
+      v[1] += xk[1] * fk[1];
+      v[2] += xk[2] * fk[2];
+      v[3] += xk[0] * fk[1];    // as LAMMPS' virial_fdotr_compute: xy, xz, yz
+      v[4] += xk[0] * fk[2];
+      v[5] += xk[1] * fk[2];
+    }
+    for (int m = 0; m < 6; ++m) virial[m] += v[m];
+  }
+}
+
+void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
+{
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+  tagint *tag = atom->tag;
+  const int nlocal = atom->nlocal;
+  const double cutsq_model = model_cutoff * model_cutoff;
+  // the box as ASE cell rows a = (xprd, 0, 0), b = (xy, yprd, 0), c = (xz, yz, zprd)
+  const double *h = domain->h;    // xprd yprd zprd yz xz xy
+  senders.clear();
+  receivers.clear();
+  shifts.clear();
+  for (int ii = 0; ii < list->inum; ++ii) {
+    const int i = list->ilist[ii];
+    const int *jlist = list->firstneigh[i];
+    const int jnum = list->numneigh[i];
+    for (int jj = 0; jj < jnum; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      int owner = j;
+      double sa = 0.0, sb = 0.0, sc = 0.0;
+      if (j >= nlocal) {
+        owner = atom->map(tag[j]);
+        if (owner < 0 || owner >= nlocal)
+          error->one(FLERR, "pair_style mlip: ghost atom {} has no local owner", (long) tag[j]);
+        // x_j = x_owner + sa a + sb b + sc c, solved for the (integer) lattice shift
+        const double ex = x[j][0] - x[owner][0], ey = x[j][1] - x[owner][1], ez = x[j][2] - x[owner][2];
+        sc = std::round(ez / h[2]);
+        sb = std::round((ey - h[3] * sc) / h[1]);
+        sa = std::round((ex - h[5] * sb - h[4] * sc) / h[0]);
+      }
+      senders.push_back(i);
+      receivers.push_back(owner);
+      shifts.push_back(sa);
+      shifts.push_back(sb);
+      shifts.push_back(sc);
+    }
+  }
+  const int64_t n_edges = (int64_t) senders.size();
+  auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::Tensor edge_index = torch::empty({2, n_edges}, long_opts);
+  if (n_edges > 0) {
+    std::memcpy(edge_index[0].data_ptr<int64_t>(), senders.data(), n_edges * sizeof(int64_t));
+    std::memcpy(edge_index[1].data_ptr<int64_t>(), receivers.data(), n_edges * sizeof(int64_t));
+  }
+  torch::Tensor cell_shifts = torch::from_blob(shifts.data(), {n_edges, 3}, f64).clone();
+  torch::Tensor numbers = torch::empty({nlocal}, long_opts);
+  torch::Tensor positions = torch::empty({nlocal, 3}, f64);
+  int64_t *zp = numbers.data_ptr<int64_t>();
+  double *xp = positions.data_ptr<double>();
+  for (int i = 0; i < nlocal; ++i) {
+    zp[i] = type_to_z[type[i]];
+    xp[3 * i] = x[i][0];
+    xp[3 * i + 1] = x[i][1];
+    xp[3 * i + 2] = x[i][2];
+  }
+  torch::Tensor cell = torch::zeros({3, 3}, f64);
+  double *cp = cell.data_ptr<double>();
+  cp[0] = h[0];
+  cp[3] = h[5];
+  cp[4] = h[1];
+  cp[6] = h[4];
+  cp[7] = h[3];
+  cp[8] = h[2];
+  torch::Tensor pbc = torch::ones({3}, torch::TensorOptions().dtype(torch::kBool));
+
+  torch::Tensor forces, energy, atomic, model_virial;
+  try {
+    torch::jit::GraphOptimizerEnabledGuard no_jit_optimisation(false);
+    std::vector<torch::jit::IValue> inputs{positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
+                                           cell_shifts.to(model_dtype)};
+    auto out = model.get_method("compute_engine")(inputs).toGenericDict();
+    forces = out.at("forces").toTensor().to(torch::kFloat64).contiguous();
+    energy = out.at("energy").toTensor();
+    atomic = out.at("atomic_energies").toTensor().to(torch::kFloat64).contiguous();
+    model_virial = out.at("virial").toTensor().to(torch::kFloat64).contiguous();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
+  }
+  const double *fp = forces.data_ptr<double>();
+  for (int i = 0; i < nlocal; ++i) {
+    f[i][0] += fp[3 * i];
+    f[i][1] += fp[3 * i + 1];
+    f[i][2] += fp[3 * i + 2];
+  }
+  if (eflag_global) eng_vdwl += energy.item<double>();
+  if (eflag_atom) {
+    const double *ep = atomic.data_ptr<double>();
+    for (int i = 0; i < nlocal; ++i) eatom[i] += ep[i];
+  }
+  // the model's virial -dE/d(strain) of the periodic cell (ghosts carry no forces here)
+  if (vflag_global) {
+    const double *v = model_virial.data_ptr<double>();
+    virial[0] += v[0];    // xx
+    virial[1] += v[4];    // yy
+    virial[2] += v[8];    // zz
+    virial[3] += v[1];    // xy
+    virial[4] += v[2];    // xz
+    virial[5] += v[5];    // yz
+  }
 }
 
 namespace LAMMPS_NS {

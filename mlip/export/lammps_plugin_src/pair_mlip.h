@@ -26,6 +26,7 @@ class PairMLIP : public Pair {
  protected:
   void allocate();
   void load_model(const std::string &path);
+  void compute_folded(int eflag, int vflag);
 
   torch::jit::Module model;
   bool model_loaded;
@@ -33,6 +34,8 @@ class PairMLIP : public Pair {
   double model_cutoff;              // Å, edges shorter than this go to the model
   double receptive_field;           // Å, how far ghost atoms must reach
   bool ghost_centres;               // message passing: edges centred on ghosts are needed too
+  bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
+  bool fold_ghosts;                 // this run: one rank, periodic box, atom map: ghosts -> owners
   torch::ScalarType model_dtype;
   std::vector<int64_t> model_species;    // atomic numbers the model knows
   std::vector<int64_t> type_to_z;        // LAMMPS type (1-based) -> atomic number
@@ -40,6 +43,7 @@ class PairMLIP : public Pair {
   std::vector<int> model_index;          // LAMMPS atom index -> model atom index, -1 if not passed
   std::vector<int> lammps_index;         // model atom index -> LAMMPS atom index
   std::vector<int64_t> senders, receivers;
+  std::vector<double> shifts;            // compute_folded: lattice shift of each edge's receiver
 };
 
 }    // namespace LAMMPS_NS
