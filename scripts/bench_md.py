@@ -108,6 +108,8 @@ run {steps}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="exported model.pt (default: train the default model for --train-epochs)")
+    parser.add_argument("--model-name", default="", help="what --model is, for the table (e.g. 'model=equivariant, "
+                        "3 epochs')")
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50, help="timed MD steps per engine")
     parser.add_argument("--warmup", type=int, default=5)
@@ -115,6 +117,8 @@ def main() -> None:
     parser.add_argument("--classical", nargs="+", metavar="LINE",
                         help="LAMMPS pair_style/pair_coeff lines of a classical potential for Si to time as well")
     parser.add_argument("--skip-ase", action="store_true")
+    parser.add_argument("--skip-shell", action="store_true",
+                        help="on one rank, do not also time 'pair_style mlip ghosts shell' (no folding)")
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print the section, do not append it")
     args = parser.parse_args()
@@ -140,6 +144,11 @@ def main() -> None:
                   args.ranks, workdir, plugin)
     rows.append(("LAMMPS pair_style mlip (plugin)", args.ranks, s))
     print(f"LAMMPS mlip: {1 / s[0]:.2f} steps/s", flush=True)
+    if args.ranks == 1 and not args.skip_shell:  # the same run with the ghost shell the MPI path needs
+        s = lammps_md(f"pair_style mlip ghosts shell\npair_coeff * * {Path(model).resolve()} Si", ["Si"], args.steps,
+                      args.warmup, args.ranks, workdir, plugin)
+        rows.append(("LAMMPS pair_style mlip ghosts shell (ghosts to the receptive field)", args.ranks, s))
+        print(f"LAMMPS mlip ghosts shell: {1 / s[0]:.2f} steps/s", flush=True)
     if args.classical:
         s = lammps_md("\n".join(args.classical), ["Si"], args.steps, args.warmup, args.ranks, workdir)
         rows.append((f"LAMMPS `{args.classical[0]}`", args.ranks, s))
@@ -154,7 +163,7 @@ def main() -> None:
              f"- system: {n_atoms}-atom Si (5x5x5 conventional diamond cells), NVE 1 fs from 300 K, "
              f"{args.steps} timed steps after {args.warmup} warm-up steps; {threads} thread(s) per process "
              "(machine shared with other jobs)",
-             f"- model: {'given' if args.model else f'default `model=invariant` trained {args.train_epochs} epochs'}, "
+             f"- model: {'given (' + args.model_name + ')' if args.model else f'default `model=invariant` trained {args.train_epochs} epochs'}, "
              f"{meta['dtype']}, cutoff {meta['cutoff']} Å; plugin build {build_s:.1f} s (0 when cached)\n",
              "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |",
              "|---|---|---|---|---|"]

@@ -52,7 +52,7 @@ std::string species_list(const std::vector<int64_t> &zs)
 }    // namespace
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
-    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false),
+    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false), allow_fold(true),
     fold_ghosts(false),
     model_dtype(torch::kFloat64)
 {
@@ -86,9 +86,17 @@ void PairMLIP::allocate()
   type_to_z.assign(n, -1);
 }
 
-void PairMLIP::settings(int narg, char ** /*arg*/)
+void PairMLIP::settings(int narg, char **arg)
 {
-  if (narg != 0) error->all(FLERR, "pair_style mlip takes no arguments; the model file goes in pair_coeff");
+  // optional: 'ghosts shell' keeps the ghost shell out to the receptive field even where ghosts
+  // could be folded (one rank, periodic box): for comparisons and debugging
+  allow_fold = true;
+  if (narg == 2 && std::string(arg[0]) == "ghosts" && (std::string(arg[1]) == "fold" || std::string(arg[1]) == "shell")) {
+    allow_fold = std::string(arg[1]) == "fold";
+  } else if (narg != 0) {
+    error->all(FLERR, "pair_style mlip takes no arguments but the optional 'ghosts fold' (default) or 'ghosts shell'; "
+               "the model file goes in pair_coeff");
+  }
 }
 
 void PairMLIP::load_model(const std::string &path)
@@ -160,9 +168,10 @@ void PairMLIP::init_style()
   // owner with a cell shift and evaluate the periodic graph of the local atoms (compute_engine), so
   // ghosts need only reach one cutoff, whatever the model's receptive field. Otherwise (MPI ranks,
   // a non-periodic direction, no atom map, a model exported before compute_engine) the ghost
-  // shell must reach the receptive field and edges centred on ghosts go to compute_local.
-  fold_ghosts = can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic && domain->zperiodic &&
-      atom->map_style != Atom::MAP_NONE;
+  // shell must reach the receptive field and edges centred on ghosts go to compute_local. Owners
+  // are found by atom ID (a table rebuilt each step: no 'atom_modify map' needed).
+  fold_ghosts = allow_fold && can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
+      domain->zperiodic;
   const bool deep_ghosts = ghost_centres && !fold_ghosts;
   ghostneigh = deep_ghosts ? 1 : 0;
   int flags = NeighConst::REQ_FULL;
@@ -315,6 +324,10 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
   const double cutsq_model = model_cutoff * model_cutoff;
   // the box as ASE cell rows a = (xprd, 0, 0), b = (xy, yprd, 0), c = (xz, yz, zprd)
   const double *h = domain->h;    // xprd yprd zprd yz xz xy
+  tagint max_tag = 0;
+  for (int i = 0; i < nlocal; ++i) max_tag = std::max(max_tag, tag[i]);
+  owner_of_tag.assign((size_t) max_tag + 1, -1);
+  for (int i = 0; i < nlocal; ++i) owner_of_tag[tag[i]] = i;
   senders.clear();
   receivers.clear();
   shifts.clear();
@@ -329,8 +342,8 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
       int owner = j;
       double sa = 0.0, sb = 0.0, sc = 0.0;
       if (j >= nlocal) {
-        owner = atom->map(tag[j]);
-        if (owner < 0 || owner >= nlocal)
+        owner = (tag[j] >= 0 && tag[j] <= max_tag) ? owner_of_tag[tag[j]] : -1;
+        if (owner < 0)
           error->one(FLERR, "pair_style mlip: ghost atom {} has no local owner", (long) tag[j]);
         // x_j = x_owner + sa a + sb b + sc c, solved for the (integer) lattice shift
         const double ex = x[j][0] - x[owner][0], ey = x[j][1] - x[owner][1], ez = x[j][2] - x[owner][2];

@@ -35,6 +35,7 @@ class PairMLIP : public Pair {
   double receptive_field;           // Å, how far ghost atoms must reach
   bool ghost_centres;               // message passing: edges centred on ghosts are needed too
   bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
+  bool allow_fold;                  // pair_style mlip ghosts fold (default) | shell
   bool fold_ghosts;                 // this run: one rank, periodic box, atom map: ghosts -> owners
   torch::ScalarType model_dtype;
   std::vector<int64_t> model_species;    // atomic numbers the model knows
@@ -44,6 +45,7 @@ class PairMLIP : public Pair {
   std::vector<int> lammps_index;         // model atom index -> LAMMPS atom index
   std::vector<int64_t> senders, receivers;
   std::vector<double> shifts;            // compute_folded: lattice shift of each edge's receiver
+  std::vector<int> owner_of_tag;         // compute_folded: atom ID -> local index
 };
 
 }    // namespace LAMMPS_NS
