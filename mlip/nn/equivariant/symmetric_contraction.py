@@ -68,27 +68,29 @@ class _OutputIrrep(torch.nn.Module):
                                            for nu in range(1, correlation + 1)])
 
     def forward(self, x: torch.Tensor, s: int) -> torch.Tensor:
-        """``x`` [C, n, D] (atoms of species index ``s``) -> [n, C, M]."""
+        """``x`` [C, D, n] (atoms of species index ``s``, atoms last) -> [C, M, n].
+
+        Atoms are the last, contiguous axis of every intermediate: each multiply-and-sum then runs
+        over long rows of atoms and sums whole slabs, which vectorises better than inner loops D = 16
+        long (the [C, n, ..., D] layout): forward and backward of the small preset's contraction
+        (1000 atoms, C = D = 16, correlation 3, one CPU thread) 31 ms against 43 (minimum of 15)."""
         c, d, m = self.channels, self.d, self.m
-        n = x.shape[1]
-        xb = x.unsqueeze(2)  # [C, n, 1, D]
+        n = x.shape[2]
+        xb = x.unsqueeze(1)  # [C, 1, D, n]
         cs: List[torch.Tensor] = []
         for order in self.orders:
             cs.append(order(s))  # order nu: [M * D^nu, C]
         nu = len(cs)
         if nu == 1:
-            t = cs[0].transpose(0, 1).unsqueeze(1).expand(c, n, m * d)
+            t = cs[0].transpose(0, 1).unsqueeze(2).expand(c, m * d, n)
         else:
             # the highest order's last index as one batched product, then Horner steps
-            top = cs[nu - 1].view(self.sizes[nu - 1], d, c).permute(2, 1, 0)  # [C, D, M * D^(nu-1)]
-            t = torch.baddbmm(cs[nu - 2].transpose(0, 1).unsqueeze(1), x, top)  # [C, n, M * D^(nu-1)]
+            top = cs[nu - 1].view(self.sizes[nu - 1], d, c).permute(2, 0, 1)  # [C, M * D^(nu-1), D]
+            t = torch.baddbmm(cs[nu - 2].transpose(0, 1).unsqueeze(2), top, x)  # [C, M * D^(nu-1), n]
             for k in range(nu - 2, 0, -1):
-                # the batched matrix-vector steps as multiply-and-sum, whose backward is
-                # elementwise too (bmm with thousands of 16x16 blocks is slower on CPU)
-                t = (t.view(c, n, self.sizes[k], d) * xb).sum(3)  # [C, n, M * D^k]
-                t = t + cs[k - 1].transpose(0, 1).unsqueeze(1)
-        t = (t.reshape(c, n, m, d) * xb).sum(3)  # [C, n, M]
-        return t.transpose(0, 1)
+                t = (t.view(c, self.sizes[k], d, n) * xb).sum(2)  # [C, M * D^k, n]
+                t = t + cs[k - 1].transpose(0, 1).unsqueeze(2)
+        return (t.reshape(c, m, d, n) * xb).sum(2)  # [C, M, n]
 
 
 class SymmetricContraction(torch.nn.Module):
@@ -105,17 +107,18 @@ class SymmetricContraction(torch.nn.Module):
                                            for out in ls_out])
 
     def _contract(self, x: torch.Tensor, s: int) -> torch.Tensor:
-        return torch.cat([block(x, s) for block in self.blocks], dim=2)
+        """``x`` [C, D, n] -> [n, C, D_out]."""
+        return torch.cat([block(x, s) for block in self.blocks], dim=1).permute(2, 0, 1)
 
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        x = a.transpose(0, 1).contiguous()  # [C, N, D]
+        x = a.permute(1, 2, 0).contiguous()  # [C, D, N]: atoms last (see _OutputIrrep.forward)
         if self.num_species == 1:
             return self._contract(x, 0)
         out = torch.zeros(0)
         first = True
         for s in range(self.num_species):
             idx = torch.nonzero(species == s).squeeze(1)
-            part = self._contract(x.index_select(1, idx), s)
+            part = self._contract(x.index_select(2, idx), s)
             if first:
                 out = torch.zeros((a.shape[0],) + part.shape[1:], dtype=a.dtype, device=a.device)
                 first = False
