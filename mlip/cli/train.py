@@ -53,6 +53,8 @@ def _resolve_ckpt(ckpt_path, run_dir: Path):
 
 #: model settings that the data sets (recomputed on resume, so they may differ in the last digits)
 _FROM_DATA = ("e0", "scale", "shift", "avg_num_neighbors")
+#: model settings added after checkpoints were first written, with the default that old checkpoints had
+_ADDED_LATER: Dict[str, Any] = {"zbl": False, "d3": None, "d3_in_labels": True, "d3_cutoff": None}
 
 
 def _refuse_finished_run(cfg: DictConfig, run_dir: Path) -> None:
@@ -62,13 +64,18 @@ def _refuse_finished_run(cfg: DictConfig, run_dir: Path) -> None:
                           "ckpt_path=last, or choose another hydra.run.dir for a new run")
 
 
+def _is_old_default(key: str, value: Any) -> bool:
+    """``value`` of a model setting that a checkpoint written before the setting existed had too."""
+    return value in (None, False) or (key in _ADDED_LATER and value == _ADDED_LATER[key])
+
+
 def _check_same_settings(saved: Dict[str, Any], model_config: Dict[str, Any], loss_config: Dict[str, Any],
                          ckpt_path: str) -> None:
     """Resuming needs the model and loss settings the checkpoint was trained with."""
     saved_model = saved.get("model_config", {})
-    # a setting added after the checkpoint was written (model.zbl) matches when left at its off default
+    # a setting added after the checkpoint was written (model.zbl, model.d3...) matches when left at its default
     pairs = [(f"model.{k}", saved_model.get(k), v) for k, v in model_config.items()
-             if k not in _FROM_DATA and not (k not in saved_model and v in (None, False))]
+             if k not in _FROM_DATA and not (k not in saved_model and _is_old_default(k, v))]
     saved_sigma = (saved.get("loss_config") or {}).get("sigma") or {}
     pairs += [(f"loss.sigma.{k}", saved_sigma.get(k), v) for k, v in (loss_config.get("sigma") or {}).items()
               if "learned" in (saved_sigma.get(k), v)]
