@@ -169,12 +169,14 @@ def main() -> None:
 
     _, meta = load_exported(model)
     command = f"OMP_NUM_THREADS={threads} python scripts/bench_md.py " + " ".join(sys.argv[1:])
+    model_label = (f"given ({args.model_name})" if args.model
+                   else f"default `model=invariant` trained {args.train_epochs} epochs")
     lines = [f"\n## MD benchmark, {datetime.date.today().isoformat()}\n",
              f"- command: `{command}` (mlip commit {commit()})", f"- machine: {machine()}",
              f"- system: {n_atoms}-atom Si (5x5x5 conventional diamond cells), NVE 1 fs from 300 K, "
              f"{args.steps} timed steps after {args.warmup} warm-up steps; {threads} thread(s) per process "
              "(machine shared with other jobs)",
-             f"- model: {'given (' + args.model_name + ')' if args.model else f'default `model=invariant` trained {args.train_epochs} epochs'}, "
+             f"- model: {model_label}, "
              f"{meta['dtype']}, cutoff {meta['cutoff']} Å; plugin build {build_s:.1f} s (0 when cached)\n",
              "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |",
              "|---|---|---|---|---|"]
