@@ -76,3 +76,33 @@ def test_validate_command_writes_the_report(tmp_path):
     assert result["reference"]["elastic"]["cauchy_pressure"] > 10
     assert (tmp_path / "val" / "validation.md").read_text().count("|") > 20
     assert (tmp_path / "val" / "eos.png").is_file()
+
+
+def test_nve_drift_separates_conservative_from_noisy_forces():
+    """EMT's forces are the gradient of its energy: NVE conserves the total energy (small drift and
+    spread). Forces with noise added (not the gradient of anything) heat the system: a drift and a
+    spread orders of magnitude larger."""
+    import numpy as np
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class NoisyEMT(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def __init__(self):
+            super().__init__()
+            self.emt = EMT()
+            self.rng = np.random.default_rng(0)
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            a = atoms.copy()
+            a.calc = self.emt
+            self.results = {"energy": a.get_potential_energy(),
+                            "forces": a.get_forces() + self.rng.normal(0, 0.3, (len(a), 3))}
+
+    cu = bulk("Cu", "fcc", 3.59, cubic=True).repeat(2)
+    exact = P.md_properties(cu, EMT(), 600.0, steps=60, equilibration=20, nve_steps=200, timestep_fs=2.0)
+    noisy = P.md_properties(cu, NoisyEMT(), 600.0, steps=60, equilibration=20, nve_steps=200, timestep_fs=2.0)
+    assert abs(exact["nve_drift_meV_per_atom_ps"]) < 2.0 and exact["nve_energy_std_meV_per_atom"] < 1.0
+    assert abs(noisy["nve_drift_meV_per_atom_ps"]) > 10 * max(abs(exact["nve_drift_meV_per_atom_ps"]), 0.5)
+    assert noisy["nve_energy_std_meV_per_atom"] > 5 * exact["nve_energy_std_meV_per_atom"]

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=None,
                         help="K for the NVT run (default: 0.5 x a rough melting estimate, 1000 K)")
     parser.add_argument("--md-steps", type=int, default=2000, help="NVT steps of 2 fs (default 2000)")
+    parser.add_argument("--nve-steps", type=int, default=500,
+                        help="NVE steps after the NVT run, for the energy drift (default 500; 0: none)")
     parser.add_argument("--repeat", default="2,2,2", help="supercell of the vacancy and MD runs (default 2,2,2)")
     parser.add_argument("--output", default=None, help="folder of the report (default <run>/validation)")
 
@@ -99,7 +101,7 @@ def properties_of(atoms, calc, wanted, args) -> Dict[str, Any]:
             out["surfaces"] = {m: P.surface_energy(relaxed, calc, [int(c) for c in m]) for m in args.miller.split(",")}
         elif name == "md":
             out["md"] = P.md_properties(relaxed.repeat(repeat), calc, args.temperature or 1000.0, steps=args.md_steps,
-                                        equilibration=min(500, args.md_steps // 4))
+                                        equilibration=min(500, args.md_steps // 4), nve_steps=args.nve_steps)
         timing[name] = time.time() - t0
     out["seconds"] = timing
     return out

@@ -154,11 +154,14 @@ def phonons(atoms: Atoms, calc, supercell: Sequence[int] = (2, 2, 2), distance: 
 
 def md_properties(atoms: Atoms, calc, temperature: float, steps: int = 2000, timestep_fs: float = 2.0,
                   equilibration: int = 500, r_max: Optional[float] = None, bins: int = 100,
-                  seed: int = 0) -> Dict[str, Any]:
+                  seed: int = 0, nve_steps: int = 500) -> Dict[str, Any]:
     """NVT (Langevin) MD: radial distribution function g(r) over the production steps, the
     self-diffusion coefficient D from the slope of the mean squared displacement (Å²/ps; 6 D t),
     the mean temperature, and the stability: the first time (ps) two atoms came closer than 0.5 Å
-    or the temperature exceeded 3x the target (None if the run survived)."""
+    or the temperature exceeded 3x the target (None if the run survived). Then, from the last NVT
+    state, ``nve_steps`` of NVE (velocity Verlet, same time step): the drift of the total energy
+    (slope of a straight-line fit, meV/atom/ps) and its standard deviation (meV/atom), which show
+    whether forces are the gradient of a smooth energy (None when the NVT run failed)."""
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
 
@@ -198,7 +201,20 @@ def md_properties(atoms: Atoms, calc, temperature: float, steps: int = 2000, tim
     density = len(a) / a.get_volume()
     g = hist / max(samples, 1) / (len(a) / 2) / (shell * density) if samples else np.zeros(bins)
     slope = float(np.polyfit(times, msd, 1)[0]) if len(times) > 2 else float("nan")
-    return {"temperature": temperature, "r": r.tolist(), "g": g.tolist(), "diffusion_A2_per_ps": slope / 6,
+    drift = fluctuation = None
+    if failed_at is None and nve_steps > 0:
+        from ase.md.verlet import VelocityVerlet
+
+        nve = VelocityVerlet(a, timestep_fs * units.fs)
+        t_nve, e_nve = [], []
+        for step in range(nve_steps + 1):
+            if step:
+                nve.run(1)
+            t_nve.append(step * timestep_fs / 1000)
+            e_nve.append(a.get_total_energy() / len(a) * 1000)  # meV/atom
+        drift = float(np.polyfit(t_nve, e_nve, 1)[0])
+        fluctuation = float(np.std(e_nve))
+    return {"nve_drift_meV_per_atom_ps": drift, "nve_energy_std_meV_per_atom": fluctuation,"temperature": temperature, "r": r.tolist(), "g": g.tolist(), "diffusion_A2_per_ps": slope / 6,
             "mean_temperature": float(np.mean(temps)) if temps else float("nan"),
             "failed_at_ps": failed_at, "simulated_ps": steps * timestep_fs / 1000 if failed_at is None else failed_at,
             "first_peak_r": float(r[int(np.argmax(g))]) if samples else float("nan")}

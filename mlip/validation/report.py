@@ -15,7 +15,13 @@ ROWS: List[Tuple[str, str, str, str]] = [
     ("md", "first_peak_r", "g(r) first peak", "Å"),
     ("md", "diffusion_A2_per_ps", "self-diffusion D", "Å²/ps"),
     ("md", "failed_at_ps", "MD failed at (None: stable)", "ps"),
+    ("md", "nve_drift_meV_per_atom_ps", "NVE drift of the total energy", "meV/atom/ps"),
+    ("md", "nve_energy_std_meV_per_atom", "NVE total-energy fluctuation (std)", "meV/atom"),
 ]
+
+
+#: quantities zero by symmetry, times of failure and NVE drifts: no meaningful relative error
+NO_RELATIVE_ERROR = ("cauchy_pressure", "failed_at_ps", "nve_drift_meV_per_atom_ps", "nve_energy_std_meV_per_atom")
 
 
 def _relative(model: Any, ref: Any) -> Optional[float]:
@@ -32,8 +38,7 @@ def rows(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
         if section in model and key in model[section]:
             m = model[section][key]
             r = (ref.get(section) or {}).get(key)
-            # a quantity that is zero by symmetry or a time of failure has no meaningful relative error
-            rel = None if key in ("cauchy_pressure", "failed_at_ps") else _relative(m, r)
+            rel = None if key in NO_RELATIVE_ERROR else _relative(m, r)
             out.append({"property": label, "unit": unit, "model": m, "reference": r, "relative_error": rel})
     for name, entry in sorted(model.get("surfaces", {}).items()):
         r = (ref.get("surfaces") or {}).get(name, {}).get("surface_energy_J_per_m2")
