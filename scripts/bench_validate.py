@@ -2,8 +2,11 @@
 EMT (the ``cu_emt`` recipe by default, ``--recipe cuag_emt`` for the alloy), the default and the
 equivariant model trained on it for a wall-clock budget, then ``mlip validate`` on fcc Cu against
 EMT (lattice constant, bulk modulus, C11, C12, C44, vacancy formation energy, phonons at
-high-symmetry points, g(r) of hot MD), and the MD stability at a high temperature of a model
-with and without ``model.zbl=true``. Appends a dated section to docs/benchmarks.md.
+high-symmetry points, g(r) of hot MD), and the MD stability of a model with and without
+``model.zbl=true``: NVT at ``--temperature`` and at the harsher ``--stability-temperature``
+(default 3000 K), for the models above and for a pair trained without the close-contact frames
+``--stability-drop`` (config_type, default dimer) of the set, where nothing but ZBL tells the
+model that atoms repel at short range. Appends a dated section to docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python scripts/bench_validate.py --budget 900 --scale 1.0     # the issue's setting
     OMP_NUM_THREADS=1 python scripts/bench_validate.py --budget 120 --scale 0.25    # a quick look
@@ -13,6 +16,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +34,35 @@ def _run(cmd, env=None):
     return res
 
 
+def drop_config_types(src: Path, dst: Path, drop) -> dict:
+    """Copy the extxyz ``src`` to ``dst`` without the frames whose ``config_type`` is in ``drop``
+    (text-level, so every key is kept as written); returns {kept, dropped}."""
+    lines = src.read_text().splitlines(keepends=True)
+    out, kept, dropped, i = [], 0, 0, 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        n = int(lines[i])
+        frame = lines[i:i + n + 2]
+        m = re.search(r"config_type=(\"[^\"]*\"|\S+)", frame[1])
+        if m is not None and m.group(1).strip('"') in drop:
+            dropped += 1
+        else:
+            out += frame
+            kept += 1
+        i += n + 2
+    tmp = dst.with_suffix(".tmp")
+    tmp.write_text("".join(out))
+    tmp.replace(dst)
+    return {"kept": kept, "dropped": dropped}
+
+
+def _stability(result: dict) -> str:
+    md = result["model"]["md"]
+    return f"failed at {md['failed_at_ps']:g} ps" if md["failed_at_ps"] is not None else f"stable {md['simulated_ps']:g} ps"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=900, help="training seconds per model (default 900)")
@@ -40,6 +73,12 @@ def main() -> None:
     parser.add_argument("--models", default="invariant,equivariant")
     parser.add_argument("--md-steps", type=int, default=1500)
     parser.add_argument("--temperature", type=float, default=1400.0, help="K of the g(r) and stability runs")
+    parser.add_argument("--stability-temperature", default="3000", help="K of the extra stability runs, "
+                        "comma-separated (default 3000; empty: none)")
+    parser.add_argument("--stability-drop", default="dimer", help="config_types left out of the set of the "
+                        "extra invariant pair (with and without ZBL) of the stability runs (default dimer; empty: no pair)")
+    parser.add_argument("--stability-budget", type=int, default=None, help="training seconds of that pair "
+                        "(default --budget)")
     parser.add_argument("--write", action="store_true", help="append the results to docs/benchmarks.md")
     args = parser.parse_args()
     work = Path(args.workdir)
@@ -49,27 +88,47 @@ def main() -> None:
     if not data.exists():
         _run([sys.executable, "-m", "mlip.cli.main", "dataset", "build", args.recipe, f"scale={args.scale}",
               f"output={data}", "--no-progress"], env)
-    hh, rem = divmod(args.budget, 3600)
-    mm, ss = divmod(rem, 60)
-    rows = {}
+    drop = [c for c in args.stability_drop.split(",") if c]
+    stab_temps = [float(t) for t in args.stability_temperature.split(",") if t]
+    runs = []  # (name, model, zbl, data, budget, full validation)
     for model in args.models.split(","):
         for zbl in (False, True) if model == "invariant" else (False,):
-            name = f"{model}{'_zbl' if zbl else ''}"
-            run_dir = work / name
-            if not (run_dir / "model.pt").exists():
+            runs.append((f"{model}{'_zbl' if zbl else ''}", model, zbl, data, args.budget, not zbl))
+    dropped = None
+    if drop:
+        data_nd = work / f"{args.recipe}_no_{'_'.join(drop)}.extxyz"
+        dropped = drop_config_types(data, data_nd, set(drop))
+        print(f"{data_nd.name}: {dropped}", flush=True)
+        for zbl in (False, True):
+            runs.append((f"invariant_no_{'_'.join(drop)}{'_zbl' if zbl else ''}", "invariant", zbl, data_nd,
+                         args.stability_budget or args.budget, False))
+    rows, stab, trained = {}, {}, {}
+    for name, model, zbl, train_set, budget, full in runs:
+        run_dir = work / name
+        if not (run_dir / "model.pt").exists():
+            hh, rem = divmod(budget, 3600)
+            mm, ss = divmod(rem, 60)
+            t0 = time.time()
+            _run([sys.executable, str(REPO / "train.py"), "data=custom", f"data.train={train_set}", f"model={model}",
+                  f"model.zbl={str(zbl).lower()}", "split.group_by=group", "data.e0=isolated",
+                  f"trainer.max_time=00:{hh:02d}:{mm:02d}:{ss:02d}", "trainer.max_epochs=100000",
+                  "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"], env)
+            print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
+        trained[name] = (train_set.name, budget, zbl)
+        props = "eos,elastic,vacancy,phonons,md" if full else "md"
+        for temp, out in [(args.temperature, "validation")] + [(t, f"validation_{t:g}K") for t in stab_temps]:
+            if not (run_dir / out / "validation.json").exists():
                 t0 = time.time()
-                _run([sys.executable, str(REPO / "train.py"), "data=custom", f"data.train={data}", f"model={model}",
-                      f"model.zbl={str(zbl).lower()}", "split.group_by=group", "data.e0=isolated",
-                      f"trainer.max_time=00:{hh:02d}:{mm:02d}:{ss:02d}", "trainer.max_epochs=100000",
-                      "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"], env)
-                print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
-            props = "eos,elastic,vacancy,phonons,md" if not zbl else "md"
-            _run([sys.executable, "-m", "mlip.cli.main", "validate", str(run_dir), "--structure", "Cu:fcc:3.61",
-                  "--reference", "emt", "--properties", props, "--temperature", str(args.temperature),
-                  "--md-steps", str(args.md_steps), "--output", str(run_dir / "validation")], env)
-            rows[name] = json.loads((run_dir / "validation" / "validation.json").read_text())
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            rows[name]["test_forces_mae"] = metrics["test"]["forces_mae"]
+                _run([sys.executable, "-m", "mlip.cli.main", "validate", str(run_dir), "--structure", "Cu:fcc:3.61",
+                      "--reference", "emt", "--properties", props if out == "validation" else "md",
+                      "--temperature", str(temp), "--md-steps", str(args.md_steps), "--output", str(run_dir / out)], env)
+                print(f"{name}: {out} in {time.time() - t0:.0f} s", flush=True)
+            result = json.loads((run_dir / out / "validation.json").read_text())
+            stab[(name, temp)] = result
+            if out == "validation":
+                rows[name] = result
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        rows[name]["test_forces_mae"] = metrics["test"]["forces_mae"]
     lines = [f"\n## Validation against EMT (issue 15), {datetime.date.today()}\n",
              f"Command: `OMP_NUM_THREADS=1 python scripts/bench_validate.py {' '.join(sys.argv[1:])}`; {machine()}; "
              f"commit {commit()}. Data: `mlip dataset build {args.recipe} scale={args.scale}` (EMT), grouped split; "
@@ -83,6 +142,19 @@ def main() -> None:
             fmt = (lambda x: "–" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x)))  # noqa: E731
             lines.append(f"| {row['property']} | {row['unit']} | {fmt(row['model'])} | {fmt(row['reference'])} | "
                          f"{'–' if rel is None else f'{100 * rel:+.1f} %'} |")
+    temps = [args.temperature] + stab_temps
+    lines += [f"\n**MD stability** (NVT Langevin, {args.md_steps} steps of 2 fs, 2x2x2 fcc Cu cell of 32 atoms; "
+              "failed: two atoms closer than 0.5 Å or T above 3x the target)\n",
+              "| model | training set | ZBL | training s | " + " | ".join(f"{t:g} K" for t in temps) + " |",
+              "|---|---|---|---|" + "---|" * len(temps)]
+    for name, (set_name, budget, zbl) in trained.items():
+        lines.append(f"| {name} | {set_name} | {'yes' if zbl else 'no'} | {budget} | "
+                     + " | ".join(_stability(stab[(name, t)]) for t in temps) + " |")
+    ref_cells = " | ".join(_stability({"model": stab[(next(iter(trained)), t)]["reference"]}) for t in temps)
+    lines.append(f"| EMT | – | – | – | {ref_cells} |")
+    if dropped is not None:
+        lines.append(f"\nThe `_no_{'_'.join(drop)}` set: the {args.recipe} set without its {dropped['dropped']} "
+                     f"frames of config_type {', '.join(drop)} ({dropped['kept']} frames kept).")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
