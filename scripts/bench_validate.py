@@ -60,7 +60,9 @@ def drop_config_types(src: Path, dst: Path, drop) -> dict:
 
 def _stability(result: dict) -> str:
     md = result["model"]["md"]
-    return f"failed at {md['failed_at_ps']:g} ps" if md["failed_at_ps"] is not None else f"stable {md['simulated_ps']:g} ps"
+    if md["failed_at_ps"] is not None:
+        return f"failed at {md['failed_at_ps']:g} ps"
+    return f"stable {md['simulated_ps']:g} ps"
 
 
 def main() -> None:
@@ -76,7 +78,8 @@ def main() -> None:
     parser.add_argument("--stability-temperature", default="3000", help="K of the extra stability runs, "
                         "comma-separated (default 3000; empty: none)")
     parser.add_argument("--stability-drop", default="dimer", help="config_types left out of the set of the "
-                        "extra invariant pair (with and without ZBL) of the stability runs (default dimer; empty: no pair)")
+                        "extra invariant pair (with and without ZBL) of the stability runs (default dimer; "
+                        "empty: no pair)")
     parser.add_argument("--stability-budget", type=int, default=None, help="training seconds of that pair "
                         "(default --budget)")
     parser.add_argument("--write", action="store_true", help="append the results to docs/benchmarks.md")
@@ -102,7 +105,7 @@ def main() -> None:
         for zbl in (False, True):
             runs.append((f"invariant_no_{'_'.join(drop)}{'_zbl' if zbl else ''}", "invariant", zbl, data_nd,
                          args.stability_budget or args.budget, False))
-    rows, stab, trained = {}, {}, {}
+    rows, stab, trained, dimers = {}, {}, {}, {}
     for name, model, zbl, train_set, budget, full in runs:
         run_dir = work / name
         if not (run_dir / "model.pt").exists():
@@ -121,12 +124,17 @@ def main() -> None:
                 t0 = time.time()
                 _run([sys.executable, "-m", "mlip.cli.main", "validate", str(run_dir), "--structure", "Cu:fcc:3.61",
                       "--reference", "emt", "--properties", props if out == "validation" else "md",
-                      "--temperature", str(temp), "--md-steps", str(args.md_steps), "--output", str(run_dir / out)], env)
+                      "--temperature", str(temp), "--md-steps", str(args.md_steps),
+                      "--output", str(run_dir / out)], env)
                 print(f"{name}: {out} in {time.time() - t0:.0f} s", flush=True)
             result = json.loads((run_dir / out / "validation.json").read_text())
             stab[(name, temp)] = result
             if out == "validation":
                 rows[name] = result
+        if not (run_dir / "validation_dimer" / "validation.json").exists():  # seconds: isolated dimers only
+            _run([sys.executable, "-m", "mlip.cli.main", "validate", str(run_dir), "--structure", "Cu:fcc:3.61",
+                  "--reference", "emt", "--properties", "dimer", "--output", str(run_dir / "validation_dimer")], env)
+        dimers[name] = json.loads((run_dir / "validation_dimer" / "validation.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
         rows[name]["test_forces_mae"] = metrics["test"]["forces_mae"]
     lines = [f"\n## Validation against EMT (issue 15), {datetime.date.today()}\n",
@@ -152,6 +160,23 @@ def main() -> None:
                      + " | ".join(_stability(stab[(name, t)]) for t in temps) + " |")
     ref_cells = " | ".join(_stability({"model": stab[(next(iter(trained)), t)]["reference"]}) for t in temps)
     lines.append(f"| EMT | – | – | – | {ref_cells} |")
+    lines += ["\n**Short-range repulsion** (`mlip validate --properties dimer`: isolated Cu-Cu dimer, V(r) = "
+              "E(r) - E(6 Å) from 0.3 Å; closest approach of a head-on collision at a centre-of-mass energy, "
+              "none: the atoms pass through each other; hole: V drops again as the atoms come closer than this)\n",
+              "| model | ZBL | bond length (Å) | closest approach at 10 eV (Å) | at 100 eV (Å) | hole below (Å) "
+              "| V(0.3 Å) (eV) |", "|---|---|---|---|---|---|---|"]
+
+    def _dimer_cells(entry: dict) -> str:
+        near = entry["closest_approach"]
+        show = (lambda x: "none" if x is None else f"{x:.2f}")  # noqa: E731
+        return (f"{entry['minimum_r']:.2f} | {show(near['10'])} | {show(near['100'])} | {show(entry['hole_below'])} "
+                f"| {entry['energy'][0]:.3g}")
+
+    for name, (_, _, zbl) in trained.items():
+        lines.append(f"| {name} | {'yes' if zbl else 'no'} | "
+                     f"{_dimer_cells(dimers[name]['model']['dimer']['pairs']['Cu-Cu'])} |")
+    first = next(iter(trained))
+    lines.append(f"| EMT | – | {_dimer_cells(dimers[first]['reference']['dimer']['pairs']['Cu-Cu'])} |")
     if dropped is not None:
         lines.append(f"\nThe `_no_{'_'.join(drop)}` set: the {args.recipe} set without its {dropped['dropped']} "
                      f"frames of config_type {', '.join(drop)} ({dropped['kept']} frames kept).")

@@ -106,3 +106,32 @@ def test_nve_drift_separates_conservative_from_noisy_forces():
     assert abs(exact["nve_drift_meV_per_atom_ps"]) < 2.0 and exact["nve_energy_std_meV_per_atom"] < 1.0
     assert abs(noisy["nve_drift_meV_per_atom_ps"]) > 10 * max(abs(exact["nve_drift_meV_per_atom_ps"]), 0.5)
     assert noisy["nve_energy_std_meV_per_atom"] > 5 * exact["nve_energy_std_meV_per_atom"]
+
+
+def test_dimer_curves_find_the_closest_approach_and_holes():
+    """EMT's Cu dimer: bound near 2.2 Å and repulsive all the way in; a 100 eV head-on collision
+    turns back near 0.9 Å. A calculator whose energy turns over below 1 Å (a hole, what an ML model
+    with no close-contact data can do) is reported as one, and 100 eV atoms pass through it."""
+    import numpy as np
+    from ase.calculators.calculator import Calculator, all_changes
+
+    cu = bulk("Cu", "fcc", 3.59, cubic=True)
+    emt = P.dimer_curves(cu, EMT())["pairs"]["Cu-Cu"]
+    assert 2.0 < emt["minimum_r"] < 2.4 and emt["hole_below"] is None
+    assert 0.7 < emt["closest_approach"]["100"] < 1.1 and emt["closest_approach"]["10"] > emt["closest_approach"]["100"]
+
+    class Holed(Calculator):
+        """EMT's pair energy beyond 1 Å; below it a Gaussian well: the dimer collapses."""
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            a = atoms.copy()
+            a.calc = EMT()
+            d = atoms.get_distance(0, 1)
+            energy = a.get_potential_energy() if d > 1.0 else -20.0 * np.exp(-((d - 0.4) / 0.3) ** 2)
+            self.results = {"energy": energy, "forces": np.zeros((len(atoms), 3))}
+
+    holed = P.dimer_curves(cu, Holed())["pairs"]["Cu-Cu"]
+    assert holed["hole_below"] is not None and 0.9 < holed["hole_below"] <= 1.05
+    assert holed["closest_approach"]["100"] is None and 2.0 < holed["minimum_r"] < 2.4

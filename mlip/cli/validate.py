@@ -8,10 +8,12 @@ scientists check, for the model and a reference side by side.
 ``--structure``: a file ASE reads, or ``Element:lattice:a`` for ``ase.build.bulk`` (cubic cell).
 ``--reference``: an oracle of configs/oracle (emt, xtb, pyscf) or another model file / run.
 Properties: ``eos`` (E–V, bulk modulus), ``elastic`` (C_ij with relaxed ions, Cauchy pressure),
-``phonons`` (phonopy: band path and DOS), ``vacancy``, ``surface`` (``--miller``), ``md`` (NVT at
-``--temperature``: g(r), self-diffusion, stability). The structure is relaxed (cell and positions)
+``phonons`` (phonopy: band path and DOS), ``vacancy``, ``surface`` (``--miller``), ``dimer``
+(isolated dimers of each element pair: bond length, closest approach of head-on collisions at 10
+and 100 eV, holes in the short-range repulsion), ``md`` (NVT at ``--temperature``: g(r),
+self-diffusion, stability; then NVE drift). The structure is relaxed (cell and positions)
 by each calculator first. Output: ``validation.json``, ``validation.md``, ``eos.png``,
-``phonons.png``, ``rdf.png`` in ``<run>/validation`` (or ``--output``).
+``phonons.png``, ``dimers.png``, ``rdf.png`` in ``<run>/validation`` (or ``--output``).
 """
 
 import argparse
@@ -22,7 +24,7 @@ from typing import Any, Dict
 
 from mlip.errors import USER_ERRORS
 
-PROPERTIES = ("eos", "elastic", "phonons", "vacancy", "surface", "md")
+PROPERTIES = ("eos", "elastic", "phonons", "vacancy", "surface", "dimer", "md")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +101,8 @@ def properties_of(atoms, calc, wanted, args) -> Dict[str, Any]:
             out["vacancy"] = P.vacancy_formation_energy(relaxed, calc, repeat)
         elif name == "surface" and relaxed.pbc.all():
             out["surfaces"] = {m: P.surface_energy(relaxed, calc, [int(c) for c in m]) for m in args.miller.split(",")}
+        elif name == "dimer":
+            out["dimer"] = P.dimer_curves(relaxed, calc)
         elif name == "md":
             out["md"] = P.md_properties(relaxed.repeat(repeat), calc, args.temperature or 1000.0, steps=args.md_steps,
                                         equilibration=min(500, args.md_steps // 4), nve_steps=args.nve_steps)

@@ -30,6 +30,24 @@ def _relative(model: Any, ref: Any) -> Optional[float]:
     return None
 
 
+def _dimer_rows(model: Dict[str, Any], ref: Dict[str, Any]) -> List[Dict[str, Any]]:
+    out = []
+    ref_pairs = (ref.get("dimer") or {}).get("pairs", {})
+    for pair, entry in sorted(model.get("dimer", {}).get("pairs", {}).items()):
+        r_entry = ref_pairs.get(pair, {})
+        out.append({"property": f"{pair} dimer: bond length", "unit": "Å", "model": entry["minimum_r"],
+                    "reference": r_entry.get("minimum_r"),
+                    "relative_error": _relative(entry["minimum_r"], r_entry.get("minimum_r"))})
+        for e, r in entry["closest_approach"].items():
+            ref_r = (r_entry.get("closest_approach") or {}).get(e)
+            out.append({"property": f"{pair} head-on collision at {e} eV: closest approach (None: pass through)",
+                        "unit": "Å", "model": r, "reference": ref_r, "relative_error": _relative(r, ref_r)})
+        out.append({"property": f"{pair} dimer: energy drops again below (None: repulsive all the way in)",
+                    "unit": "Å", "model": entry["hole_below"], "reference": r_entry.get("hole_below"),
+                    "relative_error": None})
+    return out
+
+
 def rows(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Scalar rows: property, unit, model, reference (or None), relative error (or None)."""
     model, ref = results["model"], results.get("reference") or {}
@@ -45,6 +63,7 @@ def rows(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
         m = entry["surface_energy_J_per_m2"]
         out.append({"property": f"surface energy ({name})", "unit": "J/m²", "model": m, "reference": r,
                     "relative_error": _relative(m, r)})
+    out += _dimer_rows(model, ref)
     if "phonons" in model:
         ref_points = (ref.get("phonons") or {}).get("special_points", {})
         for label, freqs in model["phonons"]["special_points"].items():
@@ -115,6 +134,20 @@ def plots(results: Dict[str, Any], folder: Path) -> List[str]:
         save_figure(fig, folder / "phonons.png")
         plt.close(fig)
         written.append("phonons.png")
+    if "dimer" in model:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        for name, res, style in (("model", model, "-"), ("reference", ref, "--")):
+            for k, (pair, entry) in enumerate(sorted((res.get("dimer") or {}).get("pairs", {}).items())):
+                ax.plot(res["dimer"]["r"], entry["energy"], style, color=f"C{k}", label=f"{pair} {name}")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel("V(r) = E(r) - E(r_max) (eV)")
+        ax.set_title("isolated dimers")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, folder / "dimers.png")
+        plt.close(fig)
+        written.append("dimers.png")
     if "md" in model:
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
         for name, res in (("model", model), ("reference", ref)):

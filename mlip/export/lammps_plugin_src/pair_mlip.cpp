@@ -208,7 +208,6 @@ void PairMLIP::compute(int eflag, int vflag)
   }
 
   double **x = atom->x;
-  double **f = atom->f;
   int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
@@ -272,31 +271,13 @@ void PairMLIP::compute(int eflag, int vflag)
   }
   torch::Tensor positions = positions64.to(model_dtype);
 
-  torch::Tensor forces, energy, atomic;
-  try {
-    // the profiling executor's optimised graphs run this model 1.5-4x slower on CPU than the
-    // plain interpreter (measured with torch 2.13); scoped, so the host process is unaffected
-    torch::jit::GraphOptimizerEnabledGuard no_jit_optimisation(false);
-    std::vector<torch::jit::IValue> inputs{positions, numbers, edge_index, (int64_t) nlocal};
-    auto out = model.get_method("compute_local")(inputs).toGenericDict();
-    forces = out.at("forces").toTensor().to(torch::kFloat64).contiguous();
-    energy = out.at("energy").toTensor();
-    atomic = out.at("atomic_energies").toTensor().to(torch::kFloat64).contiguous();
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
-  }
+  torch::Tensor forces, energy, atomic, unused_virial;
+  // the profiling executor's optimised graphs run this model 1.5-4x slower on CPU than the
+  // plain interpreter (measured with torch 2.13); scoped in run_model, so the host is unaffected
+  run_model("compute_local", {positions, numbers, edge_index, (int64_t) nlocal}, forces, energy, atomic,
+            unused_virial);
   const double *fp = forces.data_ptr<double>();
-  for (int64_t k = 0; k < n_model; ++k) {
-    const int i = lammps_index[k];
-    f[i][0] += fp[3 * k];
-    f[i][1] += fp[3 * k + 1];
-    f[i][2] += fp[3 * k + 2];
-  }
-  if (eflag_global) eng_vdwl += energy.item<double>();
-  if (eflag_atom) {
-    const double *ep = atomic.data_ptr<double>();
-    for (int i = 0; i < nlocal; ++i) eatom[i] += ep[i];
-  }
+  tally(fp, energy, atomic, n_model);
   // sum over the model's local and ghost atoms of x (x) f (its own forces): the virial of a
   // potential that depends on positions only through the edge vectors
   if (vflag_global) {
@@ -314,10 +295,41 @@ void PairMLIP::compute(int eflag, int vflag)
   }
 }
 
+void PairMLIP::run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
+                         torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out)
+{
+  try {
+    torch::jit::GraphOptimizerEnabledGuard no_jit_optimisation(false);
+    auto out = model.get_method(method)(std::move(inputs)).toGenericDict();
+    forces = out.at("forces").toTensor().to(torch::kFloat64).contiguous();
+    energy = out.at("energy").toTensor();
+    atomic = out.at("atomic_energies").toTensor().to(torch::kFloat64).contiguous();
+    if (out.contains("virial")) virial_out = out.at("virial").toTensor().to(torch::kFloat64).contiguous();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
+  }
+}
+
+void PairMLIP::tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model)
+{
+  // forces of model atom k go to LAMMPS atom lammps_index[k] (ghosts: summed to owners by LAMMPS)
+  double **f = atom->f;
+  for (int64_t k = 0; k < n_model; ++k) {
+    const int i = lammps_index[k];
+    f[i][0] += fp[3 * k];
+    f[i][1] += fp[3 * k + 1];
+    f[i][2] += fp[3 * k + 2];
+  }
+  if (eflag_global) eng_vdwl += energy.item<double>();
+  if (eflag_atom) {
+    const double *ep = atomic.data_ptr<double>();
+    for (int i = 0; i < atom->nlocal; ++i) eatom[i] += ep[i];
+  }
+}
+
 void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
 {
   double **x = atom->x;
-  double **f = atom->f;
   int *type = atom->type;
   tagint *tag = atom->tag;
   const int nlocal = atom->nlocal;
@@ -327,7 +339,11 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
   tagint max_tag = 0;
   for (int i = 0; i < nlocal; ++i) max_tag = std::max(max_tag, tag[i]);
   owner_of_tag.assign((size_t) max_tag + 1, -1);
-  for (int i = 0; i < nlocal; ++i) owner_of_tag[tag[i]] = i;
+  lammps_index.resize(nlocal);
+  for (int i = 0; i < nlocal; ++i) {
+    owner_of_tag[tag[i]] = i;
+    lammps_index[i] = i;
+  }
   senders.clear();
   receivers.clear();
   shifts.clear();
@@ -388,29 +404,9 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
   torch::Tensor pbc = torch::ones({3}, torch::TensorOptions().dtype(torch::kBool));
 
   torch::Tensor forces, energy, atomic, model_virial;
-  try {
-    torch::jit::GraphOptimizerEnabledGuard no_jit_optimisation(false);
-    std::vector<torch::jit::IValue> inputs{positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
-                                           cell_shifts.to(model_dtype)};
-    auto out = model.get_method("compute_engine")(inputs).toGenericDict();
-    forces = out.at("forces").toTensor().to(torch::kFloat64).contiguous();
-    energy = out.at("energy").toTensor();
-    atomic = out.at("atomic_energies").toTensor().to(torch::kFloat64).contiguous();
-    model_virial = out.at("virial").toTensor().to(torch::kFloat64).contiguous();
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
-  }
-  const double *fp = forces.data_ptr<double>();
-  for (int i = 0; i < nlocal; ++i) {
-    f[i][0] += fp[3 * i];
-    f[i][1] += fp[3 * i + 1];
-    f[i][2] += fp[3 * i + 2];
-  }
-  if (eflag_global) eng_vdwl += energy.item<double>();
-  if (eflag_atom) {
-    const double *ep = atomic.data_ptr<double>();
-    for (int i = 0; i < nlocal; ++i) eatom[i] += ep[i];
-  }
+  run_model("compute_engine", {positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
+                               cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
+  tally(forces.data_ptr<double>(), energy, atomic, nlocal);
   // the model's virial -dE/d(strain) of the periodic cell (ghosts carry no forces here)
   if (vflag_global) {
     const double *v = model_virial.data_ptr<double>();

@@ -27,6 +27,9 @@ class PairMLIP : public Pair {
   void allocate();
   void load_model(const std::string &path);
   void compute_folded(int eflag, int vflag);
+  void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
+                 torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
+  void tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model);
 
   torch::jit::Module model;
   bool model_loaded;
