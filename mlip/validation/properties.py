@@ -154,20 +154,22 @@ def phonons(atoms: Atoms, calc, supercell: Sequence[int] = (2, 2, 2), distance: 
 
 def md_properties(atoms: Atoms, calc, temperature: float, steps: int = 2000, timestep_fs: float = 2.0,
                   equilibration: int = 500, r_max: Optional[float] = None, bins: int = 100,
-                  seed: int = 0, nve_steps: int = 500) -> Dict[str, Any]:
+                  seed: int = 0, nve_steps: int = 500, friction_per_fs: float = 0.002) -> Dict[str, Any]:
     """NVT (Langevin) MD: radial distribution function g(r) over the production steps, the
     self-diffusion coefficient D from the slope of the mean squared displacement (Å²/ps; 6 D t),
     the mean temperature, and the stability: the first time (ps) two atoms came closer than 0.5 Å
     or the temperature exceeded 3x the target (None if the run survived). Then, from the last NVT
     state, ``nve_steps`` of NVE (velocity Verlet, same time step): the drift of the total energy
     (slope of a straight-line fit, meV/atom/ps) and its standard deviation (meV/atom), which show
-    whether forces are the gradient of a smooth energy (None when the NVT run failed)."""
+    whether forces are the gradient of a smooth energy (None when the NVT run failed). The Langevin
+    friction is ``friction_per_fs`` (1/fs; default 0.002, a 500 fs coupling: weak, so that it
+    barely damps diffusion; the mean temperature is reported beside the target)."""
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
 
     a = _with(atoms, calc)
     thermalize_momenta(a, temperature_K=temperature, rng=np.random.default_rng(seed))
-    dyn = Langevin(a, timestep_fs * units.fs, temperature_K=temperature, friction=0.02, fixcm=False,
+    dyn = Langevin(a, timestep_fs * units.fs, temperature_K=temperature, friction=friction_per_fs / units.fs, fixcm=False,
                    rng=np.random.default_rng(seed + 1))
     r_max = r_max or min(6.0, 0.49 * min(np.linalg.norm(a.cell[:], axis=1)))
     edges = np.linspace(0, r_max, bins + 1)
