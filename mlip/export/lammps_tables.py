@@ -158,6 +158,11 @@ def write_lammps_files(model: torch.nn.Module, directory: str, **options) -> Lam
     ``lammps_style()`` hook (``mlip.models.contract``)."""
     em = energy_model_of(model)
     style = lammps_style(em)
+    tail = getattr(em, "energies", None)
+    for key, term in (("model.zbl", getattr(tail, "zbl", None)), ("model.d3", getattr(tail, "d3", None))):
+        if term is not None:  # the table / eam files hold the model's own functions only
+            raise ConfigError(f"this model has {key}, which LAMMPS-native files cannot hold: export model.pt "
+                              "(mlip export --format torchscript) and run it as pair_style mlip")
     if style in WRITERS:
         writer, filename = WRITERS[style]
         out = Path(directory)
