@@ -169,8 +169,8 @@ def md_properties(atoms: Atoms, calc, temperature: float, steps: int = 2000, tim
 
     a = _with(atoms, calc)
     thermalize_momenta(a, temperature_K=temperature, rng=np.random.default_rng(seed))
-    dyn = Langevin(a, timestep_fs * units.fs, temperature_K=temperature, friction=friction_per_fs / units.fs, fixcm=False,
-                   rng=np.random.default_rng(seed + 1))
+    dyn = Langevin(a, timestep_fs * units.fs, temperature_K=temperature, friction=friction_per_fs / units.fs,
+                   fixcm=False, rng=np.random.default_rng(seed + 1))
     r_max = r_max or min(6.0, 0.49 * min(np.linalg.norm(a.cell[:], axis=1)))
     edges = np.linspace(0, r_max, bins + 1)
     hist = np.zeros(bins)
