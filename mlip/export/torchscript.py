@@ -103,13 +103,18 @@ class ExportedPotential(torch.nn.Module):
         return self.compute(positions, atomic_numbers, cell, pbc, edge_index, shifts)
 
     def _checked_graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
-                       pbc: torch.Tensor, edge_index: torch.Tensor,
-                       cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``compute``'s inputs in the model's dtype as a batch, overlapping atoms refused."""
+                       pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
+                       engine: bool = False) -> Dict[str, torch.Tensor]:
+        """``compute``'s inputs in the model's dtype as a batch, overlapping atoms refused. ``engine``:
+        an MD engine calls (``compute_engine``, ``compute_local``) and adds the long-range terms
+        itself: D3's lattice sums are left out of the model (LAMMPS: pair_style hybrid/overlay mlip
+        dispersion/d3, written from the metadata by ``lammps_run.pair_lines``)."""
         dtype = self.dtype_probe.dtype
         data = self._graph(positions.to(dtype), atomic_numbers, cell.to(dtype), pbc.to(torch.bool), edge_index,
                            cell_shifts.to(dtype))
         self._check_distances(data)
+        if engine:
+            data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
         return data
 
     @torch.jit.export
@@ -128,9 +133,7 @@ class ExportedPotential(torch.nn.Module):
     def _compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
                  engine: bool) -> Dict[str, torch.Tensor]:
-        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
-        if engine:
-            data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
+        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, engine)
         positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())
         out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)
@@ -165,13 +168,10 @@ class ExportedPotential(torch.nn.Module):
         atom, ghosts included (the engine adds ghost forces back to their owners)."""
         dtype = self.dtype_probe.dtype
         pos = positions.detach().to(dtype).requires_grad_(True)
-        data = self._graph(pos, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=pos.device),
-                           torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
-                           torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device))
-        self._check_distances(data)
-        # D3's lattice sums need the periodic cell, which an engine's ghost atoms replace: the engine
-        # adds dispersion itself (LAMMPS: pair_style hybrid/overlay mlip dispersion/d3, see metadata)
-        data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=pos.device)
+        # no cell: ghost atoms sit at their image positions
+        data = self._checked_graph(pos, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=pos.device),
+                                   torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
+                                   torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device), True)
         atomic = self._local_energies(data, n_local)
         energy = atomic.sum()
         grads = torch.autograd.grad([energy], [pos], allow_unused=True)

@@ -44,9 +44,7 @@ class CommitteePotential(ExportedPotential):
                  pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
                  engine: bool) -> Dict[str, torch.Tensor]:
         """What ``compute`` and ``compute_engine`` return: the members' mean and spread."""
-        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
-        if engine:
-            data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
+        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, engine)
         dtype = self.dtype_probe.dtype
         positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())

@@ -103,6 +103,13 @@ def plots(results: Dict[str, Any], folder: Path) -> List[str]:
 
     from mlip.fileio import save_figure
 
+    def finish(fig, name: str) -> str:
+        """Lay out, write atomically into ``folder`` and close ``fig``; its file name."""
+        fig.tight_layout()
+        save_figure(fig, folder / name)
+        plt.close(fig)
+        return name
+
     written = []
     model, ref = results["model"], results.get("reference") or {}
     if "eos" in model:
@@ -113,10 +120,7 @@ def plots(results: Dict[str, Any], folder: Path) -> List[str]:
         ax.set_xlabel("volume (Å³/atom)")
         ax.set_ylabel("energy (eV/atom)")
         ax.legend()
-        fig.tight_layout()
-        save_figure(fig, folder / "eos.png")
-        plt.close(fig)
-        written.append("eos.png")
+        written.append(finish(fig, "eos.png"))
     if "phonons" in model:
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for name, res, color in (("model", model, "C0"), ("reference", ref, "C1")):
@@ -130,10 +134,7 @@ def plots(results: Dict[str, Any], folder: Path) -> List[str]:
             ax.axvline(x, color="k", lw=0.5)
         ax.set_ylabel("frequency (THz)")
         ax.legend()
-        fig.tight_layout()
-        save_figure(fig, folder / "phonons.png")
-        plt.close(fig)
-        written.append("phonons.png")
+        written.append(finish(fig, "phonons.png"))
     if "dimer" in model:
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
         for name, res, style in (("model", model, "-"), ("reference", ref, "--")):
@@ -144,10 +145,7 @@ def plots(results: Dict[str, Any], folder: Path) -> List[str]:
         ax.set_ylabel("V(r) = E(r) - E(r_max) (eV)")
         ax.set_title("isolated dimers")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        save_figure(fig, folder / "dimers.png")
-        plt.close(fig)
-        written.append("dimers.png")
+        written.append(finish(fig, "dimers.png"))
     if "md" in model:
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
         for name, res in (("model", model), ("reference", ref)):
@@ -157,8 +155,5 @@ def plots(results: Dict[str, Any], folder: Path) -> List[str]:
         ax.set_ylabel("g(r)")
         ax.set_title(f"NVT {model['md']['temperature']:g} K")
         ax.legend()
-        fig.tight_layout()
-        save_figure(fig, folder / "rdf.png")
-        plt.close(fig)
-        written.append("rdf.png")
+        written.append(finish(fig, "rdf.png"))
     return written
