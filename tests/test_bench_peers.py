@@ -93,3 +93,25 @@ def test_command_line_dry_run(data_root, tmp_path, capsys):
     assert (tmp_path / "w" / "si" / "data" / "val.extxyz").exists()
     with pytest.raises(SystemExit):
         bench_peers.parse_args(["--models", "schnet"])
+
+
+def test_seed_summary_means_and_per_seed_ratios():
+    def row(tool, f, e, epochs=10):
+        return {"dataset": "mlearn Si", "tool": tool, "label": tool, "epochs": epochs,
+                "scores": {"forces_mae_mev_per_a": f, "energy_mae_mev_per_atom": e}}
+
+    runs = {0: [row("mlip", 60.0, 2.0), row("mace", 80.0, 30.0), row("nequip", 100.0, 20.0)],
+            1: [row("mlip", 50.0, 4.0), row("mace", 100.0, 40.0), row("nequip", 90.0, 10.0)],
+            2: [row("mlip", 70.0, 3.0), {"dataset": "mlearn Si", "tool": "mace", "label": "mace", "error": "boom"},
+                row("nequip", 70.0, 10.0)]}
+    lines = report.seed_summary(runs)
+    mlip = next(line for line in lines if line.startswith("| mlearn Si | mlip |"))
+    assert "| 0,1,2 | 60.0 ± 10.0 | 3.00 ± 1.00 |" in mlip  # sample std of 60, 50, 70
+    mace = next(line for line in lines if line.startswith("| mlearn Si | mace |"))
+    assert "| 0,1 | 90.0 ± 14.1 |" in mace  # the failed seed is left out
+    # best peer per seed: 80 (mace), 90 (nequip), 70 (nequip) -> ratios 0.75, 0.5556, 1.0
+    ratios = np.array([60 / 80, 50 / 90, 70 / 70])
+    ratio_line = lines[-1]
+    assert ratio_line.startswith("| mlearn Si | 3 |")
+    assert f"{ratios.mean():.2f} ± {ratios.std(ddof=1):.2f}" in ratio_line
+    assert ratio_line.endswith(f"| {60 / 80:.2f} |")  # mean 60 over mean of 80, 90, 70 = 80

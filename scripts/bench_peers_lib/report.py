@@ -62,3 +62,45 @@ def table(rows: List[dict]) -> List[str]:
             f"| {s['forces_mae_mev_per_a']:.1f} | {s['forces_rmse_mev_per_a']:.1f} "
             f"| {_fmt(s.get('stress_mae_gpa'), '.3f')} | {_fmt(r.get('us_per_atom'), '.0f')} |")
     return lines
+
+
+def seed_summary(runs: Dict[int, List[dict]]) -> List[str]:
+    """Markdown table over seeds: ``runs`` maps seed -> the rows of one ``bench_peers.py`` run
+    (its results.json). Per dataset and tool: force and energy MAE as mean ± sample standard
+    deviation over the seeds that tool finished, and epochs; per dataset, mlip's force MAE over
+    the best peer's of the same seed (the split and initialisation change with the seed), as the
+    mean of those per-seed ratios and as the ratio of the means."""
+    by: Dict[tuple, Dict[int, dict]] = {}
+    for seed, rows in runs.items():
+        for r in rows:
+            if not r.get("error"):
+                by.setdefault((r["dataset"], r["tool"]), {})[seed] = r
+    lines = ["| dataset | model | seeds | F MAE (meV/Å) | E MAE (meV/atom) | epochs | F MAE per seed |",
+             "|---|---|---|---|---|---|---|"]
+
+    def ms(values: List[float], spec: str) -> str:
+        v = np.asarray(values, dtype=float)
+        return format(v.mean(), spec) + ("" if len(v) < 2 else " ± " + format(v.std(ddof=1), spec))
+
+    for (dataset, _tool), per_seed in sorted(by.items()):
+        rows = [per_seed[s] for s in sorted(per_seed)]
+        f = [r["scores"]["forces_mae_mev_per_a"] for r in rows]
+        e = [r["scores"]["energy_mae_mev_per_atom"] for r in rows]
+        lines.append(f"| {dataset} | {rows[0]['label']} | {','.join(map(str, sorted(per_seed)))} | {ms(f, '.1f')} "
+                     f"| {ms(e, '.2f')} | {ms([r['epochs'] for r in rows], '.0f')} "
+                     f"| {' / '.join(format(x, '.1f') for x in f)} |")
+    lines += ["", "| dataset | seeds | mlip F / best peer F, mean of per-seed ratios | ratio of means |",
+              "|---|---|---|---|"]
+    for dataset in sorted({d for d, _ in by}):
+        ratios, mine, best = [], [], []
+        for seed in sorted(runs):
+            f = {t: per[seed]["scores"]["forces_mae_mev_per_a"] for (d, t), per in by.items()
+                 if d == dataset and seed in per}
+            peers = [v for t, v in f.items() if t != "mlip"]
+            if "mlip" in f and peers:
+                ratios.append(f["mlip"] / min(peers))
+                mine.append(f["mlip"])
+                best.append(min(peers))
+        if ratios:
+            lines.append(f"| {dataset} | {len(ratios)} | {ms(ratios, '.2f')} | {np.mean(mine) / np.mean(best):.2f} |")
+    return lines
