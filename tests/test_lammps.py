@@ -184,3 +184,31 @@ def test_lammps_input_errors_are_clear(plugin, tmp_path):
     with pytest.raises(Exception, match="requires 'newton on'"):
         lmp.commands_string("newton off\n" + setup + f"pair_coeff * * {model} C O Si\nrun 0\n")
     lmp.close()
+
+
+@needs_lammps
+@pytest.mark.parametrize("ghosts", ["fold", "shell"])
+def test_pair_style_ghosts_keyword_picks_the_path(ghosts, plugin, tmp_path):
+    """``pair_style mlip ghosts fold|shell`` on one rank in a periodic box: the log says which path
+    ran (ghosts folded onto owners, or a shell as deep as the receptive field) and both give the
+    ASE calculator's energy for a two-layer model; any other argument is refused, naming the form."""
+    from mlip.export.lammps_run import lammps_instance, write_lammps_data
+
+    model = export("message_passing", tmp_path / "model.pt")
+    atoms = test_cell()
+    write_lammps_data(str(tmp_path / "data.lmp"), atoms, ["C", "O", "Si"])
+    log = tmp_path / "log.lammps"
+    lmp = lammps_instance(["-screen", "none", "-log", str(log)])
+    lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\nread_data {tmp_path / 'data.lmp'}\n"
+                        f"pair_style mlip ghosts {ghosts}\npair_coeff * * {model} C O Si\nrun 0\n")
+    energy = lmp.get_thermo("pe")
+    lmp.close()
+    expected = {"fold": "ghost atoms folded onto their owners", "shell": "ghost atoms reach the receptive field"}
+    assert expected[ghosts] in log.read_text()
+    atoms.calc = MLIPCalculator(model)
+    assert abs(energy - atoms.get_potential_energy()) < 1e-5
+    lmp = lammps_instance()
+    with pytest.raises(Exception, match="optional 'ghosts fold' .default. or 'ghosts shell'"):
+        lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\n"
+                            f"read_data {tmp_path / 'data.lmp'}\npair_style mlip ghosts deep\n")
+    lmp.close()
