@@ -10,8 +10,8 @@ from scipy.spatial.transform import Rotation
 from mlip.nn.equivariant.coupling import symmetric_coupling
 from mlip.nn.equivariant.interaction import ScalarInputInteraction, TensorInputInteraction
 from mlip.nn.equivariant.irreps import irreps_up_to
-from mlip.nn.equivariant.neighbor_slots import neighbour_slots
 from mlip.nn.equivariant.symmetric_contraction import SymmetricContraction
+from mlip.nn.neighbor_slots import neighbour_slots
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,8 @@ from e3nn import o3
 from mlip import keys
 from mlip.nn.cutoff import PolynomialCutoff
 from mlip.nn.geometry import edge_vectors
+from mlip.nn.neighbor_slots import neighbour_slots
 from mlip.nn.radial import BesselBasis
-from mlip.nn.scatter import scatter_sum
 
 
 class SphericalPowerDescriptor(torch.nn.Module):
@@ -31,6 +31,7 @@ class SphericalPowerDescriptor(torch.nn.Module):
     inv_avg_neighbors: torch.Tensor
     triu_flat: torch.Tensor
     l_of_m: torch.Tensor
+    diagonal: torch.Tensor
 
     def __init__(self, num_species: int, cutoff: float, num_basis: int = 8, num_channels: int = 12,
                  l_max: int = 3, avg_num_neighbors: float = 1.0, cutoff_p: int = 6):
@@ -53,10 +54,9 @@ class SphericalPowerDescriptor(torch.nn.Module):
         self.l_slices: List[List[int]] = [[l * l, (l + 1) * (l + 1)] for l in range(l_max + 1)]
         l_of_m = torch.cat([torch.full((2 * l + 1,), l, dtype=torch.long) for l in range(l_max + 1)])
         self.register_buffer("l_of_m", l_of_m)
-        # the same as a 0/1 matrix [L+1, (L+1)^2]: radial @ expand_l copies each l's column to its
-        # 2l+1 entries (a GEMM; index_select on the last axis was 2-3x slower on CPU); rebuilt, not saved
-        self.register_buffer("expand_l", torch.nn.functional.one_hot(l_of_m, l_max + 1).t().to(
-            torch.get_default_dtype()).contiguous(), persistent=False)
+        # entry (l(m), m) of the flattened [L+1, (L+1)^2] block product in ``forward``; rebuilt, not saved
+        d = (l_max + 1) ** 2
+        self.register_buffer("diagonal", l_of_m * d + torch.arange(d), persistent=False)
         self.num_features = num_channels + (l_max + 1) * len(iu[0])
 
     def radial_functions(self, r: torch.Tensor) -> torch.Tensor:
@@ -79,10 +79,16 @@ class SphericalPowerDescriptor(torch.nn.Module):
             radial = basis @ self.radial_weights[0]
         else:
             radial = torch.bmm(basis.unsqueeze(1), self.radial_weights.index_select(0, pair)).squeeze(1)
-        radial = radial.view(-1, self.num_channels, self.l_max + 1)  # [E, C, L+1]
         y = self.sh(vec)  # [E, (L+1)^2]
-        edge_feat = (radial @ self.expand_l) * y.unsqueeze(1)  # [E, C, (L+1)^2]
-        a = scatter_sum(edge_feat, i, n_atoms) * self.inv_avg_neighbors  # [N, C, (L+1)^2]
+        # A as one batched matrix product per centre over its neighbour slots, [C (L+1), K] @ [K, D],
+        # keeping the entries whose l matches: 3x faster forward and backward on CPU than forming
+        # the [E, C, D] edge products and scattering them (and no [E, C, D] tensor in the graph)
+        slot, y_padded = neighbour_slots(i, n_atoms, y)  # [N, K, D]
+        k = y_padded.shape[1]
+        padded = torch.zeros(n_atoms * k, radial.shape[1], dtype=radial.dtype, device=radial.device)
+        padded = padded.index_copy(0, slot, radial).view(n_atoms, k, radial.shape[1])
+        full = torch.bmm(padded.transpose(1, 2), y_padded)  # [N, C (L+1), D]
+        a = full.reshape(n_atoms, self.num_channels, -1).index_select(2, self.diagonal) * self.inv_avg_neighbors
         feats = [a[:, :, 0]]
         for lm in self.l_slices:
             al = a[:, :, lm[0]:lm[1]]

@@ -33,9 +33,9 @@ from mlip.models.energy import AtomicEnergies
 from mlip.nn.cutoff import PolynomialCutoff
 from mlip.nn.equivariant.interaction import Interaction, ScalarInputInteraction, TensorInputInteraction
 from mlip.nn.equivariant.irreps import Irrep, irreps_dim, irreps_up_to
-from mlip.nn.equivariant.neighbor_slots import neighbour_slots
 from mlip.nn.equivariant.symmetric_contraction import dense_size
 from mlip.nn.geometry import edge_vectors
+from mlip.nn.neighbor_slots import neighbour_slots
 from mlip.nn.radial import BesselBasis
 
 #: Hyperparameters of each size; any argument given explicitly (not None) overrides its preset.

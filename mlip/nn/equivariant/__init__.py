@@ -5,7 +5,6 @@ O(3) irreps laid out in D components; see ``irreps``):
 - ``coupling``: Clebsch-Gordan coupling tensors as dense matrices (pairs, and symmetric products
   of any number of copies, built recursively).
 - ``channel_mixing``: equivariant linear maps across channels (per species if wanted).
-- ``neighbor_slots``: a table of neighbour slots per centre atom (edges as padded rows).
 - ``symmetric_contraction``: MACE's symmetric contraction of the atomic basis, any correlation order.
 - ``interaction``: one message-passing layer, in two algorithms (scalar or tensor inputs).
 
