@@ -6,18 +6,23 @@ import torch
 
 
 def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Place each edge in a table of K = (most neighbours of any atom) slots per centre atom.
+    """Place each edge in a table of K = max(2, most neighbours of any atom) slots per centre atom.
 
     ``centre`` [E] (centre atom of each edge), ``sh`` [E, D] (any per-edge rows, here the
     spherical harmonics). Returns ``slot`` [E] (index into the flattened [N * K] table; edges keep
     their order, which need not be sorted) and ``sh`` copied into a zero-padded [N, K, D] table."""
     e = centre.shape[0]
-    counts = torch.bincount(centre, minlength=n_atoms)
+    # (not bincount: its length is data-dependent under torch.export, and the traced graph would
+    # then refuse a single atom)
+    counts = torch.zeros(n_atoms, dtype=centre.dtype, device=centre.device)
+    counts = counts.index_add_(0, centre, torch.ones_like(centre))
+    # at least 2 slots: torch.export would otherwise specialise the traced graph to K >= 2 (a size
+    # of 1 broadcasts differently) and refuse structures where no atom has two neighbours
     if torch.jit.is_scripting():
-        k = int(counts.max().clamp_min(1))
+        k = int(counts.max().clamp_min(2))
     else:  # under torch.export K is a data-dependent size (an unbacked symbol), not a constant
-        k = counts.max().clamp_min(1).item()
-        torch._check(k >= 1)
+        k = counts.max().clamp_min(2).item()
+        torch._check(k >= 2)
     order = torch.sort(centre, stable=True)[1]
     first = torch.cumsum(counts, 0) - counts
     sorted_centre = centre.index_select(0, order)
