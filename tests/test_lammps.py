@@ -212,3 +212,25 @@ def test_pair_style_ghosts_keyword_picks_the_path(ghosts, plugin, tmp_path):
         lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\n"
                             f"read_data {tmp_path / 'data.lmp'}\npair_style mlip ghosts deep\n")
     lmp.close()
+
+
+@needs_lammps
+def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tmp_path):
+    """``pair_coeff * * model.pt2 ...``: the AOTInductor package of the equivariant model runs in
+    ``pair_style mlip`` with ghosts folded (one rank, periodic box) and gives MLIPCalculator's
+    energy, forces and stress; where ghosts cannot fold (two ranks) it is refused, pointing to model.pt."""
+    from mlip.export.aoti import export_aoti
+    from mlip.export.lammps_run import lammps_single_point
+
+    atoms = test_cell()
+    model = make_model("equivariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
+    path = export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False)
+    out = lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=1, plugin=plugin)
+    atoms.calc = MLIPCalculator(path)
+    assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
+    np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-9, rtol=0)
+    assert np.abs(atoms.get_forces()).max() > 0.1
+    with pytest.raises(RuntimeError, match=r"runs only on one MPI rank.*there are several ranks.*model\.pt"):
+        lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)

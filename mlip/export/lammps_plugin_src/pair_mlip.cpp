@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 using namespace LAMMPS_NS;
 
@@ -101,6 +102,11 @@ void PairMLIP::settings(int narg, char **arg)
 
 void PairMLIP::load_model(const std::string &path)
 {
+  package.reset();
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".pt2") == 0) {
+    load_package(path);
+    return;
+  }
   try {
     model = torch::jit::load(path, torch::kCPU);
   } catch (const c10::Error &e) {
@@ -123,6 +129,41 @@ void PairMLIP::load_model(const std::string &path)
     model_dtype = p.scalar_type();
     break;
   }
+  model_path = path;
+  model_loaded = true;
+}
+
+// model.pt2 (mlip export --format aoti): the compiled graph "model" takes the engine's list as
+// compute does (positions, atomic_numbers, cell, pbc, edge_index, cell_shifts -> energy,
+// atomic_energies, forces, stress, virial); it has no compute_local, so it runs only where ghosts
+// fold onto their owners (init_style refuses the rest). mlip refuses to compile D3 or ZBL models,
+// so there is no long-range term to leave out.
+void PairMLIP::load_package(const std::string &path)
+{
+  std::unordered_map<std::string, std::string> meta;
+  try {
+    package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
+    meta = package->get_metadata();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlip: cannot load AOTInductor package {}: {}", path, e.what());
+  }
+  for (const char *key : {"cutoff", "atomic_numbers", "dtype", "device"})
+    if (meta.find(key) == meta.end())
+      error->all(FLERR, "pair_style mlip: {} has no '{}' in its metadata; is it an mlip model.pt2? Export it "
+                 "again with 'mlip export <run> --format aoti'", path, key);
+  if (meta["device"] != "cpu")
+    error->all(FLERR, "pair_style mlip: {} was compiled for {}; this plugin runs on the CPU: export it with "
+               "'mlip export <run> --format aoti --device cpu'", path, meta["device"]);
+  model_cutoff = std::stod(meta["cutoff"]);
+  model_species.clear();
+  std::string zs = meta["atomic_numbers"];    // JSON list, e.g. [1, 8, 14]
+  for (char &ch : zs)
+    if (ch == '[' || ch == ']' || ch == ',') ch = ' ';
+  for (const auto &z : utils::split_words(zs)) model_species.push_back(std::stoll(z));
+  model_dtype = meta["dtype"] == "float32" ? torch::kFloat32 : torch::kFloat64;
+  receptive_field = model_cutoff;    // ghosts are folded: they need to reach one cutoff only
+  ghost_centres = false;
+  can_fold = true;
   model_path = path;
   model_loaded = true;
 }
@@ -172,6 +213,12 @@ void PairMLIP::init_style()
   // are found by atom ID (a table rebuilt each step: no 'atom_modify map' needed).
   fold_ghosts = allow_fold && can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
       domain->zperiodic;
+  if (package && !fold_ghosts)
+    error->all(FLERR, "pair_style mlip: {} (AOTInductor) runs only on one MPI rank in a box periodic in x, y and z, "
+               "with ghosts folded (not 'ghosts shell'); here {}. Use the TorchScript file instead: "
+               "'mlip export <run>' writes model.pt", model_path,
+               !allow_fold ? "'ghosts shell' was asked for" : comm->nprocs > 1 ? "there are several ranks"
+                                                                             : "a direction is not periodic");
   const bool deep_ghosts = ghost_centres && !fold_ghosts;
   ghostneigh = deep_ghosts ? 1 : 0;
   int flags = NeighConst::REQ_FULL;
@@ -404,7 +451,19 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
   torch::Tensor pbc = torch::ones({3}, torch::TensorOptions().dtype(torch::kBool));
 
   torch::Tensor forces, energy, atomic, model_virial;
-  run_model("compute_engine", {positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
+  if (package) {
+    try {
+      auto out = package->run({positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
+                               cell_shifts.to(model_dtype)});
+      energy = out[0];
+      atomic = out[1].to(torch::kFloat64).contiguous();
+      forces = out[2].to(torch::kFloat64).contiguous();
+      model_virial = out[4].to(torch::kFloat64).contiguous();
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
+    }
+  } else
+    run_model("compute_engine", {positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
                                cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
   tally(forces.data_ptr<double>(), energy, atomic, nlocal);
   // the model's virial -dE/d(strain) of the periodic cell (ghosts carry no forces here)

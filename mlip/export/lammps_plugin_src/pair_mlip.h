@@ -1,13 +1,15 @@
-// pair_style mlip: a TorchScript model exported by mlip (model.pt), on LAMMPS' full neighbour
-// list with ghost atoms. Energies of local atoms, forces on local and ghost atoms (summed back
+// pair_style mlip: a TorchScript model exported by mlip (model.pt), or its AOTInductor package
+// (model.pt2; one rank, periodic box), on LAMMPS' full neighbour list with ghost atoms. Energies of local atoms, forces on local and ghost atoms (summed back
 // to their owners by LAMMPS with newton_pair on), global virial by sum(x f) over all atoms.
 #ifndef MLIP_PAIR_MLIP_H
 #define MLIP_PAIR_MLIP_H
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 
 #include "pair.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,12 +28,14 @@ class PairMLIP : public Pair {
  protected:
   void allocate();
   void load_model(const std::string &path);
+  void load_package(const std::string &path);
   void compute_folded(int eflag, int vflag);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
                  torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
   void tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model);
 
-  torch::jit::Module model;
+  torch::jit::Module model;                                        // model.pt
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;  // model.pt2 (its "model" graph)
   bool model_loaded;
   std::string model_path;
   double model_cutoff;              // Å, edges shorter than this go to the model

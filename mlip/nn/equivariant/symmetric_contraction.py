@@ -114,13 +114,19 @@ class SymmetricContraction(torch.nn.Module):
         x = a.permute(1, 2, 0).contiguous()  # [C, D, N]: atoms last (see _OutputIrrep.forward)
         if self.num_species == 1:
             return self._contract(x, 0)
+        # each species' atoms plus one zero scratch atom (index N, dropped at the end): no block is
+        # empty, which torch.export/AOTInductor needs to compile the per-species products (an
+        # unbacked block size of 0 or 1 makes Inductor's layout choice undecidable)
+        n = a.shape[0]
+        x = torch.cat([x, x.new_zeros(x.shape[0], x.shape[1], 1)], dim=2)
+        scratch = torch.full((1,), n, dtype=torch.long, device=a.device)
         out = torch.zeros(0)
         first = True
         for s in range(self.num_species):
-            idx = torch.nonzero(species == s).squeeze(1)
+            idx = torch.cat([torch.nonzero(species == s).squeeze(1), scratch])
             part = self._contract(x.index_select(2, idx), s)
             if first:
-                out = torch.zeros((a.shape[0],) + part.shape[1:], dtype=a.dtype, device=a.device)
+                out = torch.zeros((n + 1,) + part.shape[1:], dtype=a.dtype, device=a.device)
                 first = False
             out = out.index_copy(0, idx, part)
-        return out
+        return out[:n]
