@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=1, help="MPI ranks for LAMMPS")
     parser.add_argument("--classical", nargs="+", metavar="LINE",
                         help="LAMMPS pair_style/pair_coeff lines of a classical potential for Si to time as well")
+    parser.add_argument("--also", nargs="+", default=[], metavar="FILE",
+                        help="more exported files run as pair_style mlip, a row each (e.g. the model.pt2 of the same "
+                             "checkpoint: mlip export <run> --format aoti)")
     parser.add_argument("--skip-ase", action="store_true")
     parser.add_argument("--skip-shell", action="store_true",
                         help="on one rank, do not also time 'pair_style mlip ghosts shell' (no folding)")
@@ -160,6 +163,11 @@ def main() -> None:
                       args.warmup, args.ranks, workdir, plugin)
         rows.append(("LAMMPS pair_style mlip ghosts shell (ghosts to the receptive field)", args.ranks, s))
         print(f"LAMMPS mlip ghosts shell: {1 / s[0]:.2f} steps/s", flush=True)
+    for extra in args.also:
+        s = lammps_md(f"pair_style mlip\npair_coeff * * {Path(extra).resolve()} Si", ["Si"], args.steps, args.warmup,
+                      args.ranks, workdir, plugin)
+        rows.append((f"LAMMPS pair_style mlip, `{Path(extra).name}`", args.ranks, s))
+        print(f"LAMMPS mlip {Path(extra).name}: {1 / s[0]:.2f} steps/s", flush=True)
     if args.classical:
         s = lammps_md("\n".join(args.classical), ["Si"], args.steps, args.warmup, args.ranks, workdir)
         rows.append((f"LAMMPS `{args.classical[0]}`", args.ranks, s))
