@@ -44,3 +44,21 @@ def append_section(path: str, text: str) -> None:
         out.write_text(HEADER)
     with open(out, "a") as fh:
         fh.write(text)
+
+
+def publish(title: str, command: str, details: list, body: list, output: str, write: bool = True) -> str:
+    """A dated section: ``## title, date``, the command (with the commit), the machine and the load
+    average, the ``details`` bullets, then the ``body`` lines (tables, notes). Printed, and appended
+    to ``output`` when ``write``; returns the text."""
+    import datetime
+
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [f"\n## {title}, {datetime.date.today().isoformat()}\n",
+             f"- command: `{command}` (mlip commit {commit()})",
+             f"- machine: {machine()}; load average {load} at the end",
+             *(f"- {d}" for d in details), "", *body, ""]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        append_section(output, text)
+    return text

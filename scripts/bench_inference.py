@@ -9,8 +9,6 @@ diamond Si, one thread. Appends a dated table to docs/benchmarks.md.
 """
 
 import argparse
-import datetime
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from ase.build import bulk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, append_section, commit, machine  # noqa: E402
+from bench_common import REPO, publish  # noqa: E402
 
 from mlip.nn.neighbors import vesin_neighbor_list  # noqa: E402
 
@@ -67,18 +65,10 @@ def main(argv=None) -> int:
             best = min(times)
             rows.append(f"| `{Path(path).name}` | {len(atoms)} | {1e3 * best:.1f} | {1e6 * best / len(atoms):.1f} |")
             print(rows[-1], flush=True)
-    load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = "\n".join([
-        f"\n## Inference of exported files{': ' + args.label if args.label else ''}, "
-        f"{datetime.date.today().isoformat()}\n",
-        f"- command: `OMP_NUM_THREADS=1 python scripts/bench_inference.py {' '.join(argv or sys.argv[1:])}` "
-        f"(mlip commit {commit()})",
-        f"- machine: {machine()}; one thread; load average {load_avg} at the end",
-        f"- energy, forces and stress of rattled diamond Si on vesin's list (not timed), best of {args.calls} "
-        "calls after a warm-up", "", *rows, ""]) + "\n"
-    print(text)
-    if not args.no_write:
-        append_section(args.output, text)
+    publish(f"Inference of exported files{': ' + args.label if args.label else ''}",
+            f"OMP_NUM_THREADS=1 python scripts/bench_inference.py {' '.join(argv or sys.argv[1:])}",
+            ["one thread", f"energy, forces and stress of rattled diamond Si on vesin's list (not timed), best of "
+             f"{args.calls} calls after a warm-up"], rows, args.output, not args.no_write)
     return 0
 
 

@@ -8,8 +8,6 @@ O(N^2)) and vesin (C++, what the trainer and the ASE calculator use), on rattled
 """
 
 import argparse
-import datetime
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from ase.build import bulk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, append_section, commit, machine  # noqa: E402
+from bench_common import REPO, publish  # noqa: E402
 
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list, vesin_neighbor_list  # noqa: E402
 
@@ -65,17 +63,10 @@ def main(argv=None) -> int:
         rows.append(f"| {len(atoms)} | {edges} | {t_cell:.1f} | {brute_txt} | {t_vesin:.1f} "
                     f"| {1e3 * t_cell / len(atoms):.2f} |")
         print(rows[-1], flush=True)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = "\n".join([
-        f"\n## Neighbour lists inside exported models, {datetime.date.today().isoformat()}\n",
-        f"- command: `OMP_NUM_THREADS=1 python scripts/bench_neighbors.py {' '.join(argv or sys.argv[1:])}` "
-        f"(mlip commit {commit()})",
-        f"- machine: {machine()}; one thread; load average {load} at the end",
-        f"- rattled diamond Si, cutoff {args.cutoff} Å, float32, best of {args.calls} calls after a warm-up",
-        "", *rows, ""]) + "\n"
-    print(text)
-    if not args.no_write:
-        append_section(args.output, text)
+    publish("Neighbour lists inside exported models",
+            f"OMP_NUM_THREADS=1 python scripts/bench_neighbors.py {' '.join(argv or sys.argv[1:])}",
+            ["one thread", f"rattled diamond Si, cutoff {args.cutoff} Å, float32, best of {args.calls} calls after "
+             "a warm-up"], rows, args.output, not args.no_write)
     return 0
 
 

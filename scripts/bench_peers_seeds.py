@@ -9,14 +9,13 @@ to docs/benchmarks.md.
 """
 
 import argparse
-import datetime
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, append_section, machine  # noqa: E402
+from bench_common import REPO, publish  # noqa: E402
 from bench_peers_lib import report  # noqa: E402
 
 
@@ -34,18 +33,10 @@ def main(argv=None) -> int:
         log = (Path(wd) / "bench.log").read_text().splitlines()[0]
         seed = int(log.split("--seed ")[1].split()[0]) if "--seed " in log else 0
         runs.setdefault(seed, []).extend(json.loads((Path(wd) / "results.json").read_text()))
-    lines = [f"\n## {args.title}, {datetime.date.today().isoformat()}\n"]
-    if args.command:
-        lines.append(f"- command: {args.command}")
-    lines += [f"- machine: {machine()}", f"- seeds {', '.join(map(str, sorted(runs)))}; runs in "
-              + ", ".join(f"`{w}`" for w in args.workdirs), ""]
-    lines += report.seed_summary(runs)
-    if args.notes:
-        lines += ["", args.notes]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        append_section(args.output, text)
+    body = report.seed_summary(runs) + (["", args.notes] if args.notes else [])
+    publish(args.title, args.command or "python scripts/bench_peers_seeds.py " + " ".join(argv or sys.argv[1:]),
+            [f"seeds {', '.join(map(str, sorted(runs)))}; runs in " + ", ".join(f"`{w}`" for w in args.workdirs)],
+            body, args.output, not args.no_write)
     return 0
 
 

@@ -8,7 +8,6 @@ table to docs/benchmarks.md. Run it on a quiet machine: the two-thread rows need
 """
 
 import argparse
-import datetime
 import os
 import re
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import REPO, append_section, commit, machine  # noqa: E402
+from bench_common import REPO, publish  # noqa: E402
 
 LINE = re.compile(r"train step: ([\d.]+) ms \(([\d.]+) frames/s\); inference: ([\d.]+) µs/atom")
 
@@ -62,19 +61,11 @@ def main(argv=None) -> int:
                                 f"| {base['train_ms'] / r['train_ms']:.2f}x | {r['infer_us_per_atom']:.1f} "
                                 f"| {base['infer_us_per_atom'] / r['infer_us_per_atom']:.2f}x |")
                 print(rows[-1], flush=True)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = "\n".join([
-        f"\n## Threads and torch.compile on CPU, {datetime.date.today().isoformat()}\n",
-        f"- command: `python scripts/bench_threads.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-        f"(mlip commit {commit()})",
-        f"- machine: {machine()}; load average {load} at the end",
-        "- training step: 8 shipped mlearn Si frames (energy, forces, stress, backward, Adam), float32; inference: "
-        "energy and forces of a rattled 216-atom Si cell (`scripts/profile_model.py`); speed-up against the "
-        "first thread count of the same mode",
-        "", *rows, ""]) + "\n"
-    print(text)
-    if not args.no_write:
-        append_section(args.output, text)
+    publish("Threads and torch.compile on CPU",
+            f"python scripts/bench_threads.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+            ["training step: 8 shipped mlearn Si frames (energy, forces, stress, backward, Adam), float32; inference: "
+             "energy and forces of a rattled 216-atom Si cell (`scripts/profile_model.py`); speed-up against the "
+             "first thread count of the same mode"], rows, args.output, not args.no_write)
     return 0
 
 
