@@ -46,6 +46,34 @@ def test_symmetric_contraction_at_correlation_4_is_equivariant(parity):
     assert b[:, :, 1:].abs().max() > 1e-2  # the vector output is not trivially zero
 
 
+def test_correlation_3_pair_route_equals_horner_with_its_gradients():
+    """The correlation-3 route (quadratic products of unordered pairs, one batched product) gives
+    Horner's scheme's B, dB/dA and the parameter gradients of a force-like loss (double backward,
+    as in training), for scalar and vector outputs and several species, one with no atoms."""
+    torch.manual_seed(2)
+    ls_a = irreps_up_to(2, True)
+    ls_out = irreps_up_to(1, True)
+    contraction = SymmetricContraction(ls_a, ls_out, correlation=3, num_species=3, channels=4)
+    with torch.no_grad():
+        for p in contraction.parameters():
+            p.copy_(torch.randn_like(p))
+    a = torch.randn(7, 4, 9, requires_grad=True)
+    species = torch.tensor([0, 1, 1, 0, 1, 0, 0])  # species 2 absent
+
+    def outputs(pair_route):
+        for block in contraction.blocks:
+            block.pair_route = pair_route
+        b = contraction(a, species)
+        grad_a = torch.autograd.grad((b ** 3).sum(), a, create_graph=True)[0]
+        params = torch.autograd.grad((grad_a ** 2).sum(), list(contraction.parameters()))
+        return [b, grad_a, *params]
+
+    fast, horner = outputs(True), outputs(False)
+    for x, y in zip(fast, horner):
+        torch.testing.assert_close(x, y, atol=1e-9, rtol=1e-9)
+    assert fast[0][:, :, 1:].abs().max() > 1e-2
+
+
 def test_highest_order_is_a_nonzero_polynomial_of_degree_4():
     torch.manual_seed(1)
     ls = irreps_up_to(2, True)

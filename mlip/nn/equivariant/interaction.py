@@ -101,12 +101,15 @@ class ScalarInputInteraction(Interaction):
     """Scalar ``h`` [N, C, 1]; A has the irreps of the spherical harmonics ``ls_sh``:
     A[i, c, lm] = sum_j R[ij, c, l] x_j[c] Y_lm(ij), one radial weight per channel and l."""
     diagonal: torch.Tensor
+    channel_of_weight: torch.Tensor
 
     def __init__(self, ls_sh: List[Irrep], ls_out: List[Irrep], channels: int, num_species: int,
                  correlation: int, avg_num_neighbors: float):
         super().__init__([(0, 1)], ls_sh, ls_out, channels, num_species, correlation, avg_num_neighbors)
         self.num_paths = len(ls_sh)
         self.weight_numel = channels * self.num_paths
+        self.register_buffer("channel_of_weight", torch.arange(channels).repeat_interleave(self.num_paths),
+                             persistent=False)
         # entry (path l(d), component d) of the flattened [P, D] block product
         d_sh = irreps_dim(ls_sh)
         self.register_buffer("diagonal", torch.tensor([l * d_sh + d for d, l in enumerate(irrep_of_component(ls_sh))],
@@ -118,9 +121,9 @@ class ScalarInputInteraction(Interaction):
         # keeping the blocks with matching l: several times fewer memory passes than forming the
         # [E, C, D] messages and scattering
         n, c = x.shape[0], self.channels
-        e = sh.shape[0]
-        r = edge_weight.view(e, c, self.num_paths)
-        g = (r * x.index_select(0, edge_index[1])).reshape(e, c * self.num_paths)
+        # x_j[c] repeated over the paths of channel c, then gathered per edge: a plain product with
+        # the [E, C * P] radial weights (a broadcast over P costs a reduction in every backward)
+        g = edge_weight * x.view(n, c).index_select(1, self.channel_of_weight).index_select(0, edge_index[1])
         k = sh_padded.shape[1]
         gp = torch.zeros(n * k, c * self.num_paths, dtype=g.dtype, device=g.device).index_copy(0, slot, g)
         full = torch.bmm(gp.view(n, k, -1).transpose(1, 2), sh_padded)  # [N, C * P, D]
