@@ -153,6 +153,10 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
         model = model.to(dtype)
     for p in model.parameters():
         p.requires_grad_(False)
+    for sub in model.modules():  # blocks with a route Inductor cannot compile switch to one it can
+        prepare = getattr(sub, "prepare_export", None)
+        if callable(prepare):
+            prepare()
     dtype = next(model.parameters()).dtype
     species = species_of(model)
     cutoff = cutoff_of(model)

@@ -143,6 +143,16 @@ class SymmetricContraction(torch.nn.Module):
         self.blocks = torch.nn.ModuleList([_OutputIrrep(ls_a, out, correlation, num_species, channels)
                                            for out in ls_out])
 
+    @torch.jit.unused
+    def prepare_export(self) -> None:
+        """Called by the AOTInductor exporter on its copy of the model: with several species the
+        correlation-3 pair route's batched products run over per-species blocks of data-dependent
+        size, which Inductor (torch 2.13) cannot lower; Horner's scheme (the same numbers) it can."""
+        if self.num_species > 1:
+            for block in self.blocks:
+                assert isinstance(block, _OutputIrrep)
+                block.pair_route = False
+
     def _contract(self, x: torch.Tensor, s: int) -> torch.Tensor:
         """``x`` [C, D, n] -> [n, C, D_out]."""
         return torch.cat([block(x, s) for block in self.blocks], dim=1).permute(2, 0, 1)
