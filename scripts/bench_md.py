@@ -182,8 +182,8 @@ def main() -> None:
     lines = [f"\n## MD benchmark, {datetime.date.today().isoformat()}\n",
              f"- command: `{command}` (mlip commit {commit()})", f"- machine: {machine()}",
              f"- system: {n_atoms}-atom Si (5x5x5 conventional diamond cells), NVE 1 fs from 300 K, "
-             f"{args.steps} timed steps after {args.warmup} warm-up steps; {threads} thread(s) per process "
-             "(machine shared with other jobs)",
+             f"{args.steps} timed steps after {args.warmup} warm-up steps; {threads} thread(s) per process; "
+             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end",
              f"- model: {model_label}, "
              f"{meta['dtype']}, cutoff {meta['cutoff']} Å; plugin build {build_s:.1f} s (0 when cached)\n",
              "| engine | MPI ranks | steps/s (wall) | µs/atom-step (wall) | CPU µs/atom-step |",
