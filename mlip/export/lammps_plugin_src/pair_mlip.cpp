@@ -11,6 +11,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "update.h"
 #include "utils.h"
 
 #include <algorithm>
@@ -462,6 +463,11 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
     } catch (const std::exception &e) {
       error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
     }
+    // a compiled graph cannot raise: its refusals (overlapping atoms, an unknown element) are NaN
+    if (!std::isfinite(energy.item<double>()))
+      error->one(FLERR, "pair_style mlip: {} returned a non-finite energy at step {}: atoms on top of each other (closer "
+                 "than 0.1 A) or far outside the training data; model.pt names the atoms", model_path,
+                 (long) update->ntimestep);
   } else
     run_model("compute_engine", {positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
                                cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
