@@ -124,6 +124,17 @@ def test_compute_local_with_ghosts_equals_periodic_compute(kind, tmp_path):
     assert np.abs(atoms.get_forces()).max() > 0.1  # the comparison is not between zeros
 
 
+def assert_matches_ase(out, atoms, model: str) -> None:
+    """LAMMPS' energy, forces, per-atom energies (1e-5 eV, eV/Å) and stress (1e-9 eV/Å³) equal
+    MLIPCalculator's on ``model``, and the forces are not trivially zero."""
+    atoms.calc = MLIPCalculator(model)
+    assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
+    np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-9, rtol=0)
+    assert np.abs(atoms.get_forces()).max() > 0.1
+
+
 @pytest.fixture(scope="session")
 def plugin():
     from mlip.export.lammps_plugin import build_plugin
@@ -140,12 +151,7 @@ def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
     model = export(kind, tmp_path / "model.pt")
     atoms = test_cell()
     out = lammps_single_point(model, atoms, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin)
-    atoms.calc = MLIPCalculator(model)
-    assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
-    np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-9, rtol=0)
-    assert np.abs(atoms.get_forces()).max() > 0.1
+    assert_matches_ase(out, atoms, model)
 
 
 @needs_lammps
@@ -226,11 +232,6 @@ def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tm
     model = make_model("equivariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
     path = export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False)
     out = lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=1, plugin=plugin)
-    atoms.calc = MLIPCalculator(path)
-    assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
-    np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(out["stress"], atoms.get_stress(), atol=1e-9, rtol=0)
-    assert np.abs(atoms.get_forces()).max() > 0.1
+    assert_matches_ase(out, atoms, path)
     with pytest.raises(RuntimeError, match=r"runs only on one MPI rank.*there are several ranks.*model\.pt"):
         lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)

@@ -22,6 +22,13 @@ def float64():
     torch.set_default_dtype(default)
 
 
+def _randomize(module):
+    """Standard-normal parameters (the initial ones leave some orders at zero or the identity)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p))
+
+
 def _wigner_d(ls, R):
     return o3.Irreps([(1, ir) for ir in ls]).D_from_matrix(torch.tensor(R))
 
@@ -32,9 +39,7 @@ def test_symmetric_contraction_at_correlation_4_is_equivariant(parity):
     ls_a = irreps_up_to(2, parity)
     ls_out = irreps_up_to(1, parity)
     contraction = SymmetricContraction(ls_a, ls_out, correlation=4, num_species=2, channels=3)
-    with torch.no_grad():
-        for p in contraction.parameters():
-            p.copy_(torch.randn_like(p))
+    _randomize(contraction)
     a = torch.randn(5, 3, 9)
     species = torch.tensor([0, 1, 1, 0, 1])
     R = Rotation.random(random_state=3).as_matrix()
@@ -54,9 +59,7 @@ def test_correlation_3_pair_route_equals_horner_with_its_gradients():
     ls_a = irreps_up_to(2, True)
     ls_out = irreps_up_to(1, True)
     contraction = SymmetricContraction(ls_a, ls_out, correlation=3, num_species=3, channels=4)
-    with torch.no_grad():
-        for p in contraction.parameters():
-            p.copy_(torch.randn_like(p))
+    _randomize(contraction)
     a = torch.randn(7, 4, 9, requires_grad=True)
     species = torch.tensor([0, 1, 1, 0, 1, 0, 0])  # species 2 absent
 

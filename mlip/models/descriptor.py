@@ -22,7 +22,7 @@ from e3nn import o3
 from mlip import keys
 from mlip.nn.cutoff import PolynomialCutoff
 from mlip.nn.geometry import edge_vectors
-from mlip.nn.neighbor_slots import neighbour_slots
+from mlip.nn.neighbor_slots import neighbour_slots, slot_products
 from mlip.nn.radial import BesselBasis
 
 
@@ -84,10 +84,7 @@ class SphericalPowerDescriptor(torch.nn.Module):
         # keeping the entries whose l matches: 3x faster forward and backward on CPU than forming
         # the [E, C, D] edge products and scattering them (and no [E, C, D] tensor in the graph)
         slot, y_padded = neighbour_slots(i, n_atoms, y)  # [N, K, D]
-        k = y_padded.shape[1]
-        padded = torch.zeros(n_atoms * k, radial.shape[1], dtype=radial.dtype, device=radial.device)
-        padded = padded.index_copy(0, slot, radial).view(n_atoms, k, radial.shape[1])
-        full = torch.bmm(padded.transpose(1, 2), y_padded)  # [N, C (L+1), D]
+        full = slot_products(radial, slot, y_padded)  # [N, C (L+1), D]
         a = full.reshape(n_atoms, self.num_channels, -1).index_select(2, self.diagonal) * self.inv_avg_neighbors
         feats = [a[:, :, 0]]
         for lm in self.l_slices:

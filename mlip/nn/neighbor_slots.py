@@ -28,5 +28,19 @@ def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tup
     sorted_centre = centre.index_select(0, order)
     rank = torch.arange(e, device=centre.device) - first.index_select(0, sorted_centre)
     slot = torch.empty_like(centre).index_copy(0, order, sorted_centre * k + rank)
-    table = torch.zeros(n_atoms * k, sh.shape[1], dtype=sh.dtype, device=sh.device).index_copy(0, slot, sh)
-    return slot, table.view(n_atoms, k, sh.shape[1])
+    return slot, to_slots(sh, slot, n_atoms, k)
+
+
+def to_slots(rows: torch.Tensor, slot: torch.Tensor, n_atoms: int, k: int) -> torch.Tensor:
+    """Per-edge ``rows`` [E, F] placed in their slots: a zero-padded [N, K, F] table."""
+    table = torch.zeros(n_atoms * k, rows.shape[1], dtype=rows.dtype, device=rows.device)
+    return table.index_copy(0, slot, rows).view(n_atoms, k, rows.shape[1])
+
+
+def slot_products(rows: torch.Tensor, slot: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """sum over each centre's neighbours of rows[e] (outer) table-row[e]: [N, F, D] from per-edge
+    ``rows`` [E, F] and a slot ``table`` [N, K, D] of ``neighbour_slots``, as one batched matrix
+    product [F, K] @ [K, D] per centre (several times fewer memory passes than forming the
+    [E, F, D] edge products and scattering them)."""
+    n_atoms, k = table.shape[0], table.shape[1]
+    return torch.bmm(to_slots(rows, slot, n_atoms, k).transpose(1, 2), table)

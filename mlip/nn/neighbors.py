@@ -63,6 +63,11 @@ def _search_basis(cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
     return basis
 
 
+def _bin_of(frac: torch.Tensor, lo: torch.Tensor, width: torch.Tensor, n_bins: torch.Tensor) -> torch.Tensor:
+    """Integer bin [P, 3] of points at fractional coordinates ``frac`` [P, 3], clamped to the grid."""
+    return torch.minimum(torch.clamp(torch.floor((frac - lo) / width), min=0.0).to(torch.long), n_bins - 1)
+
+
 def torch_neighbor_list(
     positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +120,8 @@ def torch_neighbor_list(
         n_bins = torch.clamp(torch.floor(n_bins * (most / total) ** (1.0 / 3.0)), min=1.0)
     width = (hi - lo) / n_bins
     nb = n_bins.to(torch.long)
-    cell_of_point = torch.minimum(torch.clamp(torch.floor((points - lo) / width), min=0.0).to(torch.long), nb - 1)
-    cell_of_atom = torch.minimum(torch.clamp(torch.floor((frac - lo) / width), min=0.0).to(torch.long), nb - 1)
+    cell_of_point = _bin_of(points, lo, width, nb)
+    cell_of_atom = _bin_of(frac, lo, width, nb)
     strides = torch.stack([nb[1] * nb[2], nb[2], torch.ones_like(nb[2])])
     bin_of_point = (cell_of_point * strides).sum(dim=1)
     order = torch.argsort(bin_of_point)

@@ -358,6 +358,27 @@ void PairMLIP::run_model(const char *method, std::vector<torch::jit::IValue> inp
   }
 }
 
+// model.pt2's graph "model": the same inputs as compute_engine, its outputs as a list in the
+// documented order (energy, atomic_energies, forces, stress, virial)
+void PairMLIP::run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
+                           torch::Tensor &atomic, torch::Tensor &virial_out)
+{
+  try {
+    auto out = package->run(inputs);
+    energy = out[0];
+    atomic = out[1].to(torch::kFloat64).contiguous();
+    forces = out[2].to(torch::kFloat64).contiguous();
+    virial_out = out[4].to(torch::kFloat64).contiguous();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
+  }
+  // a compiled graph cannot raise: its refusals (overlapping atoms, an unknown element) are NaN
+  if (!std::isfinite(energy.item<double>()))
+    error->one(FLERR, "pair_style mlip: {} returned a non-finite energy at step {}: atoms on top of each other "
+               "(closer than 0.1 A) or far outside the training data; model.pt names the atoms", model_path,
+               (long) update->ntimestep);
+}
+
 void PairMLIP::tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model)
 {
   // forces of model atom k go to LAMMPS atom lammps_index[k] (ghosts: summed to owners by LAMMPS)
@@ -452,25 +473,12 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
   torch::Tensor pbc = torch::ones({3}, torch::TensorOptions().dtype(torch::kBool));
 
   torch::Tensor forces, energy, atomic, model_virial;
-  if (package) {
-    try {
-      auto out = package->run({positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
-                               cell_shifts.to(model_dtype)});
-      energy = out[0];
-      atomic = out[1].to(torch::kFloat64).contiguous();
-      forces = out[2].to(torch::kFloat64).contiguous();
-      model_virial = out[4].to(torch::kFloat64).contiguous();
-    } catch (const std::exception &e) {
-      error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
-    }
-    // a compiled graph cannot raise: its refusals (overlapping atoms, an unknown element) are NaN
-    if (!std::isfinite(energy.item<double>()))
-      error->one(FLERR, "pair_style mlip: {} returned a non-finite energy at step {}: atoms on top of each other (closer "
-                 "than 0.1 A) or far outside the training data; model.pt names the atoms", model_path,
-                 (long) update->ntimestep);
-  } else
+  if (package)
+    run_package({positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
+                 cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
+  else
     run_model("compute_engine", {positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
-                               cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
+                                 cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
   tally(forces.data_ptr<double>(), energy, atomic, nlocal);
   // the model's virial -dE/d(strain) of the periodic cell (ghosts carry no forces here)
   if (vflag_global) {

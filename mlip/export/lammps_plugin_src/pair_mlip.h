@@ -1,6 +1,7 @@
 // pair_style mlip: a TorchScript model exported by mlip (model.pt), or its AOTInductor package
-// (model.pt2; one rank, periodic box), on LAMMPS' full neighbour list with ghost atoms. Energies of local atoms, forces on local and ghost atoms (summed back
-// to their owners by LAMMPS with newton_pair on), global virial by sum(x f) over all atoms.
+// (model.pt2; one rank, periodic box), on LAMMPS' full neighbour list with ghost atoms. Energies
+// of local atoms, forces on local and ghost atoms (summed back to their owners by LAMMPS with
+// newton_pair on), global virial by sum(x f) over all atoms.
 #ifndef MLIP_PAIR_MLIP_H
 #define MLIP_PAIR_MLIP_H
 
@@ -32,6 +33,8 @@ class PairMLIP : public Pair {
   void compute_folded(int eflag, int vflag);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
                  torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
+  void run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
+                   torch::Tensor &atomic, torch::Tensor &virial_out);
   void tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model);
 
   torch::jit::Module model;                                        // model.pt

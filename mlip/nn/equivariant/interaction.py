@@ -30,6 +30,7 @@ from mlip.nn.equivariant.channel_mixing import ChannelMix
 from mlip.nn.equivariant.coupling import pair_coupling
 from mlip.nn.equivariant.irreps import Irrep, irrep_of_component, irreps_dim, offsets
 from mlip.nn.equivariant.symmetric_contraction import SymmetricContraction
+from mlip.nn.neighbor_slots import slot_products
 from mlip.nn.scatter import scatter_sum
 
 
@@ -124,9 +125,7 @@ class ScalarInputInteraction(Interaction):
         # x_j[c] repeated over the paths of channel c, then gathered per edge: a plain product with
         # the [E, C * P] radial weights (a broadcast over P costs a reduction in every backward)
         g = edge_weight * x.view(n, c).index_select(1, self.channel_of_weight).index_select(0, edge_index[1])
-        k = sh_padded.shape[1]
-        gp = torch.zeros(n * k, c * self.num_paths, dtype=g.dtype, device=g.device).index_copy(0, slot, g)
-        full = torch.bmm(gp.view(n, k, -1).transpose(1, 2), sh_padded)  # [N, C * P, D]
+        full = slot_products(g, slot, sh_padded)  # [N, C * P, D]
         return full.view(n, c, -1).index_select(2, self.diagonal)
 
 
