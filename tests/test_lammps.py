@@ -124,6 +124,58 @@ def test_compute_local_with_ghosts_equals_periodic_compute(kind, tmp_path):
     assert np.abs(atoms.get_forces()).max() > 0.1  # the comparison is not between zeros
 
 
+def exchange_energy(module, pos, numbers, edges, owner, n, exchange: bool = True):
+    """What the plugin does on MPI ranks, in Python: the layers one by one on local centres, the
+    new features copied to the ghosts from their owners after each layer but the last (autograd's
+    backward of the copy is the reverse exchange). Returns (energy, atomic [n], forces [N, 3])."""
+    positions = torch.tensor(pos).requires_grad_(True)
+    data, h, shared = module.exchange_begin(positions, torch.tensor(numbers), torch.tensor(edges), n)
+    owners = torch.tensor(owner[n:])
+    y = torch.zeros(n, dtype=torch.float64)
+    layers = module.exchange_layers()
+    for t in range(layers):
+        h_local, y_t = module.exchange_layer(t, h, data, shared)
+        assert h_local.shape[0] == n and y_t.shape == (n,)
+        y = y + y_t
+        if t < layers - 1:
+            ghosts = h_local.index_select(0, owners)
+            h = torch.cat([h_local, ghosts if exchange else torch.zeros_like(ghosts)])
+    atomic = module.exchange_energies(y, data)
+    energy = atomic.sum()
+    (grad,) = torch.autograd.grad(energy, positions)
+    return float(energy.detach()), atomic.detach().numpy(), -grad.numpy()
+
+
+@pytest.mark.parametrize("settings", [{}, dict(l_max=0, num_interactions=3, zbl=True)],
+                         ids=["l_max1-2layers", "l_max0-3layers-zbl"])
+def test_feature_exchange_with_one_cutoff_of_ghosts_equals_periodic_compute(settings, tmp_path):
+    """The equivariant model layer by layer with features exchanged between layers needs ghosts
+    one cutoff deep only, not the receptive field: energies, forces folded onto owners and the
+    virial sum(x f) equal the periodic ``compute``, for vector features and for three layers."""
+    atoms = test_cell()
+    model = make_model("equivariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms], **settings)
+    export_torchscript(model, str(tmp_path / "model.pt"))
+    module = torch.jit.load(str(tmp_path / "model.pt"))
+    assert module.exchange_layers() == settings.get("num_interactions", 2)
+    assert module.receptive_field() == pytest.approx(CUTOFF * module.exchange_layers())
+    n = len(atoms)
+    pos, owner, edges = ghost_images(atoms, CUTOFF)  # one cutoff of ghosts
+    edges = edges[:, edges[0] < n]  # only edges centred on local atoms
+    energy, atomic, forces = exchange_energy(module, pos, atoms.numbers[owner], edges, owner, n)
+    atoms.calc = MLIPCalculator(str(tmp_path / "model.pt"))
+    f_local = np.zeros((n, 3))
+    np.add.at(f_local, owner, forces)
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(atomic, atoms.get_potential_energies(), atol=1e-10)
+    np.testing.assert_allclose(f_local, atoms.get_forces(), atol=1e-10)
+    stress = -(pos.T @ forces) / atoms.get_volume()
+    np.testing.assert_allclose(stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]], atoms.get_stress(), atol=1e-10)
+    assert np.abs(atoms.get_forces()).max() > 0.1
+    # the exchange matters: with zeros on the ghosts instead the energy is off
+    unexchanged, _, _ = exchange_energy(module, pos, atoms.numbers[owner], edges, owner, n, exchange=False)
+    assert abs(unexchanged - energy) > 1e-3
+
+
 def assert_matches_ase(out, atoms, model: str) -> None:
     """LAMMPS' energy, forces, per-atom energies (1e-5 eV, eV/Å) and stress (1e-9 eV/Å³) equal
     MLIPCalculator's on ``model``, and the forces are not trivially zero."""

@@ -22,7 +22,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.fileio import atomic_open
-from mlip.models.contract import cutoff_of, receptive_field, species_of
+from mlip.models.contract import cutoff_of, has_feature_exchange, receptive_field, species_of
 from mlip.nn.dispersion import D3Dispersion
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
@@ -189,6 +189,49 @@ class ExportedPotential(torch.nn.Module):
                 "dispersion": self.dispersion}
 
 
+class ExportedExchangePotential(ExportedPotential):
+    """``ExportedPotential`` of a message-passing model with the contract's exchange hooks, plus the
+    layer-by-layer methods an engine with spatial domains calls to exchange node features between
+    layers (LAMMPS on several MPI ranks: ghost atoms then need to reach one cutoff only, not the
+    receptive field, and no work is repeated on ghosts). The engine drives the loop and the
+    autograd graph it builds across the calls:
+
+        data, h, edges = m.exchange_begin(positions, atomic_numbers, edge_index, n_local)
+        y = 0
+        for t in range(m.exchange_layers()):
+            h_local, y_t = m.exchange_layer(t, h, data, edges); y = y + y_t
+            h = [h_local; h_local of each ghost's owner]     # forward exchange (backward: reverse)
+        energies = m.exchange_energies(y, data); forces = -d(sum energies)/d(positions)
+
+    ``positions`` [N, 3] Å (local atoms first, then ghosts at their image positions, in the model's
+    dtype; the engine's leaf for the gradient), ``edge_index`` [2, E]: every edge centred on a
+    local atom, and only those. Features are [n, C, D] (float, the model's dtype); ``y`` and the
+    energies [n_local] (eV)."""
+
+    @torch.jit.export
+    def exchange_layers(self) -> int:
+        return self.model.energy_model.exchange_layers()
+
+    @torch.jit.export
+    def exchange_begin(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                       n_local: int) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, List[torch.Tensor]]:
+        dtype = self.dtype_probe.dtype
+        data = self._checked_graph(positions, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=positions.device),
+                                   torch.zeros(3, dtype=torch.bool, device=positions.device), edge_index,
+                                   torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=positions.device), True)
+        h, edges = self.model.energy_model.exchange_begin(data, n_local)
+        return data, h, edges
+
+    @torch.jit.export
+    def exchange_layer(self, t: int, h: torch.Tensor, data: Dict[str, torch.Tensor],
+                       edges: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.model.energy_model.exchange_layer(t, h, data, edges)
+
+    @torch.jit.export
+    def exchange_energies(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.energy_model.exchange_energies(y, data)
+
+
 def d3_terms(model: torch.nn.Module) -> List[D3Dispersion]:
     """The model's D3 dispersion terms (``model.d3``): none or one."""
     return [m for m in model.modules() if isinstance(m, D3Dispersion)]
@@ -214,7 +257,8 @@ def export_torchscript(model: ForcesAndStress, path: str,
         model = model.to(dtype)
     for term in d3_terms(model):  # trained on labels without dispersion (model.d3_in_labels=false): add it now
         term.active = True
-    wrapper = ExportedPotential(model, species_of(model), cutoff_of(model))
+    wrapper_class = ExportedExchangePotential if has_feature_exchange(model) else ExportedPotential
+    wrapper = wrapper_class(model, species_of(model), cutoff_of(model))
     scripted = torch.jit.script(wrapper)
     with atomic_open(path, "wb") as fh:  # a file object: a full disk raises OSError, not an abort
         torch.jit.save(scripted, fh, _extra_files={"metadata.json": json.dumps(wrapper.metadata())})

@@ -28,6 +28,14 @@ Optional hooks (``OPTIONAL_HOOKS``):
   without any (the classical ones) has none.
 - ``pair_names: List[str]``: names of the species pairs (``Si-Ge``) in the order of per-pair
   parameters, to label them in analyses.
+- ``exchange_layers() -> int``, ``exchange_begin(batch, n_centres) -> (h, edges)``,
+  ``exchange_layer(t, h, batch, edges) -> (h_centres, y_centres)``, ``exchange_energies(y, batch)``:
+  a message-passing model layer by layer, so that an engine with spatial domains (LAMMPS on
+  several MPI ranks) can exchange node features between layers and keep its ghost atoms one
+  cutoff deep. The first ``n_centres`` atoms are the centres (every edge is centred on one);
+  ``h`` are the features of every atom, the layer returns the centres' new features and their
+  readout, ``exchange_energies`` their per-atom energies (eV). ``forward`` must equal the loop
+  with every atom a centre. All four or none (``mlip.export.torchscript.ExportedExchangePotential``).
 - ``lammps_style() -> str``: the LAMMPS-native form of the model, ``"table"`` or ``"eam/alloy"``
   (``mlip export --format lammps``; without it, only the TorchScript export). A model declaring a
   form provides that form's functions (``LAMMPS_FUNCTIONS``), all in float64 eV / Å:
@@ -64,7 +72,14 @@ OPTIONAL_HOOKS: Dict[str, bool] = {
     "lammps_style": True,
     "pair_names": False,
     "last_layer_parameters": True,
+    "exchange_layers": True,
+    "exchange_begin": True,
+    "exchange_layer": True,
+    "exchange_energies": True,
 }
+
+#: the hooks of layer-by-layer evaluation with feature exchange: a model has all or none
+EXCHANGE_HOOKS: Tuple[str, ...] = ("exchange_layers", "exchange_begin", "exchange_layer", "exchange_energies")
 
 #: the functions each LAMMPS-native form needs (``lammps_style()``)
 LAMMPS_FUNCTIONS: Dict[str, Tuple[str, ...]] = {
@@ -97,6 +112,10 @@ def _problems(model: torch.nn.Module) -> List[str]:
     field = getattr(model, "receptive_field", None)
     if field is not None and isinstance(cutoff, float) and not (isinstance(field, (int, float)) and field >= cutoff):
         problems.append(f"receptive_field={field!r} is not a number >= the cutoff {cutoff} (Å)")
+    present = [h for h in EXCHANGE_HOOKS if hasattr(model, h)]
+    if present and len(present) != len(EXCHANGE_HOOKS):
+        problems.append(f"has {', '.join(present)} but not {', '.join(h for h in EXCHANGE_HOOKS if h not in present)} "
+                        "(feature exchange needs all four)")
     style_hook = getattr(model, "lammps_style", None)
     if callable(style_hook):
         style = style_hook()
@@ -140,6 +159,13 @@ def receptive_field(model: torch.nn.Module) -> float:
     """Å over which an atom's energy depends on others: the hook, else the cutoff."""
     model = energy_model_of(model)
     return float(getattr(model, "receptive_field", cutoff_of(model)))
+
+
+def has_feature_exchange(model: torch.nn.Module) -> bool:
+    """Whether the model can run layer by layer with node features exchanged between domains
+    (the ``exchange_*`` hooks), so MD engines need ghost atoms only one cutoff deep."""
+    inner = energy_model_of(model)
+    return all(callable(getattr(inner, h, None)) for h in EXCHANGE_HOOKS)
 
 
 def initialize_from_data(model: torch.nn.Module, batches: Iterable[Batch]) -> None:

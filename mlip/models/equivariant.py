@@ -21,7 +21,7 @@ itself when loading).
 """
 
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -220,19 +220,49 @@ class EquivariantModel(torch.nn.Module):
         return self.radial(self.basis(r) * self.envelope(r).unsqueeze(-1))
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        vec = edge_vectors(data)
-        r = torch.linalg.norm(vec, dim=1)
         species = data[keys.SPECIES]
-        edge_index = data[keys.EDGE_INDEX]
-        sh = self.sh(vec)
-        slot, sh_padded = neighbour_slots(edge_index[0], species.shape[0], sh)
-        weights = torch.split(self.radial_features(r), self.weight_sizes, dim=1)
-        h = self.embedding.index_select(0, species).unsqueeze(2)  # [N, C, 1]
-        y = torch.zeros(species.shape[0], dtype=vec.dtype, device=vec.device)
+        h, edges = self.exchange_begin(data, species.shape[0])
+        y = torch.zeros(species.shape[0], dtype=h.dtype, device=h.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
-            h = layer(h, species, sh, weights[t], edge_index, slot, sh_padded)
+            h = layer(h, species, edges[0], edges[3 + t], data[keys.EDGE_INDEX], edges[1], edges[2])
             y = y + readout(h[:, :, 0]).squeeze(1)
         return self.energies(y, data)
+
+    # --- layer by layer, for engines that exchange features between domains (the contract's
+    # exchange hooks; ``forward`` is the same computation with every atom a centre) -----------------
+    def exchange_layers(self) -> int:
+        """Number of layers; the engine exchanges the features of all but the last."""
+        return self.num_interactions
+
+    def exchange_begin(self, data: Dict[str, torch.Tensor], n_centres: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """First features h^(0) [N, C, 1] of every atom (from its species alone) and the per-edge
+        inputs every layer shares: [Y [E, D_sh], slot [E], Y in slots [n_centres, K, D_sh], then each
+        layer's radial weights]. Every edge must be centred on one of the first ``n_centres`` atoms."""
+        vec = edge_vectors(data)
+        r = torch.linalg.norm(vec, dim=1)
+        sh = self.sh(vec)
+        slot, sh_padded = neighbour_slots(data[keys.EDGE_INDEX][0], n_centres, sh)
+        weights = torch.split(self.radial_features(r), self.weight_sizes, dim=1)
+        h = self.embedding.index_select(0, data[keys.SPECIES]).unsqueeze(2)  # [N, C, 1]
+        return h, [sh, slot, sh_padded] + list(weights)
+
+    def exchange_layer(self, t: int, h: torch.Tensor, data: Dict[str, torch.Tensor],
+                       edges: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``t`` on features ``h`` [N, C, D] of every atom (centres first): the centres' new
+        features [M, C, D'] and their readout [M] (dimensionless, summed over layers into y)."""
+        out_h, out_y = h, h.new_zeros(0)
+        for i, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
+            if i == t:
+                out_h = layer(h, data[keys.SPECIES], edges[0], edges[3 + i], data[keys.EDGE_INDEX], edges[1], edges[2])
+                out_y = readout(out_h[:, :, 0]).squeeze(1)
+        return out_h, out_y
+
+    def exchange_energies(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-atom energies (eV) [M] of the M centres from their summed readouts ``y`` [M]."""
+        m = y.shape[0]
+        n = data[keys.SPECIES].shape[0]
+        padded = torch.cat([y, y.new_zeros(n - m)])
+        return self.energies(padded, data)[keys.ATOMIC_ENERGY][:m]
 
     @torch.no_grad()
     def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:

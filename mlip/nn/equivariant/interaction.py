@@ -40,8 +40,10 @@ class Interaction(torch.nn.Module):
     ``weight_numel`` (radial weights per edge).
 
     ``h`` [N, C, D_in], ``species`` [N], ``sh`` [E, D_sh], ``edge_weight`` [E, weight_numel],
-    ``edge_index`` [2, E], ``slot`` [E] and ``sh_padded`` [N, K, D_sh] (``neighbour_slots``)
-    -> h' [N, C, D_out]."""
+    ``edge_index`` [2, E], ``slot`` [E] and ``sh_padded`` [M, K, D_sh] (``neighbour_slots`` of
+    the first M <= N atoms, the centres: every edge is centred on one of them)
+    -> h' [M, C, D_out], the new features of the centres. M = N in training; an MD engine with
+    ghost atoms passes its local atoms first and M = their number (``mlip.export``)."""
     a_norm: torch.Tensor
     b_norm: torch.Tensor
     a_irrep: torch.Tensor
@@ -70,18 +72,21 @@ class Interaction(torch.nn.Module):
 
     def atomic_basis(self, x: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor, edge_index: torch.Tensor,
                      slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
-        """sum_j R(r_ij) TP(x_j, Y(r_ij)) [N, C, D_a] from the mixed features ``x`` [N, C, D_in]."""
+        """sum_j R(r_ij) TP(x_j, Y(r_ij)) [M, C, D_a] of the M centres (``sh_padded.shape[0]``) from
+        the mixed features ``x`` [N, C, D_in] of every atom."""
         raise NotImplementedError
 
     def forward(self, h: torch.Tensor, species: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor,
                 edge_index: torch.Tensor, slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
-        n = h.shape[0]
+        m = sh_padded.shape[0]  # centres: the first m atoms
         a = self.atomic_basis(self.linear_up(h, species), sh, edge_weight, edge_index, slot, sh_padded)
         a = a * (self.a_norm * self.inv_avg_neighbors)
-        a = self.linear_a(a, species)
-        b = self.product(a, species) * self.b_norm
-        hp = torch.cat([h, h.new_zeros(n, self.channels, 1)], dim=2).index_select(2, self.sc_gather)
-        return self.linear_out(b, species) + self.self_connection(hp, species)
+        centre_species = species[:m]
+        a = self.linear_a(a, centre_species)
+        b = self.product(a, centre_species) * self.b_norm
+        hc = h[:m]
+        hp = torch.cat([hc, hc.new_zeros(m, self.channels, 1)], dim=2).index_select(2, self.sc_gather)
+        return self.linear_out(b, centre_species) + self.self_connection(hp, centre_species)
 
 
 def _self_connection_gather(ls_in: List[Irrep], ls_out: List[Irrep]) -> List[int]:
@@ -125,8 +130,8 @@ class ScalarInputInteraction(Interaction):
         # x_j[c] repeated over the paths of channel c, then gathered per edge: a plain product with
         # the [E, C * P] radial weights (a broadcast over P costs a reduction in every backward)
         g = edge_weight * x.view(n, c).index_select(1, self.channel_of_weight).index_select(0, edge_index[1])
-        full = slot_products(g, slot, sh_padded)  # [N, C * P, D]
-        return full.view(n, c, -1).index_select(2, self.diagonal)
+        full = slot_products(g, slot, sh_padded)  # [M, C * P, D]
+        return full.view(sh_padded.shape[0], c, -1).index_select(2, self.diagonal)
 
 
 class TensorInputInteraction(Interaction):
@@ -162,4 +167,4 @@ class TensorInputInteraction(Interaction):
         r = edge_weight.view(e, c, self.num_paths)
         outer = (xj.unsqueeze(3) * sh.unsqueeze(1).unsqueeze(1)).reshape(e, c, self.u.shape[0])
         msg = ((outer @ self.u) * r.index_select(2, self.path_of_k)) @ self.p  # [E, C, D_a]
-        return scatter_sum(msg, edge_index[0], x.shape[0])
+        return scatter_sum(msg, edge_index[0], sh_padded.shape[0])
