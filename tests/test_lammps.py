@@ -132,10 +132,10 @@ def exchange_energy(module, pos, numbers, edges, owner, n, exchange: bool = True
     data, h, shared = module.exchange_begin(positions, torch.tensor(numbers), torch.tensor(edges), n)
     owners = torch.tensor(owner[n:])
     y = torch.zeros(n, dtype=torch.float64)
-    layers = module.exchange_layers()
+    layers = len(module.exchange_widths())
     for t in range(layers):
         h_local, y_t = module.exchange_layer(t, h, data, shared)
-        assert h_local.shape[0] == n and y_t.shape == (n,)
+        assert h_local.shape[0] == n and h_local[0].numel() == module.exchange_widths()[t] and y_t.shape == (n,)
         y = y + y_t
         if t < layers - 1:
             ghosts = h_local.index_select(0, owners)
@@ -156,8 +156,9 @@ def test_feature_exchange_with_one_cutoff_of_ghosts_equals_periodic_compute(sett
     model = make_model("equivariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms], **settings)
     export_torchscript(model, str(tmp_path / "model.pt"))
     module = torch.jit.load(str(tmp_path / "model.pt"))
-    assert module.exchange_layers() == settings.get("num_interactions", 2)
-    assert module.receptive_field() == pytest.approx(CUTOFF * module.exchange_layers())
+    widths = module.exchange_widths()  # C x D per layer: 4 channels, l <= 1 (D 4) or scalars, the last scalar
+    assert widths == ([16, 4] if settings.get("l_max", 1) == 1 else [4, 4, 4])
+    assert module.receptive_field() == pytest.approx(CUTOFF * len(widths))
     n = len(atoms)
     pos, owner, edges = ghost_images(atoms, CUTOFF)  # one cutoff of ghosts
     edges = edges[:, edges[0] < n]  # only edges centred on local atoms
@@ -245,14 +246,15 @@ def test_lammps_input_errors_are_clear(plugin, tmp_path):
 
 
 @needs_lammps
-@pytest.mark.parametrize("ghosts", ["fold", "shell"])
+@pytest.mark.parametrize("ghosts", ["fold", "exchange", "shell"])
 def test_pair_style_ghosts_keyword_picks_the_path(ghosts, plugin, tmp_path):
-    """``pair_style mlip ghosts fold|shell`` on one rank in a periodic box: the log says which path
-    ran (ghosts folded onto owners, or a shell as deep as the receptive field) and both give the
-    ASE calculator's energy for a two-layer model; any other argument is refused, naming the form."""
+    """``pair_style mlip ghosts fold|exchange|shell`` on one rank in a periodic box: the log says
+    which path ran (ghosts folded onto owners, features exchanged with ghosts one cutoff deep, or a
+    shell as deep as the receptive field) and each gives the ASE calculator's energy for a
+    two-layer equivariant model; any other argument is refused, naming the forms."""
     from mlip.export.lammps_run import lammps_instance, write_lammps_data
 
-    model = export("message_passing", tmp_path / "model.pt")
+    model = export("equivariant", tmp_path / "model.pt")
     atoms = test_cell()
     write_lammps_data(str(tmp_path / "data.lmp"), atoms, ["C", "O", "Si"])
     log = tmp_path / "log.lammps"
@@ -261,12 +263,13 @@ def test_pair_style_ghosts_keyword_picks_the_path(ghosts, plugin, tmp_path):
                         f"pair_style mlip ghosts {ghosts}\npair_coeff * * {model} C O Si\nrun 0\n")
     energy = lmp.get_thermo("pe")
     lmp.close()
-    expected = {"fold": "ghost atoms folded onto their owners", "shell": "ghost atoms reach the receptive field"}
+    expected = {"fold": "ghost atoms folded onto their owners", "shell": "ghost atoms reach the receptive field",
+                "exchange": "node features exchanged with the ghost atoms after each layer"}
     assert expected[ghosts] in log.read_text()
     atoms.calc = MLIPCalculator(model)
     assert abs(energy - atoms.get_potential_energy()) < 1e-5
     lmp = lammps_instance()
-    with pytest.raises(Exception, match="optional 'ghosts fold' .default. or 'ghosts shell'"):
+    with pytest.raises(Exception, match="optional 'ghosts fold' .default., 'ghosts exchange' or 'ghosts shell'"):
         lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\n"
                             f"read_data {tmp_path / 'data.lmp'}\npair_style mlip ghosts deep\n")
     lmp.close()

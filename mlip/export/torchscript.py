@@ -198,7 +198,7 @@ class ExportedExchangePotential(ExportedPotential):
 
         data, h, edges = m.exchange_begin(positions, atomic_numbers, edge_index, n_local)
         y = 0
-        for t in range(m.exchange_layers()):
+        for t in range(len(m.exchange_widths())):   # floats per atom of each layer's output
             h_local, y_t = m.exchange_layer(t, h, data, edges); y = y + y_t
             h = [h_local; h_local of each ghost's owner]     # forward exchange (backward: reverse)
         energies = m.exchange_energies(y, data); forces = -d(sum energies)/d(positions)
@@ -209,8 +209,8 @@ class ExportedExchangePotential(ExportedPotential):
     energies [n_local] (eV)."""
 
     @torch.jit.export
-    def exchange_layers(self) -> int:
-        return self.model.energy_model.exchange_layers()
+    def exchange_widths(self) -> List[int]:
+        return self.model.energy_model.exchange_widths()
 
     @torch.jit.export
     def exchange_begin(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,

@@ -28,7 +28,8 @@ Optional hooks (``OPTIONAL_HOOKS``):
   without any (the classical ones) has none.
 - ``pair_names: List[str]``: names of the species pairs (``Si-Ge``) in the order of per-pair
   parameters, to label them in analyses.
-- ``exchange_layers() -> int``, ``exchange_begin(batch, n_centres) -> (h, edges)``,
+- ``exchange_widths() -> List[int]`` (floats per atom of each layer's output),
+  ``exchange_begin(batch, n_centres) -> (h, edges)``,
   ``exchange_layer(t, h, batch, edges) -> (h_centres, y_centres)``, ``exchange_energies(y, batch)``:
   a message-passing model layer by layer, so that an engine with spatial domains (LAMMPS on
   several MPI ranks) can exchange node features between layers and keep its ghost atoms one
@@ -72,14 +73,14 @@ OPTIONAL_HOOKS: Dict[str, bool] = {
     "lammps_style": True,
     "pair_names": False,
     "last_layer_parameters": True,
-    "exchange_layers": True,
+    "exchange_widths": True,
     "exchange_begin": True,
     "exchange_layer": True,
     "exchange_energies": True,
 }
 
 #: the hooks of layer-by-layer evaluation with feature exchange: a model has all or none
-EXCHANGE_HOOKS: Tuple[str, ...] = ("exchange_layers", "exchange_begin", "exchange_layer", "exchange_energies")
+EXCHANGE_HOOKS: Tuple[str, ...] = ("exchange_widths", "exchange_begin", "exchange_layer", "exchange_energies")
 
 #: the functions each LAMMPS-native form needs (``lammps_style()``)
 LAMMPS_FUNCTIONS: Dict[str, Tuple[str, ...]] = {

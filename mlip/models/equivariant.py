@@ -230,9 +230,10 @@ class EquivariantModel(torch.nn.Module):
 
     # --- layer by layer, for engines that exchange features between domains (the contract's
     # exchange hooks; ``forward`` is the same computation with every atom a centre) -----------------
-    def exchange_layers(self) -> int:
-        """Number of layers; the engine exchanges the features of all but the last."""
-        return self.num_interactions
+    def exchange_widths(self) -> List[int]:
+        """Floats per atom of each layer's output features (C x D); the engine exchanges those of
+        all layers but the last."""
+        return [self.num_channels * int(layer.b_norm.numel()) for layer in self.layers]
 
     def exchange_begin(self, data: Dict[str, torch.Tensor], n_centres: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """First features h^(0) [N, C, 1] of every atom (from its species alone) and the per-edge

@@ -1,6 +1,8 @@
 // pair_style mlip: see pair_mlip.h and docs/md_engines.md.
 #include "pair_mlip.h"
 
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include "atom.h"
@@ -51,11 +53,29 @@ std::string species_list(const std::vector<int64_t> &zs)
   return out;
 }
 
+// h_model = [h_local; the features of each ghost's owner], by LAMMPS' forward communication;
+// backward: the gradients of the ghost rows summed onto their owners by reverse communication.
+// Every rank calls it after the same layers, and backward runs on the calling thread (CPU
+// autograd), so the collective calls meet in the same order on all ranks.
+struct FeatureExchange : public torch::autograd::Function<FeatureExchange> {
+  static torch::Tensor forward(torch::autograd::AutogradContext *ctx, const torch::Tensor &h_local, int64_t pair)
+  {
+    ctx->saved_data["pair"] = pair;
+    return reinterpret_cast<LAMMPS_NS::PairMLIP *>(pair)->forward_exchange(h_local);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grads)
+  {
+    auto *pair = reinterpret_cast<LAMMPS_NS::PairMLIP *>(ctx->saved_data["pair"].toInt());
+    return {pair->reverse_exchange(grads[0]), torch::Tensor()};
+  }
+};
+
 }    // namespace
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
-    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false), allow_fold(true),
-    fold_ghosts(false),
+    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false), ghost_mode("fold"),
+    can_exchange(false), fold_ghosts(false), exchange_features(false), comm_width(0),
     model_dtype(torch::kFloat64)
 {
   single_enable = 0;
@@ -90,14 +110,16 @@ void PairMLIP::allocate()
 
 void PairMLIP::settings(int narg, char **arg)
 {
-  // optional: 'ghosts shell' keeps the ghost shell out to the receptive field even where ghosts
-  // could be folded (one rank, periodic box): for comparisons and debugging
-  allow_fold = true;
-  if (narg == 2 && std::string(arg[0]) == "ghosts" && (std::string(arg[1]) == "fold" || std::string(arg[1]) == "shell")) {
-    allow_fold = std::string(arg[1]) == "fold";
+  // optional, for comparisons and debugging: 'ghosts exchange' exchanges node features between
+  // layers even where ghosts could be folded (one rank, periodic box); 'ghosts shell' recomputes
+  // every layer on a ghost shell as deep as the receptive field
+  ghost_mode = "fold";
+  const std::string mode = narg == 2 ? arg[1] : "";
+  if (narg == 2 && std::string(arg[0]) == "ghosts" && (mode == "fold" || mode == "exchange" || mode == "shell")) {
+    ghost_mode = mode;
   } else if (narg != 0) {
-    error->all(FLERR, "pair_style mlip takes no arguments but the optional 'ghosts fold' (default) or 'ghosts shell'; "
-               "the model file goes in pair_coeff");
+    error->all(FLERR, "pair_style mlip takes no arguments but the optional 'ghosts fold' (default), "
+               "'ghosts exchange' or 'ghosts shell'; the model file goes in pair_coeff");
   }
 }
 
@@ -125,6 +147,14 @@ void PairMLIP::load_model(const std::string &path)
   if (model.find_method("receptive_field")) receptive_field = model.get_method("receptive_field")({}).toDouble();
   ghost_centres = receptive_field > model_cutoff * (1.0 + 1e-9);
   can_fold = model.find_method("compute_engine").has_value();
+  can_exchange = model.find_method("exchange_widths").has_value();
+  exchange_widths.clear();
+  if (can_exchange)
+    for (const auto &w : model.get_method("exchange_widths")({}).toList()) exchange_widths.push_back(w.get().toInt());
+  // the largest exchange (all layers but the last): LAMMPS sizes its buffers from these in init
+  comm_forward = comm_reverse = 0;
+  for (size_t t = 0; t + 1 < exchange_widths.size(); ++t)
+    comm_forward = comm_reverse = std::max(comm_forward, (int) exchange_widths[t]);
   model_dtype = torch::kFloat64;
   for (const auto &p : model.parameters()) {
     model_dtype = p.scalar_type();
@@ -165,6 +195,9 @@ void PairMLIP::load_package(const std::string &path)
   receptive_field = model_cutoff;    // ghosts are folded: they need to reach one cutoff only
   ghost_centres = false;
   can_fold = true;
+  can_exchange = false;
+  exchange_widths.clear();
+  comm_forward = comm_reverse = 0;
   model_path = path;
   model_loaded = true;
 }
@@ -212,22 +245,34 @@ void PairMLIP::init_style()
   // a non-periodic direction, no atom map, a model exported before compute_engine) the ghost
   // shell must reach the receptive field and edges centred on ghosts go to compute_local. Owners
   // are found by atom ID (a table rebuilt each step: no 'atom_modify map' needed).
-  fold_ghosts = allow_fold && can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
+  // A message-passing model elsewhere runs layer by layer, its node features exchanged between
+  // ranks after each layer (ghosts one cutoff deep: the ML-IAP scheme), when it has the exchange_*
+  // methods (mlip's equivariant model); else ('ghosts shell', or a model without them) ghosts
+  // reach the receptive field and every layer is recomputed on them.
+  fold_ghosts = ghost_mode == "fold" && can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
       domain->zperiodic;
   if (package && !fold_ghosts)
     error->all(FLERR, "pair_style mlip: {} (AOTInductor) runs only on one MPI rank in a box periodic in x, y and z, "
-               "with ghosts folded (not 'ghosts shell'); here {}. Use the TorchScript file instead: "
-               "'mlip export <run>' writes model.pt", model_path,
-               !allow_fold ? "'ghosts shell' was asked for" : comm->nprocs > 1 ? "there are several ranks"
-                                                                             : "a direction is not periodic");
-  const bool deep_ghosts = ghost_centres && !fold_ghosts;
+               "with ghosts folded (not 'ghosts exchange' or 'ghosts shell'); here {}. Use the TorchScript file "
+               "instead: 'mlip export <run>' writes model.pt", model_path,
+               ghost_mode != "fold" ? "'ghosts " + ghost_mode + "' was asked for"
+                                    : comm->nprocs > 1 ? "there are several ranks" : "a direction is not periodic");
+  exchange_features = ghost_centres && !fold_ghosts && can_exchange && ghost_mode != "shell";
+  if (ghost_mode == "exchange" && ghost_centres && !can_exchange)
+    error->all(FLERR, "pair_style mlip ghosts exchange: {} has no exchange_* methods (layer-by-layer evaluation); "
+               "export it again with this version of mlip, or use 'ghosts shell'", model_path);
+  const bool deep_ghosts = ghost_centres && !fold_ghosts && !exchange_features;
   ghostneigh = deep_ghosts ? 1 : 0;
   int flags = NeighConst::REQ_FULL;
   if (deep_ghosts) flags |= NeighConst::REQ_GHOST;
   neighbor->add_request(this, flags);
   if (comm->me == 0 && ghost_centres)
-    utils::logmesg(lmp, "pair_style mlip: {}\n", fold_ghosts ? "one rank, periodic box: ghost atoms folded onto "
-                   "their owners (ghosts reach one cutoff)" : "ghost atoms reach the receptive field");
+    utils::logmesg(lmp, "pair_style mlip: {}\n",
+                   fold_ghosts ? "one rank, periodic box: ghost atoms folded onto their owners (ghosts reach one "
+                                 "cutoff)"
+                   : exchange_features ? "node features exchanged with the ghost atoms after each layer (ghosts "
+                                         "reach one cutoff)"
+                                       : "ghost atoms reach the receptive field");
   // a message-passing model sees atoms up to receptive_field away: ghosts must reach that far
   double needed = receptive_field + neighbor->skin;
   if (deep_ghosts && comm->cutghostuser < needed) {
@@ -255,17 +300,53 @@ void PairMLIP::compute(int eflag, int vflag)
     return;
   }
 
+  // ghosts fold: none are centres; exchange: only local atoms are centres (ghost features come from
+  // their owners); shell: for L = receptive_field / cutoff layers, ghosts up to L - 1 edges away
+  // from a local atom are centres with their own edges
+  const int hops = ghost_centres && !exchange_features
+      ? std::max(0, (int) std::ceil(receptive_field / model_cutoff - 1e-9) - 1) : 0;
+  torch::Tensor positions64, numbers, edge_index;
+  const int64_t n_model = ghost_graph(hops, positions64, numbers, edge_index);
+  torch::Tensor positions = positions64.to(model_dtype);
+  torch::Tensor forces, energy, atomic, unused_virial;
+  if (exchange_features)
+    run_exchange(positions, numbers, edge_index, forces, energy, atomic);
+  else
+    // the profiling executor's optimised graphs run this model 1.5-4x slower on CPU than the
+    // plain interpreter (measured with torch 2.13); scoped in run_model, so the host is unaffected
+    run_model("compute_local", {positions, numbers, edge_index, (int64_t) atom->nlocal}, forces, energy, atomic,
+              unused_virial);
+  const double *fp = forces.data_ptr<double>();
+  const double *xp = positions64.data_ptr<double>();
+  tally(fp, energy, atomic, n_model);
+  // sum over the model's local and ghost atoms of x (x) f (its own forces): the virial of a
+  // potential that depends on positions only through the edge vectors
+  if (vflag_global) {
+    double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t k = 0; k < n_model; ++k) {
+      const double *xk = xp + 3 * k, *fk = fp + 3 * k;
+      v[0] += xk[0] * fk[0];
+      v[1] += xk[1] * fk[1];
+      v[2] += xk[2] * fk[2];
+      v[3] += xk[0] * fk[1];    // as LAMMPS' virial_fdotr_compute: xy, xz, yz
+      v[4] += xk[0] * fk[2];
+      v[5] += xk[1] * fk[2];
+    }
+    for (int m = 0; m < 6; ++m) virial[m] += v[m];
+  }
+}
+
+// The model's atoms: the local atoms (indices 0..nlocal-1, as in LAMMPS), then the ghosts it
+// needs: neighbours of local atoms and, with hops > 0, ghosts up to hops edges away from a local
+// atom as centres with their own edges. Edges i -> j with |x_j - x_i| < cutoff (ghost positions
+// are image positions: no shifts). Fills model_index / lammps_index; returns the atom count.
+int64_t PairMLIP::ghost_graph(int hops, torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index)
+{
   double **x = atom->x;
   int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   const double cutsq_model = model_cutoff * model_cutoff;
-
-  // Edges i -> j with |x_j - x_i| < cutoff (ghost positions are image positions: no shifts).
-  // The model sees the local atoms (indices 0..nlocal-1, as in LAMMPS), then only the ghosts it
-  // needs: neighbours of local atoms and, for message passing with L = receptive_field / cutoff
-  // layers, ghosts up to L - 1 edges away from a local atom are centres with their own edges.
-  const int hops = ghost_centres ? std::max(0, (int) std::ceil(receptive_field / model_cutoff - 1e-9) - 1) : 0;
   if ((int) model_index.size() < nall) model_index.resize(nall);
   std::fill(model_index.begin(), model_index.begin() + nall, -1);
   lammps_index.clear();
@@ -301,13 +382,13 @@ void PairMLIP::compute(int eflag, int vflag)
   const int64_t n_model = (int64_t) lammps_index.size();
   const int64_t n_edges = (int64_t) senders.size();
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor edge_index = torch::empty({2, n_edges}, long_opts);
+  edge_index = torch::empty({2, n_edges}, long_opts);
   if (n_edges > 0) {
     std::memcpy(edge_index[0].data_ptr<int64_t>(), senders.data(), n_edges * sizeof(int64_t));
     std::memcpy(edge_index[1].data_ptr<int64_t>(), receivers.data(), n_edges * sizeof(int64_t));
   }
-  torch::Tensor numbers = torch::empty({n_model}, long_opts);
-  torch::Tensor positions64 = torch::empty({n_model, 3}, torch::TensorOptions().dtype(torch::kFloat64));
+  numbers = torch::empty({n_model}, long_opts);
+  positions64 = torch::empty({n_model, 3}, torch::TensorOptions().dtype(torch::kFloat64));
   int64_t *zp = numbers.data_ptr<int64_t>();
   double *xp = positions64.data_ptr<double>();
   for (int64_t k = 0; k < n_model; ++k) {
@@ -317,29 +398,114 @@ void PairMLIP::compute(int eflag, int vflag)
     xp[3 * k + 1] = x[i][1];
     xp[3 * k + 2] = x[i][2];
   }
-  torch::Tensor positions = positions64.to(model_dtype);
+  return n_model;
+}
 
-  torch::Tensor forces, energy, atomic, unused_virial;
-  // the profiling executor's optimised graphs run this model 1.5-4x slower on CPU than the
-  // plain interpreter (measured with torch 2.13); scoped in run_model, so the host is unaffected
-  run_model("compute_local", {positions, numbers, edge_index, (int64_t) nlocal}, forces, energy, atomic,
-            unused_virial);
-  const double *fp = forces.data_ptr<double>();
-  tally(fp, energy, atomic, n_model);
-  // sum over the model's local and ghost atoms of x (x) f (its own forces): the virial of a
-  // potential that depends on positions only through the edge vectors
-  if (vflag_global) {
-    double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-    for (int64_t k = 0; k < n_model; ++k) {
-      const double *xk = xp + 3 * k, *fk = fp + 3 * k;
-      v[0] += xk[0] * fk[0];
-      v[1] += xk[1] * fk[1];
-      v[2] += xk[2] * fk[2];
-      v[3] += xk[0] * fk[1];    // as LAMMPS' virial_fdotr_compute: xy, xz, yz
-      v[4] += xk[0] * fk[2];
-      v[5] += xk[1] * fk[2];
+// The model layer by layer (its exchange_* methods, mlip.export.torchscript.ExportedExchangePotential)
+// on the local atoms as centres, the new features of the ghosts exchanged from their owners after
+// each layer but the last; forces -dE/dx on the model's local and ghost atoms by one backward pass
+// through the layers and the exchanges.
+void PairMLIP::run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers,
+                            const torch::Tensor &edge_index, torch::Tensor &forces, torch::Tensor &energy,
+                            torch::Tensor &atomic)
+{
+  try {
+    torch::jit::GraphOptimizerEnabledGuard no_jit_optimisation(false);
+    torch::AutoGradMode grad_mode(true);
+    torch::Tensor pos = positions.detach().requires_grad_(true);
+    const int64_t nlocal = atom->nlocal;
+    auto begin = model.get_method("exchange_begin")({pos, numbers, edge_index, nlocal}).toTuple();
+    torch::jit::IValue data = begin->elements()[0], edges = begin->elements()[2];
+    torch::Tensor h = begin->elements()[1].toTensor();
+    torch::Tensor y;
+    const int64_t layers = (int64_t) exchange_widths.size();
+    for (int64_t t = 0; t < layers; ++t) {
+      auto out = model.get_method("exchange_layer")({t, h, data, edges}).toTuple();
+      torch::Tensor h_local = out->elements()[0].toTensor();
+      torch::Tensor y_t = out->elements()[1].toTensor();
+      y = t == 0 ? y_t : y + y_t;
+      if (t + 1 < layers) h = FeatureExchange::apply(h_local, reinterpret_cast<int64_t>(this));
     }
-    for (int m = 0; m < 6; ++m) virial[m] += v[m];
+    torch::Tensor local = model.get_method("exchange_energies")({y, data}).toTensor();
+    torch::Tensor total = local.sum();
+    torch::Tensor grad = torch::autograd::grad({total}, {pos}, {}, false, false, true)[0];
+    forces = grad.defined() ? (-grad).detach().to(torch::kFloat64).contiguous()
+                            : torch::zeros({pos.size(0), 3}, torch::TensorOptions().dtype(torch::kFloat64));
+    energy = total.detach();
+    atomic = local.detach().to(torch::kFloat64).contiguous();
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
+  }
+}
+
+torch::Tensor PairMLIP::forward_exchange(const torch::Tensor &h_local)
+{
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  torch::Tensor rows = h_local.detach().to(torch::kFloat64).contiguous().view({nlocal, -1});
+  comm_width = (int) rows.size(1);
+  if (comm_width > comm_forward)
+    error->one(FLERR, "pair_style mlip: the model exchanges {} floats per atom, more than its exchange_widths() "
+               "announced ({})", comm_width, comm_forward);
+  comm_buf.assign((size_t) nall * comm_width, 0.0);
+  std::memcpy(comm_buf.data(), rows.data_ptr<double>(), (size_t) nlocal * comm_width * sizeof(double));
+  comm->forward_comm(this, comm_width);
+  const int64_t n_model = (int64_t) lammps_index.size();
+  std::vector<int64_t> shape = h_local.sizes().vec();
+  shape[0] = n_model;
+  torch::Tensor out = torch::empty({n_model, comm_width}, torch::TensorOptions().dtype(torch::kFloat64));
+  double *op = out.data_ptr<double>();
+  for (int64_t k = 0; k < n_model; ++k)
+    std::memcpy(op + k * comm_width, comm_buf.data() + (size_t) lammps_index[k] * comm_width,
+                comm_width * sizeof(double));
+  return out.view(shape).to(h_local.scalar_type());
+}
+
+torch::Tensor PairMLIP::reverse_exchange(const torch::Tensor &grad_model)
+{
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const int64_t n_model = (int64_t) lammps_index.size();
+  torch::Tensor rows = grad_model.detach().to(torch::kFloat64).contiguous().view({n_model, -1});
+  comm_width = (int) rows.size(1);
+  comm_buf.assign((size_t) nall * comm_width, 0.0);
+  const double *gp = rows.data_ptr<double>();
+  for (int64_t k = 0; k < n_model; ++k) {
+    double *row = comm_buf.data() + (size_t) lammps_index[k] * comm_width;
+    for (int c = 0; c < comm_width; ++c) row[c] += gp[k * comm_width + c];
+  }
+  comm->reverse_comm(this, comm_width);
+  std::vector<int64_t> shape = grad_model.sizes().vec();
+  shape[0] = nlocal;
+  torch::Tensor out = torch::empty({nlocal, comm_width}, torch::TensorOptions().dtype(torch::kFloat64));
+  std::memcpy(out.data_ptr<double>(), comm_buf.data(), (size_t) nlocal * comm_width * sizeof(double));
+  return out.view(shape).to(grad_model.scalar_type());
+}
+
+int PairMLIP::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  for (int i = 0; i < n; ++i)
+    std::memcpy(buf + (size_t) i * comm_width, comm_buf.data() + (size_t) list[i] * comm_width,
+                comm_width * sizeof(double));
+  return n * comm_width;
+}
+
+void PairMLIP::unpack_forward_comm(int n, int first, double *buf)
+{
+  std::memcpy(comm_buf.data() + (size_t) first * comm_width, buf, (size_t) n * comm_width * sizeof(double));
+}
+
+int PairMLIP::pack_reverse_comm(int n, int first, double *buf)
+{
+  std::memcpy(buf, comm_buf.data() + (size_t) first * comm_width, (size_t) n * comm_width * sizeof(double));
+  return n * comm_width;
+}
+
+void PairMLIP::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  for (int i = 0; i < n; ++i) {
+    double *row = comm_buf.data() + (size_t) list[i] * comm_width;
+    for (int c = 0; c < comm_width; ++c) row[c] += buf[(size_t) i * comm_width + c];
   }
 }
 

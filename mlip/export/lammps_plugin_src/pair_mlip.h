@@ -1,7 +1,10 @@
 // pair_style mlip: a TorchScript model exported by mlip (model.pt), or its AOTInductor package
 // (model.pt2; one rank, periodic box), on LAMMPS' full neighbour list with ghost atoms. Energies
 // of local atoms, forces on local and ghost atoms (summed back to their owners by LAMMPS with
-// newton_pair on), global virial by sum(x f) over all atoms.
+// newton_pair on), global virial by sum(x f) over all atoms. Message-passing models run in one of
+// three ways (pair_style mlip ghosts fold|exchange|shell): ghosts folded onto their owners (one
+// rank, periodic box), node features exchanged between ranks after each layer (ghosts one cutoff
+// deep), or a ghost shell as deep as the receptive field with every layer recomputed on it.
 #ifndef MLIP_PAIR_MLIP_H
 #define MLIP_PAIR_MLIP_H
 
@@ -25,12 +28,24 @@ class PairMLIP : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+  // node features of the local atoms [nlocal, ...] -> those of the model's atoms [n_model, ...]
+  // (ghosts from their owners, through LAMMPS' forward communication), and back for gradients
+  // (ghost rows summed onto their owners: reverse communication)
+  torch::Tensor forward_exchange(const torch::Tensor &h_local);
+  torch::Tensor reverse_exchange(const torch::Tensor &grad_model);
 
  protected:
   void allocate();
   void load_model(const std::string &path);
   void load_package(const std::string &path);
   void compute_folded(int eflag, int vflag);
+  int64_t ghost_graph(int hops, torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index);
+  void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
+                    torch::Tensor &forces, torch::Tensor &energy, torch::Tensor &atomic);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
                  torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
   void run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
@@ -45,8 +60,13 @@ class PairMLIP : public Pair {
   double receptive_field;           // Å, how far ghost atoms must reach
   bool ghost_centres;               // message passing: edges centred on ghosts are needed too
   bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
-  bool allow_fold;                  // pair_style mlip ghosts fold (default) | shell
+  std::string ghost_mode;           // pair_style mlip ghosts fold (default) | exchange | shell
+  bool can_exchange;                // the model has the exchange_* methods (layer by layer)
   bool fold_ghosts;                 // this run: one rank, periodic box, atom map: ghosts -> owners
+  bool exchange_features;           // this run: features exchanged after each layer, ghosts one cutoff
+  std::vector<int64_t> exchange_widths;  // floats per atom of each layer's output
+  int comm_width;                   // floats per atom of the exchange in progress
+  std::vector<double> comm_buf;     // [nall, comm_width] rows of the exchange in progress
   torch::ScalarType model_dtype;
   std::vector<int64_t> model_species;    // atomic numbers the model knows
   std::vector<int64_t> type_to_z;        // LAMMPS type (1-based) -> atomic number
