@@ -34,9 +34,10 @@ Optional hooks (``OPTIONAL_HOOKS``):
   a message-passing model layer by layer, so that an engine with spatial domains (LAMMPS on
   several MPI ranks) can exchange node features between layers and keep its ghost atoms one
   cutoff deep. The first ``n_centres`` atoms are the centres (every edge is centred on one);
-  ``h`` are the features of every atom, the layer returns the centres' new features and their
-  readout, ``exchange_energies`` their per-atom energies (eV). ``forward`` must equal the loop
-  with every atom a centre. All four or none (``mlip.export.torchscript.ExportedExchangePotential``).
+  ``h`` is the first layer's input for every atom (for the centres only in a one-layer model,
+  where nothing is exchanged), a layer returns the centres' new features and their readout,
+  ``exchange_energies`` their per-atom energies (eV). ``forward`` must equal the loop with every
+  atom a centre. All four or none (``mlip.export.torchscript.ExportedExchangePotential``).
 - ``lammps_style() -> str``: the LAMMPS-native form of the model, ``"table"`` or ``"eam/alloy"``
   (``mlip export --format lammps``; without it, only the TorchScript export). A model declaring a
   form provides that form's functions (``LAMMPS_FUNCTIONS``), all in float64 eV / Å:

@@ -66,13 +66,15 @@ class SphericalPowerDescriptor(torch.nn.Module):
         radial = torch.einsum("gk,pkf->pfg", basis, self.radial_weights)
         return radial.reshape(radial.shape[0], self.num_channels, self.l_max + 1, r.shape[0])
 
-    def forward(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, data: Dict[str, torch.Tensor], n_centres: int = -1) -> torch.Tensor:
+        """Features [M, num_features] of the first M = ``n_centres`` atoms (every edge centred on
+        one of them; -1: all atoms)."""
         vec = edge_vectors(data)
         r = torch.linalg.norm(vec, dim=1)
         i = data[keys.EDGE_INDEX][0]
         j = data[keys.EDGE_INDEX][1]
         species = data[keys.SPECIES]
-        n_atoms = species.shape[0]
+        n_atoms = species.shape[0] if n_centres < 0 else n_centres
         pair = species[i] * self.num_species + species[j]
         basis = self.basis(r) * self.envelope(r).unsqueeze(-1)  # [E, K]
         if self.num_species == 1:

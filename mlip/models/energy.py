@@ -55,3 +55,11 @@ class AtomicEnergies(torch.nn.Module):
         out[keys.ATOMIC_ENERGY] = atomic
         out[keys.TOTAL_ENERGY] = scatter_sum(atomic, data[keys.BATCH], data[keys.N_ATOMS].shape[0])
         return out
+
+    def of_centres(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-atom energies (eV) [M] of the first M atoms of ``data`` (the centres of a domain,
+        the contract's ``exchange_energies``) from their model outputs ``y`` [M]; the pair terms
+        (ZBL) over the edges centred on them."""
+        m = y.shape[0]
+        padded = torch.cat([y, y.new_zeros(data[keys.SPECIES].shape[0] - m)])
+        return self(padded, data)[keys.ATOMIC_ENERGY][:m]

@@ -260,10 +260,7 @@ class EquivariantModel(torch.nn.Module):
 
     def exchange_energies(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-atom energies (eV) [M] of the M centres from their summed readouts ``y`` [M]."""
-        m = y.shape[0]
-        n = data[keys.SPECIES].shape[0]
-        padded = torch.cat([y, y.new_zeros(n - m)])
-        return self.energies(padded, data)[keys.ATOMIC_ENERGY][:m]
+        return self.energies.of_centres(y, data)
 
     @torch.no_grad()
     def initialize_from_data(self, batches: Iterable[Dict[str, torch.Tensor]]) -> None:

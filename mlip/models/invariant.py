@@ -1,6 +1,6 @@
 """``model=invariant``: invariant atom-centred descriptors fed to per-element MLPs."""
 
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import torch
 
@@ -44,6 +44,25 @@ class InvariantDescriptorModel(torch.nn.Module):
         x = (self.descriptor(data) - self.feature_mean) / self.feature_std
         y = self.readout(x, data[keys.SPECIES])
         return self.energies(y, data)
+
+    # --- the contract's exchange hooks: one layer, so an engine exchanges nothing, but it computes
+    # descriptors and readouts of its local atoms only, not of its ghosts ----------------------
+    def exchange_widths(self) -> List[int]:
+        """One layer (the readout); its output is never exchanged."""
+        return [1]
+
+    def exchange_begin(self, data: Dict[str, torch.Tensor], n_centres: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Standardised descriptors [M, F] of the first M = ``n_centres`` atoms; no shared edge inputs."""
+        return (self.descriptor(data, n_centres) - self.feature_mean) / self.feature_std, []
+
+    def exchange_layer(self, t: int, h: torch.Tensor, data: Dict[str, torch.Tensor],
+                       edges: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The per-species readout y [M] of the centres' descriptors ``h`` [M, F]."""
+        return h, self.readout(h, data[keys.SPECIES][:h.shape[0]])
+
+    def exchange_energies(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-atom energies (eV) [M] of the centres from their readouts ``y`` [M]."""
+        return self.energies.of_centres(y, data)
 
     def identifiability_parameters(self) -> List[str]:
         """Default tensors of ``mlip identifiability``: each element's output layer (weight and

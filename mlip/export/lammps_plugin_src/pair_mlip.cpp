@@ -245,7 +245,7 @@ void PairMLIP::init_style()
   // a non-periodic direction, no atom map, a model exported before compute_engine) the ghost
   // shell must reach the receptive field and edges centred on ghosts go to compute_local. Owners
   // are found by atom ID (a table rebuilt each step: no 'atom_modify map' needed).
-  // A message-passing model elsewhere runs layer by layer, its node features exchanged between
+  // A model elsewhere runs layer by layer, its node features exchanged between
   // ranks after each layer (ghosts one cutoff deep: the ML-IAP scheme), when it has the exchange_*
   // methods (mlip's equivariant model); else ('ghosts shell', or a model without them) ghosts
   // reach the receptive field and every layer is recomputed on them.
@@ -257,7 +257,8 @@ void PairMLIP::init_style()
                "instead: 'mlip export <run>' writes model.pt", model_path,
                ghost_mode != "fold" ? "'ghosts " + ghost_mode + "' was asked for"
                                     : comm->nprocs > 1 ? "there are several ranks" : "a direction is not periodic");
-  exchange_features = ghost_centres && !fold_ghosts && can_exchange && ghost_mode != "shell";
+  // (a one-layer model with these methods exchanges nothing, but computes its local atoms only)
+  exchange_features = !fold_ghosts && can_exchange && ghost_mode != "shell";
   if (ghost_mode == "exchange" && ghost_centres && !can_exchange)
     error->all(FLERR, "pair_style mlip ghosts exchange: {} has no exchange_* methods (layer-by-layer evaluation); "
                "export it again with this version of mlip, or use 'ghosts shell'", model_path);
