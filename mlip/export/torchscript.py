@@ -210,7 +210,7 @@ class ExportedExchangePotential(ExportedPotential):
 
     @torch.jit.export
     def exchange_widths(self) -> List[int]:
-        return self.model.energy_model.exchange_widths()
+        return self.model.energy_model.exchange_widths()  # type: ignore[operator]
 
     @torch.jit.export
     def exchange_begin(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -219,17 +219,17 @@ class ExportedExchangePotential(ExportedPotential):
         data = self._checked_graph(positions, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=positions.device),
                                    torch.zeros(3, dtype=torch.bool, device=positions.device), edge_index,
                                    torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=positions.device), True)
-        h, edges = self.model.energy_model.exchange_begin(data, n_local)
+        h, edges = self.model.energy_model.exchange_begin(data, n_local)  # type: ignore[operator]
         return data, h, edges
 
     @torch.jit.export
     def exchange_layer(self, t: int, h: torch.Tensor, data: Dict[str, torch.Tensor],
                        edges: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.model.energy_model.exchange_layer(t, h, data, edges)
+        return self.model.energy_model.exchange_layer(t, h, data, edges)  # type: ignore[operator]
 
     @torch.jit.export
     def exchange_energies(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.energy_model.exchange_energies(y, data)
+        return self.model.energy_model.exchange_energies(y, data)  # type: ignore[operator]
 
 
 def d3_terms(model: torch.nn.Module) -> List[D3Dispersion]:

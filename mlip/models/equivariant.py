@@ -194,9 +194,12 @@ class EquivariantModel(torch.nn.Module):
                                         normalization="component")
         ls_h: List[Irrep] = [(0, 1)]
         layers: List[Interaction] = []
+        #: floats per atom of each layer's output (channels x irreps dimension)
+        self.feature_widths: List[int] = []
         for t in range(self.num_interactions):
             last = t == self.num_interactions - 1
             ls_out = [(0, 1)] if last else irreps_up_to(int(hp["l_max"]), parity_)
+            self.feature_widths.append(channels * irreps_dim(ls_out))
             layers.append(build_interaction(ls_h, ls_sh, ls_out, channels, n_species, int(hp["correlation"]),
                                             avg_num_neighbors))
             ls_h = ls_out
@@ -233,7 +236,7 @@ class EquivariantModel(torch.nn.Module):
     def exchange_widths(self) -> List[int]:
         """Floats per atom of each layer's output features (C x D); the engine exchanges those of
         all layers but the last."""
-        return [self.num_channels * int(layer.b_norm.numel()) for layer in self.layers]
+        return list(self.feature_widths)
 
     def exchange_begin(self, data: Dict[str, torch.Tensor], n_centres: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """First features h^(0) [N, C, 1] of every atom (from its species alone) and the per-edge
