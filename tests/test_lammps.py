@@ -212,6 +212,35 @@ def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
 
 
 @needs_lammps
+def test_molecule_and_slab_on_two_ranks_match_ase(plugin, tmp_path):
+    """Non-periodic directions (LAMMPS ``boundary f``): a molecule and a slab on 2 ranks, where the
+    equivariant model exchanges node features between the ranks' domains, give the ASE
+    calculator's energy, forces and per-atom energies (1e-5)."""
+    from ase.build import fcc111, molecule
+
+    from mlip.export.lammps_run import lammps_single_point
+
+    mol = molecule("CH3CH2OH")
+    mol.rattle(0.05, seed=2)
+    mol.center(vacuum=5.0)
+    mol.pbc = False
+    slab = fcc111("Cu", size=(3, 3, 3), vacuum=6.0)
+    slab.rattle(0.05, seed=1)
+    slab.numbers[[0, 5, 11]] = 47
+    for name, atoms, species, elements in [("mol", mol, [1, 6, 8], ["H", "C", "O"]),
+                                           ("slab", slab, [29, 47], ["Cu", "Ag"])]:
+        model = make_model("equivariant", species, cutoff=CUTOFF, calibrate_on=[atoms])
+        path = str(tmp_path / f"{name}.pt")
+        export_torchscript(model, path)
+        out = lammps_single_point(path, atoms, elements, nprocs=2, plugin=plugin)
+        atoms.calc = MLIPCalculator(path)
+        assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
+        np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(out["energies"], atoms.get_potential_energies(), atol=1e-5, rtol=0)
+        assert np.abs(atoms.get_forces()).max() > 0.1
+
+
+@needs_lammps
 @pytest.mark.skipif(importlib.util.find_spec("tad_dftd3") is None, reason="model.d3 needs tad-dftd3")
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_d3_model_in_lammps_matches_ase(nprocs, plugin, tmp_path):

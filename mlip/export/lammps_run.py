@@ -73,13 +73,22 @@ def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:
 
     LAMMPS boxes have a along x and b in the xy plane: the cell must be lower triangular (ASE would
     rotate other cells, and the forces LAMMPS gives would then be in the rotated frame). Positions
-    are written wrapped into the cell; forces are then in the same frame as ASE's.
+    are written wrapped into the cell along periodic directions; forces are then in the same frame
+    as ASE's. Along a non-periodic direction (a molecule, a slab's normal) the atoms must lie inside
+    the cell (``atoms.center(vacuum=...)``): LAMMPS' box holds them there (``boundary_of``).
     """
     import ase.io
 
     cell = np.asarray(atoms.get_cell()[:], dtype=float)
-    if not np.all(atoms.get_pbc()):
-        raise ValueError("write_lammps_data: only fully periodic cells are supported")
+    pbc = np.asarray(atoms.get_pbc(), dtype=bool)
+    if abs(np.linalg.det(cell)) < 1e-12:
+        raise ValueError("write_lammps_data: the cell has no volume; give the structure a cell that holds it "
+                         "(for a molecule: atoms.center(vacuum=10.0))")
+    if not pbc.all():
+        frac = np.linalg.solve(cell.T, atoms.get_positions().T).T[:, ~pbc]
+        if frac.min() < 0.0 or frac.max() >= 1.0:
+            raise ValueError("write_lammps_data: atoms lie outside the cell along a non-periodic direction; "
+                             "centre them in a cell that holds them (atoms.center(vacuum=10.0))")
     if abs(cell[0, 1]) + abs(cell[0, 2]) + abs(cell[1, 2]) > 1e-10 * np.abs(cell).max():
         raise ValueError("write_lammps_data: the cell must be lower triangular (a along x, b in the xy plane), "
                          f"got {cell.tolist()}")
@@ -92,6 +101,12 @@ def write_lammps_data(path: str, atoms, elements: Sequence[str]) -> None:
     with open(path, "w") as fh:
         ase.io.write(fh, wrapped, format="lammps-data", specorder=list(elements), masses=True, force_skew=True,
                      units="metal", atom_style="atomic")
+
+
+def boundary_of(atoms) -> str:
+    """LAMMPS ``boundary`` of ``atoms``: ``p`` along periodic directions, ``f`` (fixed walls) along
+    the others."""
+    return " ".join("p" if periodic else "f" for periodic in atoms.get_pbc())
 
 
 def pair_lines(model: str, elements: Sequence[str]) -> str:
@@ -110,17 +125,18 @@ def pair_lines(model: str, elements: Sequence[str]) -> str:
             "neigh_modify one 100000 page 1000000\n")
 
 
-def single_point(plugin: str, model: str, data: str, elements: Sequence[str]) -> Optional[Dict[str, list]]:
+def single_point(plugin: str, model: str, data: str, elements: Sequence[str],
+                 boundary: str = "p p p") -> Optional[Dict[str, list]]:
     """Energy (eV), forces (eV/Å, by atom ID), per-atom energies (eV) and stress (eV/Å³, Voigt,
-    ASE sign) of the data file, in this process (on every MPI rank of it); rank 0 gets the
-    results, other ranks None."""
+    ASE sign; only meaningful for ``boundary`` p p p) of the data file, in this process (on every
+    MPI rank of it); rank 0 gets the results, other ranks None."""
     lmp = lammps_instance()
     lmp.commands_string(f"""
 plugin load {plugin}
 units metal
 atom_style atomic
 atom_modify map array
-boundary p p p
+boundary {boundary}
 newton on
 read_data {data}
 {pair_lines(model, elements)}
@@ -150,7 +166,8 @@ run 0
 def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = None, nprocs: int = 1,
                         plugin: Optional[str] = None, timeout: float = 600) -> Dict[str, np.ndarray]:
     """Run LAMMPS (``pair_style mlip``) on ``atoms`` on ``nprocs`` MPI ranks in a subprocess and
-    return energy, forces, energies and stress as ASE would. Builds the plugin if needed."""
+    return energy, forces, energies and stress as ASE would (stress: fully periodic cells only; a
+    molecule or slab needs a cell that holds it). Builds the plugin if needed."""
     elements = list(elements or model_elements(model))
     plugin = str(plugin or build_plugin())
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +175,7 @@ def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = N
         out = Path(tmp) / "out.json"
         write_lammps_data(data, atoms, elements)
         args = json.dumps({"plugin": plugin, "model": str(Path(model).resolve()), "data": data,
-                           "elements": elements, "out": str(out)})
+                           "elements": elements, "out": str(out), "boundary": boundary_of(atoms)})
         cmd = [sys.executable, "-m", "mlip.export.lammps_run", args]
         if nprocs > 1:
             launcher = mpiexec()
@@ -177,6 +194,6 @@ def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = N
 
 if __name__ == "__main__":
     a = json.loads(sys.argv[1])
-    res = single_point(a["plugin"], a["model"], a["data"], a["elements"])
+    res = single_point(a["plugin"], a["model"], a["data"], a["elements"], a["boundary"])
     if res is not None:
         Path(a["out"]).write_text(json.dumps(res))
