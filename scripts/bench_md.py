@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--skip-ase", action="store_true")
     parser.add_argument("--skip-shell", action="store_true",
                         help="do not also time 'pair_style mlip ghosts shell' (no folding, no feature exchange)")
+    parser.add_argument("--exchange-row", action="store_true",
+                        help="also time 'pair_style mlip ghosts exchange' (on one rank: instead of folding ghosts)")
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
     parser.add_argument("--no-write", action="store_true", help="print the section, do not append it")
     args = parser.parse_args()
@@ -156,13 +158,19 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     s = lammps_md(f"pair_style mlip\npair_coeff * * {Path(model).resolve()} Si", ["Si"], args.steps, args.warmup,
                   args.ranks, workdir, plugin)
-    rows.append(("LAMMPS pair_style mlip (plugin)", args.ranks, s))
+    default_path = "ghosts folded" if args.ranks == 1 else "node features exchanged between ranks"
+    rows.append((f"LAMMPS pair_style mlip (plugin; {default_path})", args.ranks, s))
     print(f"LAMMPS mlip: {1 / s[0]:.2f} steps/s", flush=True)
     if not args.skip_shell:  # the same run on a ghost shell as deep as the receptive field (no folding, no exchange)
         s = lammps_md(f"pair_style mlip ghosts shell\npair_coeff * * {Path(model).resolve()} Si", ["Si"], args.steps,
                       args.warmup, args.ranks, workdir, plugin)
         rows.append(("LAMMPS pair_style mlip ghosts shell (ghosts to the receptive field)", args.ranks, s))
         print(f"LAMMPS mlip ghosts shell: {1 / s[0]:.2f} steps/s", flush=True)
+    if args.exchange_row:  # features exchanged between domains, even where ghosts could fold
+        s = lammps_md(f"pair_style mlip ghosts exchange\npair_coeff * * {Path(model).resolve()} Si", ["Si"],
+                      args.steps, args.warmup, args.ranks, workdir, plugin)
+        rows.append(("LAMMPS pair_style mlip ghosts exchange (ghosts one cutoff deep)", args.ranks, s))
+        print(f"LAMMPS mlip ghosts exchange: {1 / s[0]:.2f} steps/s", flush=True)
     for extra in args.also:
         s = lammps_md(f"pair_style mlip\npair_coeff * * {Path(extra).resolve()} Si", ["Si"], args.steps, args.warmup,
                       args.ranks, workdir, plugin)
