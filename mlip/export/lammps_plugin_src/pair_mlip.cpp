@@ -75,7 +75,7 @@ struct FeatureExchange : public torch::autograd::Function<FeatureExchange> {
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
     Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false), ghost_mode("fold"),
-    can_exchange(false), fold_ghosts(false), exchange_features(false), comm_width(0),
+    can_exchange(false), fold_ghosts(false), exchange_features(false), comm_width(0), reverse_calls(0),
     model_dtype(torch::kFloat64)
 {
   single_enable = 0;
@@ -296,6 +296,15 @@ void PairMLIP::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   if (vflag_atom || cvflag_atom)
     error->all(FLERR, "pair_style mlip does not compute per-atom virials (compute stress/atom)");
+  if (atom->nlocal == 0) {
+    // no atoms in this rank's domain (a molecule or slab on many ranks): nothing to compute, but
+    // the exchanges are collective: make them (ghosts relay features between other ranks)
+    if (exchange_features) {
+      for (int t = 0; t + 1 < (int) exchange_widths.size(); ++t) idle_exchange(t, true);
+      for (int t = (int) exchange_widths.size() - 2; t >= 0; --t) idle_exchange(t, false);
+    }
+    return;
+  }
   if (fold_ghosts) {
     compute_folded(eflag, vflag);
     return;
@@ -429,7 +438,11 @@ void PairMLIP::run_exchange(const torch::Tensor &positions, const torch::Tensor 
     }
     torch::Tensor local = model.get_method("exchange_energies")({y, data}).toTensor();
     torch::Tensor total = local.sum();
+    reverse_calls = 0;
     torch::Tensor grad = torch::autograd::grad({total}, {pos}, {}, false, false, true)[0];
+    // a rank whose atoms have no neighbours has nothing that leads back to the positions, so the
+    // backward pass skips its exchanges: make the reverse exchanges the other ranks wait for
+    for (int t = (int) layers - 2 - reverse_calls; t >= 0; --t) idle_exchange(t, false);
     forces = grad.defined() ? (-grad).detach().to(torch::kFloat64).contiguous()
                             : torch::zeros({pos.size(0), 3}, torch::TensorOptions().dtype(torch::kFloat64));
     energy = total.detach();
@@ -462,8 +475,21 @@ torch::Tensor PairMLIP::forward_exchange(const torch::Tensor &h_local)
   return out.view(shape).to(h_local.scalar_type());
 }
 
+// an exchange of layer t's width with nothing of this rank's own in it (zeros), to keep in step
+// with the other ranks' collective calls; ghost rows still relay what passes through
+void PairMLIP::idle_exchange(int t, bool forward)
+{
+  comm_width = (int) exchange_widths[t];
+  comm_buf.assign((size_t) (atom->nlocal + atom->nghost) * comm_width, 0.0);
+  if (forward)
+    comm->forward_comm(this, comm_width);
+  else
+    comm->reverse_comm(this, comm_width);
+}
+
 torch::Tensor PairMLIP::reverse_exchange(const torch::Tensor &grad_model)
 {
+  ++reverse_calls;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   const int64_t n_model = (int64_t) lammps_index.size();

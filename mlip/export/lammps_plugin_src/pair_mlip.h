@@ -44,6 +44,7 @@ class PairMLIP : public Pair {
   void load_package(const std::string &path);
   void compute_folded(int eflag, int vflag);
   int64_t ghost_graph(int hops, torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index);
+  void idle_exchange(int t, bool forward);
   void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
                     torch::Tensor &forces, torch::Tensor &energy, torch::Tensor &atomic);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
@@ -66,6 +67,7 @@ class PairMLIP : public Pair {
   bool exchange_features;           // this run: features exchanged after each layer, ghosts one cutoff
   std::vector<int64_t> exchange_widths;  // floats per atom of each layer's output
   int comm_width;                   // floats per atom of the exchange in progress
+  int reverse_calls;                // reverse exchanges made by this step's backward pass
   std::vector<double> comm_buf;     // [nall, comm_width] rows of the exchange in progress
   torch::ScalarType model_dtype;
   std::vector<int64_t> model_species;    // atomic numbers the model knows
