@@ -241,26 +241,30 @@ def test_molecule_and_slab_on_two_ranks_match_ase(plugin, tmp_path):
 
 
 @needs_lammps
-def test_ranks_without_atoms_or_without_neighbours_keep_in_step(plugin, tmp_path):
-    """On 4 ranks a molecule in one corner and two isolated atoms in another leave one rank with no
-    atoms and one with atoms but no edges: the exchanges are collective, so those ranks must still
-    make them (a rank that skipped one would hang or garble the others). Energy and forces equal
-    the ASE calculator's."""
+@pytest.mark.parametrize("other_half", ["empty", "isolated atom"])
+def test_ranks_without_atoms_or_without_neighbours_keep_in_step(other_half, plugin, tmp_path):
+    """On 2 ranks (the box cut in two along x) a molecule in one half and nothing, or one atom
+    without neighbours but within the other's ghost cutoff, in the other leaves one rank with no
+    atoms, or with atoms but no edges: the exchanges are collective, so that rank must still make
+    them (a rank that skipped one would garble the other's messages). Energy and forces equal the
+    ASE calculator's."""
     from ase import Atoms
     from ase.build import molecule
 
     from mlip.export.lammps_run import lammps_single_point
 
-    mol = molecule("CH3CH2OH")
-    mol.rattle(0.05, seed=3)
-    mol.positions += np.array([3.0, 3.0, 3.0]) - mol.positions.min(axis=0)
-    atoms = mol + Atoms("CO", positions=[[20.0, 20.0, 4.0], [20.0, 4.0, 20.0]])
-    atoms.cell = [24.0, 24.0, 24.0]
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=3)
+    atoms.positions += np.array([3.0, 3.0, 3.0]) - atoms.positions.min(axis=0)
+    if other_half == "isolated atom":  # beyond the cutoff of every atom, within the ghost cutoff (+ skin)
+        nearest = atoms.positions[atoms.positions[:, 0].argmax()]
+        atoms += Atoms("C", positions=[nearest + np.array([CUTOFF + 0.8, 0.0, 0.0])])
+    atoms.cell = [16.0, 12.0, 12.0]  # cut in two at x = 8 Å: the molecule left, the atom right
     atoms.pbc = False
     model = make_model("equivariant", [1, 6, 8], cutoff=CUTOFF, calibrate_on=[atoms])
     path = str(tmp_path / "model.pt")
     export_torchscript(model, path)
-    out = lammps_single_point(path, atoms, ["H", "C", "O"], nprocs=4, plugin=plugin)
+    out = lammps_single_point(path, atoms, ["H", "C", "O"], nprocs=2, plugin=plugin)
     atoms.calc = MLIPCalculator(path)
     assert abs(out["energy"] - atoms.get_potential_energy()) < 1e-5
     np.testing.assert_allclose(out["forces"], atoms.get_forces(), atol=1e-5, rtol=0)
