@@ -166,18 +166,23 @@ class ExportedPotential(torch.nn.Module):
         within ``receptive_field() - cutoff`` of one). Returns ``energy`` [] (sum over local
         atoms, eV), ``atomic_energies`` [n_local] eV and ``forces`` [N, 3] = -dE/dx eV/Å on every
         atom, ghosts included (the engine adds ghost forces back to their owners)."""
-        dtype = self.dtype_probe.dtype
-        pos = positions.detach().to(dtype).requires_grad_(True)
-        # no cell: ghost atoms sit at their image positions
-        data = self._checked_graph(pos, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=pos.device),
-                                   torch.zeros(3, dtype=torch.bool, device=pos.device), edge_index,
-                                   torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=pos.device), True)
+        pos = positions.detach().to(self.dtype_probe.dtype).requires_grad_(True)
+        data = self._ghost_graph(pos, atomic_numbers, edge_index)
         atomic = self._local_energies(data, n_local)
         energy = atomic.sum()
         grads = torch.autograd.grad([energy], [pos], allow_unused=True)
         g = grads[0]
         forces = -g if g is not None else torch.zeros_like(pos)
         return {"energy": energy.detach(), "atomic_energies": atomic.detach(), "forces": forces.detach()}
+
+    def _ghost_graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                     edge_index: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The checked batch of an engine's local and ghost atoms: no cell (ghosts sit at their image
+        positions, so edges need no shifts), long-range terms left to the engine."""
+        dtype = self.dtype_probe.dtype
+        return self._checked_graph(positions, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=positions.device),
+                                   torch.zeros(3, dtype=torch.bool, device=positions.device), edge_index,
+                                   torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=positions.device), True)
 
     def _local_energies(self, data: Dict[str, torch.Tensor], n_local: int) -> torch.Tensor:
         """Per-atom energies [n_local] (eV) of the local atoms, for ``compute_local``."""
@@ -215,10 +220,7 @@ class ExportedExchangePotential(ExportedPotential):
     @torch.jit.export
     def exchange_begin(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                        n_local: int) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, List[torch.Tensor]]:
-        dtype = self.dtype_probe.dtype
-        data = self._checked_graph(positions, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=positions.device),
-                                   torch.zeros(3, dtype=torch.bool, device=positions.device), edge_index,
-                                   torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=positions.device), True)
+        data = self._ghost_graph(positions, atomic_numbers, edge_index)
         h, edges = self.model.energy_model.exchange_begin(data, n_local)  # type: ignore[operator]
         return data, h, edges
 

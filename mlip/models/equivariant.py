@@ -226,9 +226,9 @@ class EquivariantModel(torch.nn.Module):
         species = data[keys.SPECIES]
         h, edges = self.exchange_begin(data, species.shape[0])
         y = torch.zeros(species.shape[0], dtype=h.dtype, device=h.device)
-        for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
-            h = layer(h, species, edges[0], edges[3 + t], data[keys.EDGE_INDEX], edges[1], edges[2])
-            y = y + readout(h[:, :, 0]).squeeze(1)
+        for t in range(self.num_interactions):
+            h, y_t = self.exchange_layer(t, h, data, edges)
+            y = y + y_t
         return self.energies(y, data)
 
     # --- layer by layer, for engines that exchange features between domains (the contract's
@@ -255,7 +255,7 @@ class EquivariantModel(torch.nn.Module):
         """Layer ``t`` on features ``h`` [N, C, D] of every atom (centres first): the centres' new
         features [M, C, D'] and their readout [M] (dimensionless, summed over layers into y)."""
         out_h, out_y = h, h.new_zeros(0)
-        for i, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
+        for i, (layer, readout) in enumerate(zip(self.layers, self.readouts)):  # TorchScript: no ModuleList[t]
             if i == t:
                 out_h = layer(h, data[keys.SPECIES], edges[0], edges[3 + i], data[keys.EDGE_INDEX], edges[1], edges[2])
                 out_y = readout(out_h[:, :, 0]).squeeze(1)

@@ -41,9 +41,8 @@ class InvariantDescriptorModel(torch.nn.Module):
         self.energies = AtomicEnergies(e0, scale, shift)
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        x = (self.descriptor(data) - self.feature_mean) / self.feature_std
-        y = self.readout(x, data[keys.SPECIES])
-        return self.energies(y, data)
+        x, _ = self.exchange_begin(data, data[keys.SPECIES].shape[0])
+        return self.energies(self.readout(x, data[keys.SPECIES]), data)
 
     # --- the contract's exchange hooks: one layer, so an engine exchanges nothing, but it computes
     # descriptors and readouts of its local atoms only, not of its ghosts ----------------------

@@ -241,14 +241,13 @@ void PairMLIP::init_style()
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style mlip requires atom IDs");
   // On one rank in a periodic box every ghost is an image of a local atom: fold each edge onto the
   // owner with a cell shift and evaluate the periodic graph of the local atoms (compute_engine), so
-  // ghosts need only reach one cutoff, whatever the model's receptive field. Otherwise (MPI ranks,
-  // a non-periodic direction, no atom map, a model exported before compute_engine) the ghost
-  // shell must reach the receptive field and edges centred on ghosts go to compute_local. Owners
+  // ghosts need only reach one cutoff, whatever the model's receptive field. Owners
   // are found by atom ID (a table rebuilt each step: no 'atom_modify map' needed).
-  // A model elsewhere runs layer by layer, its node features exchanged between
-  // ranks after each layer (ghosts one cutoff deep: the ML-IAP scheme), when it has the exchange_*
-  // methods (mlip's equivariant model); else ('ghosts shell', or a model without them) ghosts
-  // reach the receptive field and every layer is recomputed on them.
+  // Elsewhere (MPI ranks, a non-periodic direction) a model with the exchange_* methods (mlip's
+  // own) runs layer by layer on the local atoms, its node features exchanged with the ghosts after
+  // each layer (ghosts one cutoff deep: the ML-IAP scheme); else ('ghosts shell', or a model
+  // without them) ghosts reach the receptive field and every layer is recomputed on them
+  // (compute_local, with edges centred on ghosts).
   fold_ghosts = ghost_mode == "fold" && can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
       domain->zperiodic;
   if (package && !fold_ghosts)
@@ -440,8 +439,9 @@ void PairMLIP::run_exchange(const torch::Tensor &positions, const torch::Tensor 
     torch::Tensor total = local.sum();
     reverse_calls = 0;
     torch::Tensor grad = torch::autograd::grad({total}, {pos}, {}, false, false, true)[0];
-    // a rank whose atoms have no neighbours has nothing that leads back to the positions, so the
-    // backward pass skips its exchanges: make the reverse exchanges the other ranks wait for
+    // should no path lead from an exchange back to the positions, autograd skips its backward (a
+    // rank whose atoms have no edges still has one, through the empty edge tensors): make the
+    // reverse exchanges the other ranks wait for
     for (int t = (int) layers - 2 - reverse_calls; t >= 0; --t) idle_exchange(t, false);
     forces = grad.defined() ? (-grad).detach().to(torch::kFloat64).contiguous()
                             : torch::zeros({pos.size(0), 3}, torch::TensorOptions().dtype(torch::kFloat64));
@@ -452,16 +452,21 @@ void PairMLIP::run_exchange(const torch::Tensor &positions, const torch::Tensor 
   }
 }
 
+// the exchange buffer zeroed, one row of width floats per LAMMPS atom (local and ghost)
+void PairMLIP::clear_comm_buf(int width)
+{
+  comm_width = width;
+  comm_buf.assign((size_t) (atom->nlocal + atom->nghost) * comm_width, 0.0);
+}
+
 torch::Tensor PairMLIP::forward_exchange(const torch::Tensor &h_local)
 {
   const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
   torch::Tensor rows = h_local.detach().to(torch::kFloat64).contiguous().view({nlocal, -1});
-  comm_width = (int) rows.size(1);
-  if (comm_width > comm_forward)
+  if (rows.size(1) > comm_forward)
     error->one(FLERR, "pair_style mlip: the model exchanges {} floats per atom, more than its exchange_widths() "
-               "announced ({})", comm_width, comm_forward);
-  comm_buf.assign((size_t) nall * comm_width, 0.0);
+               "announced ({})", (long) rows.size(1), comm_forward);
+  clear_comm_buf((int) rows.size(1));
   std::memcpy(comm_buf.data(), rows.data_ptr<double>(), (size_t) nlocal * comm_width * sizeof(double));
   comm->forward_comm(this, comm_width);
   const int64_t n_model = (int64_t) lammps_index.size();
@@ -479,8 +484,7 @@ torch::Tensor PairMLIP::forward_exchange(const torch::Tensor &h_local)
 // with the other ranks' collective calls; ghost rows still relay what passes through
 void PairMLIP::idle_exchange(int t, bool forward)
 {
-  comm_width = (int) exchange_widths[t];
-  comm_buf.assign((size_t) (atom->nlocal + atom->nghost) * comm_width, 0.0);
+  clear_comm_buf((int) exchange_widths[t]);
   if (forward)
     comm->forward_comm(this, comm_width);
   else
@@ -491,11 +495,9 @@ torch::Tensor PairMLIP::reverse_exchange(const torch::Tensor &grad_model)
 {
   ++reverse_calls;
   const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
   const int64_t n_model = (int64_t) lammps_index.size();
   torch::Tensor rows = grad_model.detach().to(torch::kFloat64).contiguous().view({n_model, -1});
-  comm_width = (int) rows.size(1);
-  comm_buf.assign((size_t) nall * comm_width, 0.0);
+  clear_comm_buf((int) rows.size(1));
   const double *gp = rows.data_ptr<double>();
   for (int64_t k = 0; k < n_model; ++k) {
     double *row = comm_buf.data() + (size_t) lammps_index[k] * comm_width;

@@ -45,6 +45,7 @@ class PairMLIP : public Pair {
   void compute_folded(int eflag, int vflag);
   int64_t ghost_graph(int hops, torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index);
   void idle_exchange(int t, bool forward);
+  void clear_comm_buf(int width);
   void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
                     torch::Tensor &forces, torch::Tensor &energy, torch::Tensor &atomic);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
