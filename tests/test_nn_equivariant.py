@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from mlip.nn.equivariant.coupling import symmetric_coupling
 from mlip.nn.equivariant.interaction import ScalarInputInteraction, TensorInputInteraction
-from mlip.nn.equivariant.irreps import irreps_up_to
+from mlip.nn.equivariant.irreps import irreps_dim, irreps_up_to
 from mlip.nn.equivariant.symmetric_contraction import SymmetricContraction
 from mlip.nn.neighbor_slots import neighbour_slots
 
@@ -120,3 +120,25 @@ def test_both_interaction_algorithms_agree_on_scalar_inputs():
     args = (torch.randn(n, 3, 1), torch.randint(0, 2, (n,)), sh, torch.randn(e, scalar.weight_numel), edge_index,
             slot, sh_padded)
     torch.testing.assert_close(scalar(*args), tensor(*args), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("l_in", [1, 2])
+def test_tensor_interaction_slots_equal_edge_by_edge(l_in):
+    """The tensor layer's neighbour-slot sum equals the edge-by-edge Clebsch-Gordan reference, for
+    features with l >= 1, edges in any order and only the first M atoms as centres (MD engines)."""
+    ls_in, ls_sh = irreps_up_to(l_in, True), irreps_up_to(3, True)
+    torch.manual_seed(1)
+    layer = TensorInputInteraction(ls_in, ls_sh, ls_sh, irreps_up_to(1, True), channels=3, num_species=2,
+                                   correlation=2, avg_num_neighbors=3.0).double()
+    n, m, e = 7, 5, 30
+    edge_index = torch.stack([torch.randint(0, m, (e,)), torch.randint(0, n, (e,))])
+    sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True,
+                               normalization="component")(torch.randn(e, 3, dtype=torch.float64))
+    slot, sh_padded = neighbour_slots(edge_index[0], m, sh)
+    x = torch.randn(n, 3, irreps_dim(ls_in), dtype=torch.float64)
+    weights = torch.randn(e, layer.weight_numel, dtype=torch.float64)
+    slots = layer.atomic_basis(x, sh, weights, edge_index, slot, sh_padded)
+    dense = layer.atomic_basis_dense(x, sh, weights, edge_index, m)
+    assert slots.shape == (m, 3, irreps_dim(ls_sh))
+    assert dense.abs().max() > 0.1
+    torch.testing.assert_close(slots, dense, atol=1e-12, rtol=1e-12)

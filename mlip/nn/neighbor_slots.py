@@ -34,7 +34,8 @@ def neighbour_slots(centre: torch.Tensor, n_atoms: int, sh: torch.Tensor) -> Tup
 def to_slots(rows: torch.Tensor, slot: torch.Tensor, n_atoms: int, k: int) -> torch.Tensor:
     """Per-edge ``rows`` [E, F] placed in their slots: a zero-padded [N, K, F] table."""
     table = torch.zeros(n_atoms * k, rows.shape[1], dtype=rows.dtype, device=rows.device)
-    return table.index_copy(0, slot, rows).view(n_atoms, k, rows.shape[1])
+    # in place: the fresh zeros need no copy (autograd differentiates the rows through it)
+    return table.index_copy_(0, slot, rows).view(n_atoms, k, rows.shape[1])
 
 
 def slot_products(rows: torch.Tensor, slot: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
