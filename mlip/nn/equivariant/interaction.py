@@ -151,7 +151,7 @@ class TensorInputInteraction(Interaction):
     p: torch.Tensor
     path_of_k: torch.Tensor
     row_m1: torch.Tensor
-    row_path: torch.Tensor
+    path_to_rows: torch.Tensor
     w_rows: torch.Tensor
 
     def __init__(self, ls_in: List[Irrep], ls_sh: List[Irrep], ls_a: List[Irrep], ls_out: List[Irrep],
@@ -175,7 +175,7 @@ class TensorInputInteraction(Interaction):
         # constants of the irreps, rebuilt with the layer (not saved: state dicts stay as before)
         # radial weight of each row's path, as a 0/1 matrix [P, R]: a matrix product is several times
         # faster on CPU than index_select along the last axis of the [E, C, P] weights
-        self.register_buffer("row_path", torch.nn.functional.one_hot(torch.tensor(row_path), self.num_paths).T
+        self.register_buffer("path_to_rows", torch.nn.functional.one_hot(torch.tensor(row_path), self.num_paths).T
                              .to(torch.get_default_dtype()), persistent=False)
         self.register_buffer("row_m1", torch.tensor(row_m1, dtype=torch.long), persistent=False)
         self.register_buffer("w_rows", w_rows.to(torch.get_default_dtype()), persistent=False)  # [R * D_sh, D_a]
@@ -184,7 +184,7 @@ class TensorInputInteraction(Interaction):
                      slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
         e, c, m = sh.shape[0], self.channels, sh_padded.shape[0]
         xj = x.index_select(2, self.row_m1).index_select(0, edge_index[1])  # [E, C, R]
-        r = edge_weight.reshape(e * c, self.num_paths) @ self.row_path  # [E * C, R]
+        r = edge_weight.reshape(e * c, self.num_paths) @ self.path_to_rows  # [E * C, R]
         g = (xj.view(e * c, self.num_rows) * r).view(e, c * self.num_rows)
         full = slot_products(g, slot, sh_padded)  # [M, C * R, D_sh]
         return (full.reshape(m * c, self.w_rows.shape[0]) @ self.w_rows).view(m, c, self.d_a)
@@ -212,10 +212,11 @@ def _slot_rows(u: torch.Tensor, p: torch.Tensor, path_of_k: List[int], d_in: int
     blocks: List[torch.Tensor] = []
     for path in range(max(path_of_k) + 1):
         cols = torch.tensor([k for k, q in enumerate(path_of_k) if q == path], dtype=torch.long)
+        p_path = p.index_select(0, cols)  # [columns of the path, D_a]
         for m1 in range(d_in):
             block = u3[m1].index_select(1, cols)  # [D_sh, columns of the path]
             if bool((block != 0).any()):
                 row_path.append(path)
                 row_m1.append(m1)
-                blocks.append(block @ p.index_select(0, cols))  # [D_sh, D_a]
+                blocks.append(block @ p_path)  # [D_sh, D_a]
     return row_path, row_m1, torch.cat(blocks, dim=0)
