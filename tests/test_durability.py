@@ -354,6 +354,11 @@ def test_fresh_run_into_a_finished_run_and_resume_with_other_settings_are_refuse
     with pytest.raises(ConfigError, match=r"was trained with loss.sigma.forces=0.05, this run has 'learned'"):
         run(_cfg(frames, "trainer.max_epochs=2", "model=lj", "loss.sigma.forces=learned", "ckpt_path=last"),
             tmp_path)
+    # a run started under the old default schedule (plateau) resumes only with it
+    with pytest.raises(ConfigError, match=r"was trained with optimizer.scheduler.name='cosine', this run has "
+                                          r"'plateau'"):
+        run(_cfg(frames, "trainer.max_epochs=2", "model=lj", "optimizer.scheduler.name=plateau", "ckpt_path=last"),
+            tmp_path)
 
 
 def test_sigterm_exits_nonzero_with_the_resume_command(frames, tmp_path):

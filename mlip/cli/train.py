@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import hydra
 import torch
@@ -69,9 +69,17 @@ def _is_old_default(key: str, value: Any) -> bool:
     return value in (None, False) or (key in _ADDED_LATER and value == _ADDED_LATER[key])
 
 
+def _scheduler_name(optimizer_config: Optional[Dict[str, Any]]) -> Optional[str]:
+    """``optimizer.scheduler.name`` of an optimiser config (None in a checkpoint that saved none)."""
+    scheduler = (optimizer_config or {}).get("scheduler") or {}
+    return scheduler.get("name")
+
+
 def _check_same_settings(saved: Dict[str, Any], model_config: Dict[str, Any], loss_config: Dict[str, Any],
-                         ckpt_path: str) -> None:
-    """Resuming needs the model and loss settings the checkpoint was trained with."""
+                         optimizer_config: Dict[str, Any], ckpt_path: str) -> None:
+    """Resuming needs the model and loss settings and the learning-rate schedule the checkpoint was
+    trained with (a schedule's saved state means nothing to another: a run started before the default
+    became ``cosine`` resumes with ``optimizer.scheduler.name=plateau``)."""
     saved_model = saved.get("model_config", {})
     # a setting added after the checkpoint was written (model.zbl, model.d3...) matches when left at its default
     pairs = [(f"model.{k}", saved_model.get(k), v) for k, v in model_config.items()
@@ -79,6 +87,9 @@ def _check_same_settings(saved: Dict[str, Any], model_config: Dict[str, Any], lo
     saved_sigma = (saved.get("loss_config") or {}).get("sigma") or {}
     pairs += [(f"loss.sigma.{k}", saved_sigma.get(k), v) for k, v in (loss_config.get("sigma") or {}).items()
               if "learned" in (saved_sigma.get(k), v)]
+    saved_schedule = _scheduler_name(saved.get("optimizer_config"))
+    if saved_schedule is not None:
+        pairs.append(("optimizer.scheduler.name", saved_schedule, _scheduler_name(optimizer_config)))
     for key, old, new in pairs:
         if old != new:
             what = "species" if key == "model.species" else key
@@ -202,7 +213,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     module.to(dtype)
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
     if ckpt_path is not None:
-        _check_same_settings(load_checkpoint(ckpt_path)["hyper_parameters"], model_config, loss_config, ckpt_path)
+        _check_same_settings(load_checkpoint(ckpt_path)["hyper_parameters"], model_config, loss_config,
+                             optimizer_config, ckpt_path)
     elif pretrained is not None:  # weights of the pretrained model (new elements start fresh)
         counts = finetune.transfer(module.model, pretrained)
         log.info("finetune: %d tensors copied, %d extended to new elements, %d new; from %s", counts["copied"],

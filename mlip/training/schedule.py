@@ -1,12 +1,13 @@
 """Learning-rate schedules (``optimizer.scheduler.name``):
 
+- ``cosine`` (the default): ``lr(p) = min_lr + (lr - min_lr) (1 + cos(pi p)) / 2`` per step, ``p``
+  the fraction of the run done: the larger of steps / planned steps (``trainer.max_epochs``) and
+  elapsed / allowed wall time (``trainer.max_time``). A wall-clock budget thus ends at ``min_lr``,
+  however many epochs fit in it. (15-minute runs over three seeds, docs/benchmarks.md: rMD17
+  ethanol about 20 % lower force error than ``plateau``, mlearn Si the same within noise.)
 - ``plateau``: ``ReduceLROnPlateau`` on ``val/loss`` (``factor``, ``patience``, ``min_lr``), stepped
-  by ``PotentialModule.on_train_epoch_end`` before the epoch's checkpoints are written.
-- ``cosine``: ``lr(p) = min_lr + (lr - min_lr) (1 + cos(pi p)) / 2`` per step, ``p`` the fraction of
-  the run done: the larger of steps / planned steps (``trainer.max_epochs``) and elapsed /
-  allowed wall time (``trainer.max_time``). A wall-clock budget thus ends at ``min_lr``, however
-  many epochs fit in it. (In a 5-minute probe on rMD17 ethanol it did not beat ``plateau``:
-  21.6 against 21.0 meV/Å, docs/benchmarks.md; it is an option, not the default.)
+  by ``PotentialModule.on_train_epoch_end`` before the epoch's checkpoints are written. It can
+  drop the rate to its floor early when a small validation set's loss turns up.
 """
 
 import math
@@ -44,7 +45,7 @@ def cosine_factor(progress: float, min_factor: float) -> float:
 def make_scheduler(optimizer: torch.optim.Optimizer, config: Dict[str, Any], lr: float,
                    module: "L.LightningModule") -> Dict[str, Any]:
     """The ``lr_scheduler`` entry of ``configure_optimizers`` for ``optimizer.scheduler`` ``config``."""
-    name = str(config.get("name", "plateau"))
+    name = str(config.get("name", "cosine"))
     min_lr = float(config.get("min_lr", 1e-5))
     sched: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
     if name == "plateau":
