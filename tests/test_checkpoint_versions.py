@@ -12,7 +12,7 @@ import pytest
 import torch
 from ase.io import read
 
-from mlip.errors import CheckpointError
+from mlip.errors import CheckpointError, ConfigError
 from mlip.training.checkpoint_io import load_checkpoint
 from mlip.training.checkpoint_versions import CHECKPOINT_VERSION, VERSION_KEY, WRITER_KEY, upgrade
 
@@ -81,6 +81,10 @@ def test_v1_checkpoint_resumes_and_new_checkpoints_carry_the_version(tmp_path):
                  "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'v1.ckpt'}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
+        # written under the old default schedule (plateau): resuming needs it, and says so
+        with pytest.raises(ConfigError, match=r"optimizer.scheduler.name='plateau', this run has 'cosine'"):
+            run(cfg, tmp_path / "refused")
+        cfg = compose("train", overrides=[*overrides, "optimizer.scheduler.name=plateau"])
     results = run(cfg, tmp_path / "run")
     assert results["epochs"] == 2
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -37,6 +37,13 @@ def run_progress(trainer: "L.Trainer") -> float:
     return min(max(progress, 0.0), 1.0)
 
 
+def module_progress(module: "L.LightningModule") -> float:
+    """``run_progress`` of the module's trainer; 0 for a module not attached to one (an optimiser
+    built outside ``Trainer.fit``, as in tests)."""
+    trainer = getattr(module, "_trainer", None)
+    return run_progress(trainer) if trainer is not None else 0.0
+
+
 def cosine_factor(progress: float, min_factor: float) -> float:
     """Multiplier of the initial learning rate at ``progress`` in [0, 1]: 1 at 0, ``min_factor`` at 1."""
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -56,6 +63,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: Dict[str, Any], lr:
     if name == "cosine":
         min_factor = min(min_lr / lr, 1.0) if lr > 0 else 1.0
         sched = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: cosine_factor(run_progress(module.trainer), min_factor))
+            optimizer, lambda _: cosine_factor(module_progress(module), min_factor))
         return {"scheduler": sched, "interval": "step"}
     raise ConfigError(f"optimizer.scheduler.name={name!r} is not known; choose one of {', '.join(SCHEDULERS)}")
