@@ -354,7 +354,7 @@ def test_fresh_run_into_a_finished_run_and_resume_with_other_settings_are_refuse
     with pytest.raises(ConfigError, match=r"was trained with loss.sigma.forces=0.05, this run has 'learned'"):
         run(_cfg(frames, "trainer.max_epochs=2", "model=lj", "loss.sigma.forces=learned", "ckpt_path=last"),
             tmp_path)
-    # a run started under the old default schedule (plateau) resumes only with it
+    # a run resumes only with the schedule it was trained with (cosine here, the default)
     with pytest.raises(ConfigError, match=r"was trained with optimizer.scheduler.name='cosine', this run has "
                                           r"'plateau'"):
         run(_cfg(frames, "trainer.max_epochs=2", "model=lj", "optimizer.scheduler.name=plateau", "ckpt_path=last"),

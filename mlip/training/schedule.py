@@ -3,8 +3,8 @@
 - ``cosine`` (the default): ``lr(p) = min_lr + (lr - min_lr) (1 + cos(pi p)) / 2`` per step, ``p``
   the fraction of the run done: the larger of steps / planned steps (``trainer.max_epochs``) and
   elapsed / allowed wall time (``trainer.max_time``). A wall-clock budget thus ends at ``min_lr``,
-  however many epochs fit in it. (15-minute runs over three seeds, docs/benchmarks.md: rMD17
-  ethanol about 20 % lower force error than ``plateau``, mlearn Si the same within noise.)
+  however many epochs fit in it. (15-minute runs, docs/benchmarks.md: rMD17 ethanol about 15 %
+  lower force error than ``plateau``; mlearn Si, Ge and Li the same within noise.)
 - ``plateau``: ``ReduceLROnPlateau`` on ``val/loss`` (``factor``, ``patience``, ``min_lr``), stepped
   by ``PotentialModule.on_train_epoch_end`` before the epoch's checkpoints are written. It can
   drop the rate to its floor early when a small validation set's loss turns up.
