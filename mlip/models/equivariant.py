@@ -36,7 +36,7 @@ from mlip.nn.equivariant.irreps import Irrep, irreps_dim, irreps_up_to
 from mlip.nn.equivariant.symmetric_contraction import dense_size
 from mlip.nn.geometry import edge_vectors
 from mlip.nn.neighbor_slots import neighbour_slots
-from mlip.nn.radial import BesselBasis
+from mlip.nn.radial import BesselBasis, folded_weight_scales
 
 #: Hyperparameters of each size; any argument given explicitly (not None) overrides its preset.
 PRESETS: Dict[str, Dict[str, object]] = {
@@ -207,6 +207,8 @@ class EquivariantModel(torch.nn.Module):
         self.weight_sizes: List[int] = [layer.weight_numel for layer in layers]
         self.radial = FullyConnectedNet([int(hp["num_basis"])] + [int(h) for h in hp["radial_hidden"]]
                                         + [sum(self.weight_sizes)], torch.nn.functional.silu)
+        #: the network's constant scales folded into its weights (``folded_weight_scales``)
+        self.radial_scales: List[float] = folded_weight_scales(self.radial)
         readouts: List[torch.nn.Module] = [torch.nn.Linear(channels, 1) for _ in range(self.num_interactions - 1)]
         readouts.append(torch.nn.Sequential(torch.nn.Linear(channels, int(hp["readout_hidden"])), torch.nn.SiLU(),
                                             torch.nn.Linear(int(hp["readout_hidden"]), 1)))
@@ -220,7 +222,13 @@ class EquivariantModel(torch.nn.Module):
 
     def radial_features(self, r: torch.Tensor) -> torch.Tensor:
         """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff."""
-        return self.radial(self.basis(r) * self.envelope(r).unsqueeze(-1))
+        x = self.basis(r) * self.envelope(r).unsqueeze(-1)
+        last = len(self.radial_scales) - 1
+        for k, layer in enumerate(self.radial):  # = self.radial(x), with two passes fewer per hidden layer
+            x = x @ (layer.weight * self.radial_scales[k])
+            if k < last:
+                x = torch.nn.functional.silu(x)
+        return x
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         species = data[keys.SPECIES]

@@ -1,6 +1,7 @@
 """Radial basis functions of the interatomic distance."""
 
 import math
+from typing import List
 
 import torch
 
@@ -25,3 +26,31 @@ class BesselBasis(torch.nn.Module):
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         r = r.unsqueeze(-1)
         return self.prefactor * torch.sin(self.frequencies * r) / r
+
+
+def folded_weight_scales(net: torch.nn.Module) -> List[float]:
+    """Per-layer constants that let a silu e3nn ``FullyConnectedNet`` run as
+    ``x = silu(x @ (W_k * s_k))`` (no activation after the last layer), with the same parameters.
+
+    e3nn scales each layer's input by 1/sqrt(fan_in) and multiplies each activation's output by
+    the constant that gives it unit second moment, then by 1 (sqrt of the output variance): two
+    elementwise passes per hidden layer over [E, hidden] in forward, and more in every backward.
+    Both constants are linear, so they fold into the next layer's weight matrix (a few hundred
+    numbers) instead: s_k = post_{k-1} / sqrt(fan_in_k var_in_k) with post_{-1} = 1."""
+    scales: List[float] = []
+    post = 1.0
+    layers = list(net.children())
+    for k, layer in enumerate(layers):
+        act = layer.act
+        if act is None:
+            if k != len(layers) - 1:
+                raise ValueError("folded_weight_scales: only the last layer may have no activation")
+            scales.append(post / math.sqrt(layer.h_in * layer.var_in / layer.var_out))
+        else:
+            if k == len(layers) - 1:
+                raise ValueError("folded_weight_scales: the last layer must be linear (out_act=False)")
+            if getattr(act, "f", None) is not torch.nn.functional.silu:
+                raise ValueError("folded_weight_scales: the hidden activation must be silu")
+            scales.append(post / math.sqrt(layer.h_in * layer.var_in))
+            post = (1.0 if act._is_id else float(act.cst)) * math.sqrt(layer.var_out)
+    return scales

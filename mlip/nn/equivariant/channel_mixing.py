@@ -21,7 +21,9 @@ class ChannelMix(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         n, c, d = x.shape
-        xt = x.permute(2, 0, 1)  # [D, N, C]
+        # [D, N, C], contiguous: CPU bmm runs one batched product on contiguous slices, but loops
+        # over D with a copy of each slice (in forward and in every backward) on strided ones
+        xt = x.permute(2, 0, 1).contiguous()
         if self.num_species == 1:
             w = self.weight[0].index_select(0, self.irrep_of_component)  # [D, C, C]
             return torch.bmm(xt, w).permute(1, 2, 0)
