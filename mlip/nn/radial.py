@@ -1,7 +1,7 @@
 """Radial basis functions of the interatomic distance."""
 
 import math
-from typing import List
+from typing import Any, List
 
 import torch
 
@@ -39,7 +39,7 @@ def folded_weight_scales(net: torch.nn.Module) -> List[float]:
     numbers) instead: s_k = post_{k-1} / sqrt(fan_in_k var_in_k) with post_{-1} = 1."""
     scales: List[float] = []
     post = 1.0
-    layers = list(net.children())
+    layers: List[Any] = list(net.children())
     for k, layer in enumerate(layers):
         act = layer.act
         if act is None:
