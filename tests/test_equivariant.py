@@ -202,13 +202,13 @@ def test_presets_fill_unset_knobs_and_check_ranges():
 @pytest.mark.parametrize("hidden", [[32, 32], [16, 24, 8]])
 def test_radial_network_with_folded_scales_equals_e3nn(hidden):
     """The model runs its e3nn FullyConnectedNet with the constant scales folded into the weights
-    (``folded_weight_scales``): the same function of the same parameters as e3nn's own forward,
-    and the same parameter gradients."""
+    (``folded_weight_scales``) and its columns in the layers' order (``radial_order``): the same
+    function of the same parameters as e3nn's own forward, and the same parameter gradients."""
     torch.manual_seed(0)
     model = EquivariantModel([1, 8], 4.0, [0.0, 0.0], radial_hidden=hidden).double()
     r = torch.linspace(0.3, 4.0, 40, dtype=torch.float64)
     x = model.basis(r) * model.envelope(r).unsqueeze(-1)
-    ours, e3nn_ = model.radial_features(r), model.radial(x)
+    ours, e3nn_ = model.radial_features(r), model.radial(x).index_select(1, model.radial_order)
     assert e3nn_.abs().max() > 0.1
     torch.testing.assert_close(ours, e3nn_, rtol=1e-12, atol=1e-12)
     weights = [layer.weight for layer in model.radial]

@@ -117,9 +117,11 @@ def test_both_interaction_algorithms_agree_on_scalar_inputs():
     vec = torch.randn(e, 3)
     sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True, normalization="component")(vec)
     slot, sh_padded = neighbour_slots(edge_index[0], n, sh)
-    args = (torch.randn(n, 3, 1), torch.randint(0, 2, (n,)), sh, torch.randn(e, scalar.weight_numel), edge_index,
-            slot, sh_padded)
-    torch.testing.assert_close(scalar(*args), tensor(*args), atol=1e-12, rtol=0)
+    x, species, weights = torch.randn(n, 3, 1), torch.randint(0, 2, (n,)), torch.randn(e, scalar.weight_numel)
+    # each layer reads the same (channel, path) radial weights in its own column order
+    assert sorted(scalar.weight_order) == list(range(scalar.weight_numel)) and tensor.weight_order == []
+    ours = scalar(x, species, sh, weights[:, scalar.weight_order], edge_index, slot, sh_padded)
+    torch.testing.assert_close(ours, tensor(x, species, sh, weights, edge_index, slot, sh_padded), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("l_in", [1, 2])

@@ -20,6 +20,7 @@ maps state dicts of earlier versions of these layers to the current names (the m
 itself when loading).
 """
 
+import itertools
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -89,6 +90,7 @@ def build_interaction(ls_in: List[Irrep], ls_sh: List[Irrep], ls_out: List[Irrep
 
 _OLD_PRODUCT = re.compile(r"^(.*layers\.\d+\.product\.blocks\.\d+\.)([uw])(\d)$")
 _OLD_LAYER = re.compile(r"^(.*layers\.\d+\.)u$")
+_OLD_DIAGONAL = re.compile(r"^.*layers\.\d+\.diagonal$")
 
 
 def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -102,6 +104,8 @@ def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
       tensors ``u<nu>`` are dropped: they are constants rebuilt with the model, no longer saved.
     - ``layers.<t>.u, p, path_of_k`` dropped for scalar-input layers (``u`` empty: the
       neighbour-slot algorithm never used them), ``layers.<t>.diagonal`` for the others.
+    - ``layers.<t>.diagonal`` of scalar-input layers dropped too: the neighbour-slot algorithm
+      no longer picks diagonal blocks (2026-12-03).
     Returns a new dict; values are not copied."""
     out = dict(state_dict)
     for key in list(out):
@@ -123,6 +127,8 @@ def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
                 out.pop(head + name, None)
         else:
             out.pop(head + "diagonal", None)
+    for key in [k for k in out if _OLD_DIAGONAL.match(k)]:
+        out.pop(key)
     return out
 
 
@@ -209,6 +215,12 @@ class EquivariantModel(torch.nn.Module):
                                         + [sum(self.weight_sizes)], torch.nn.functional.silu)
         #: the network's constant scales folded into its weights (``folded_weight_scales``)
         self.radial_scales: List[float] = folded_weight_scales(self.radial)
+        # each layer's radial weights in the order it reads them (``Interaction.weight_order``):
+        # a permutation of the last weight matrix's columns, not of the [E, ...] output
+        order: List[int] = []
+        for layer, start in zip(layers, [0] + list(itertools.accumulate(self.weight_sizes))):
+            order += [start + j for j in (layer.weight_order or range(layer.weight_numel))]
+        self.register_buffer("radial_order", torch.tensor(order, dtype=torch.long), persistent=False)
         readouts: List[torch.nn.Module] = [torch.nn.Linear(channels, 1) for _ in range(self.num_interactions - 1)]
         readouts.append(torch.nn.Sequential(torch.nn.Linear(channels, int(hp["readout_hidden"])), torch.nn.SiLU(),
                                             torch.nn.Linear(int(hp["readout_hidden"]), 1)))
@@ -221,13 +233,16 @@ class EquivariantModel(torch.nn.Module):
         self.register_load_state_dict_pre_hook(_upgrade_on_load)
 
     def radial_features(self, r: torch.Tensor) -> torch.Tensor:
-        """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff."""
+        """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff; each
+        layer's columns in its ``weight_order``."""
         x = self.basis(r) * self.envelope(r).unsqueeze(-1)
         last = len(self.radial_scales) - 1
         for k, layer in enumerate(self.radial):  # = self.radial(x), with two passes fewer per hidden layer
-            x = x @ (layer.weight * self.radial_scales[k])
+            w = layer.weight * self.radial_scales[k]
             if k < last:
-                x = torch.nn.functional.silu(x)
+                x = torch.nn.functional.silu(x @ w)
+            else:
+                x = x @ w.index_select(1, self.radial_order)
         return x
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ from mlip.nn.equivariant.channel_mixing import ChannelMix
 from mlip.nn.equivariant.coupling import pair_coupling
 from mlip.nn.equivariant.irreps import Irrep, irrep_of_component, irreps_dim, offsets
 from mlip.nn.equivariant.symmetric_contraction import SymmetricContraction
-from mlip.nn.neighbor_slots import slot_products
+from mlip.nn.neighbor_slots import slot_products, to_slots
 from mlip.nn.scatter import scatter_sum
 
 
@@ -39,7 +39,9 @@ class Interaction(torch.nn.Module):
     the symmetric contraction and the self-connection. Subclasses define ``atomic_basis`` and set
     ``weight_numel`` (radial weights per edge).
 
-    ``h`` [N, C, D_in], ``species`` [N], ``sh`` [E, D_sh], ``edge_weight`` [E, weight_numel],
+    ``h`` [N, C, D_in], ``species`` [N], ``sh`` [E, D_sh], ``edge_weight`` [E, weight_numel] (its
+    columns in the layer's ``weight_order``: column j is column ``weight_order[j]`` of the
+    channel-major (channel, path) layout the radial network's parameters are defined in),
     ``edge_index`` [2, E], ``slot`` [E] and ``sh_padded`` [M, K, D_sh] (``neighbour_slots`` of
     the first M <= N atoms, the centres: every edge is centred on one of them)
     -> h' [M, C, D_out], the new features of the centres. M = N in training; an MD engine with
@@ -56,6 +58,9 @@ class Interaction(torch.nn.Module):
         self.channels = channels
         self.d_a = irreps_dim(ls_a)
         self.weight_numel = 0
+        #: the order the layer reads its radial weights in (see above); the model permutes the
+        #: radial network's last weight matrix to it (free), so no per-edge copy is made
+        self.weight_order: List[int] = []
         self.inv_avg_neighbors = 1.0 / max(float(avg_num_neighbors), 1e-6)
         self.linear_up = ChannelMix(ls_in, channels)
         # per-component normalisation of A and B, set from training data by the model's
@@ -114,24 +119,27 @@ class ScalarInputInteraction(Interaction):
         super().__init__([(0, 1)], ls_sh, ls_out, channels, num_species, correlation, avg_num_neighbors)
         self.num_paths = len(ls_sh)
         self.weight_numel = channels * self.num_paths
-        self.register_buffer("channel_of_weight", torch.arange(channels).repeat_interleave(self.num_paths),
-                             persistent=False)
-        # entry (path l(d), component d) of the flattened [P, D] block product
-        d_sh = irreps_dim(ls_sh)
-        self.register_buffer("diagonal", torch.tensor([l * d_sh + d for d, l in enumerate(irrep_of_component(ls_sh))],
-                                                      dtype=torch.long))
+        # path-major weights (path l, then channel): each path's columns are one contiguous block
+        self.weight_order = [c * self.num_paths + p for p in range(self.num_paths) for c in range(channels)]
+        self.register_buffer("channel_of_weight", torch.arange(channels).repeat(self.num_paths), persistent=False)
+        #: components 2l+1 of each spherical-harmonic irrep (path l reads those of irrep l)
+        self.sh_sizes: List[int] = [2 * l + 1 for l, _ in ls_sh]
 
     def atomic_basis(self, x: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor, edge_index: torch.Tensor,
                      slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
-        # one batched matrix product per centre over its neighbour slots, [C * P, K] @ [K, D],
-        # keeping the blocks with matching l: several times fewer memory passes than forming the
-        # [E, C, D] messages and scattering
+        # per path l, one batched matrix product per centre over its neighbour slots,
+        # [2l+1, K] @ [K, C]: several times fewer memory passes than forming the [E, C, D] messages
+        # and scattering, and only the (l, l) blocks (a [C P, K] @ [K, D] product would form all
+        # P x P blocks, and picking the diagonal ones is an index_select along the last axis)
         n, c = x.shape[0], self.channels
-        # x_j[c] repeated over the paths of channel c, then gathered per edge: a plain product with
-        # the [E, C * P] radial weights (a broadcast over P costs a reduction in every backward)
+        # x_j[c] repeated over the paths, then gathered per edge: a plain product with the
+        # path-major [E, P * C] radial weights (a broadcast over P costs a reduction in every backward)
         g = edge_weight * x.view(n, c).index_select(1, self.channel_of_weight).index_select(0, edge_index[1])
-        full = slot_products(g, slot, sh_padded)  # [M, C * P, D]
-        return full.view(sh_padded.shape[0], c, -1).index_select(2, self.diagonal)
+        table = to_slots(g, slot, sh_padded.shape[0], sh_padded.shape[1])  # [M, K, P * C]
+        # split (not slices): its backward is one concatenation, not one zero-filled tensor per path
+        per_path = [torch.bmm(y.transpose(1, 2), w) for w, y in zip(table.split(c, dim=2),
+                                                                    sh_padded.split(self.sh_sizes, dim=2))]
+        return torch.cat(per_path, dim=1).transpose(1, 2)  # [M, C, D] (a view of [M, D, C])
 
 
 class TensorInputInteraction(Interaction):
