@@ -34,17 +34,31 @@ def dense_size(ls: List[Irrep], correlation: int) -> int:
 
 class _Order(torch.nn.Module):
     """One correlation order nu of one output irrep: the coupling tensor ``u`` [(2L+1) D^nu, K]
-    (constant, not in the state dict) and the weights ``w`` [num_species, K, C]."""
+    (constant, not in the state dict) and the weights ``w`` [num_species, K, C].
+
+    Order 3 also keeps ``u_pairs`` [(2L+1) D P, K], the coupling on the unordered pairs of its last
+    two indices (P = D(D+1)/2, ``_OutputIrrep._third_order``): U[M, d1, (d2, d3)] plus its transpose
+    in (d2, d3) off the diagonal. It is linear in U, so it is formed once here, not from U w on
+    every call (two index_selects along the last axis and their backward)."""
     u: torch.Tensor
+    u_pairs: torch.Tensor
 
     def __init__(self, ls: List[Irrep], out: Irrep, nu: int, num_species: int, channels: int):
         super().__init__()
         u = symmetric_coupling(ls, out, nu)
         u = u.reshape(int(np.prod(u.shape[:-1])), u.shape[-1])
-        # a constant of the irreps, rebuilt with the model: not saved in state dicts (at correlation 4
-        # it can hold millions of numbers)
-        self.register_buffer("u", u.to(torch.get_default_dtype()), persistent=False)
         k = u.shape[1]
+        u_pairs = u.new_zeros(0, k)
+        if nu == 3:
+            d = irreps_dim(ls)
+            iu = torch.triu_indices(d, d)
+            full = u.view(-1, d * d, k)
+            off_diagonal = (iu[0] != iu[1]).to(u.dtype).view(1, -1, 1)
+            u_pairs = (full[:, iu[0] * d + iu[1]] + full[:, iu[1] * d + iu[0]] * off_diagonal).reshape(-1, k)
+        # constants of the irreps, rebuilt with the model: not saved in state dicts (at correlation 4
+        # u can hold millions of numbers)
+        self.register_buffer("u", u.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("u_pairs", u_pairs.to(torch.get_default_dtype()), persistent=False)
         if nu == 1:  # the linear term starts as the identity on each matching irrep
             self.w = torch.nn.Parameter(torch.ones(num_species, k, channels))
         else:
@@ -56,14 +70,15 @@ class _Order(torch.nn.Module):
         over channels with a copy of each operand."""
         return self.w[s].t() @ self.u.t()
 
+    def pairs(self, s: int) -> torch.Tensor:
+        """(U_pairs w)^T for species index ``s`` (order 3 only): [C, (2L+1) D P], contiguous."""
+        return self.w[s].t() @ self.u_pairs.t()
+
 
 class _OutputIrrep(torch.nn.Module):
     """The contraction for one output irrep (2L+1 components); ``orders[nu - 1]`` holds order nu."""
     pair_first: torch.Tensor
     pair_second: torch.Tensor
-    pair_ij: torch.Tensor
-    pair_ji: torch.Tensor
-    pair_offdiag: torch.Tensor
 
     def __init__(self, ls: List[Irrep], out: Irrep, correlation: int, num_species: int, channels: int):
         super().__init__()
@@ -77,28 +92,25 @@ class _OutputIrrep(torch.nn.Module):
         #: correlation 3 by ``_third_order`` (False: Horner's scheme, the reference in the tests)
         self.pair_route = correlation == 3
         # correlation 3: the unordered pairs d2 <= d3 of the quadratic products x_d2 x_d3 (see
-        # _third_order); constants of the irreps, rebuilt with the model, not saved
+        # _third_order; the same order as ``_Order.u_pairs``); constants of the irreps, not saved
         iu = torch.triu_indices(self.d, self.d)
-        for name, value in (("pair_first", iu[0]), ("pair_second", iu[1]), ("pair_ij", iu[0] * self.d + iu[1]),
-                            ("pair_ji", iu[1] * self.d + iu[0])):
-            self.register_buffer(name, value, persistent=False)
-        self.register_buffer("pair_offdiag", (iu[0] != iu[1]).to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("pair_first", iu[0], persistent=False)
+        self.register_buffer("pair_second", iu[1], persistent=False)
 
-    def _third_order(self, x: torch.Tensor, cs: List[torch.Tensor]) -> torch.Tensor:
+    def _third_order(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
         """Correlation 3 (every preset) without Horner's [C, M D^2, n] intermediate:
 
             B[M] = sum_d1 x_d1 (T1[M, d1] + sum_d2 T2[M, d1, d2] x_d2
                                 + sum_{d2 <= d3} T3'[M, d1, (d2, d3)] x_d2 x_d3)
 
-        with T3' = T3 + its transpose in (d2, d3) off the diagonal: the quadratic products of each
-        atom ([C, D(D+1)/2, n]) meet the weights in one batched product. 1.7x faster than Horner's
-        scheme for forward, force and parameter gradients of the small preset's contraction."""
+        with T3' = T3 + its transpose in (d2, d3) off the diagonal (``t3`` [C, M D P], from
+        ``_Order.pairs``): the quadratic products of each atom ([C, D(D+1)/2, n]) meet the weights
+        in one batched product. 1.7x faster than Horner's scheme for forward, force and parameter
+        gradients of the small preset's contraction."""
         c, d, m = self.channels, self.d, self.m
         n = x.shape[2]
         quadratic = x.index_select(1, self.pair_first) * x.index_select(1, self.pair_second)  # [C, P, n]
-        full = cs[2].view(c, m * d, d * d)
-        t3 = full.index_select(2, self.pair_ij) + full.index_select(2, self.pair_ji) * self.pair_offdiag.to(
-            full.dtype)  # [C, M D, P]
+        t3 = t3.view(c, m * d, quadratic.shape[1])  # [C, M D, P]
         t2 = cs[1].view(c, m * d, d)  # [C, M D, D]
         y = torch.baddbmm(cs[0].unsqueeze(2), t2, x)  # [C, M D, n]
         y = torch.baddbmm(y, t3, quadratic)
@@ -115,11 +127,17 @@ class _OutputIrrep(torch.nn.Module):
         n = x.shape[2]
         xb = x.unsqueeze(1)  # [C, 1, D, n]
         cs: List[torch.Tensor] = []
+        if self.pair_route:
+            t3 = x.new_zeros(0)
+            for k, order in enumerate(self.orders):
+                if k < 2:
+                    cs.append(order(s))
+                else:
+                    t3 = order.pairs(s)
+            return self._third_order(x, cs, t3)
         for order in self.orders:
             cs.append(order(s))  # order nu: [C, M * D^nu]
         nu = len(cs)
-        if nu == 3 and self.pair_route:
-            return self._third_order(x, cs)
         if nu == 1:
             t = cs[0].unsqueeze(2).expand(c, m * d, n)
         else:
