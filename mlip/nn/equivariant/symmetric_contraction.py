@@ -133,7 +133,7 @@ class _OutputIrrep(torch.nn.Module):
                 if k < 2:
                     cs.append(order(s))
                 else:
-                    t3 = order.pairs(s)
+                    t3 = order.pairs(s)  # type: ignore[operator]  (an _Order; mypy sees Module)
             return self._third_order(x, cs, t3)
         for order in self.orders:
             cs.append(order(s))  # order nu: [C, M * D^nu]
