@@ -21,6 +21,8 @@ import importlib
 import sys
 from typing import List, Optional
 
+from mlip.cli.malloc_tuning import keep_freed_memory
+
 #: command -> (module, one-line help)
 COMMANDS = {
     "preprocess": ("mlip.cli.preprocess", "stream files into an on-disk dataset (data larger than memory)"),
@@ -38,6 +40,7 @@ COMMANDS = {
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     if argv and argv[0] == "train":  # Hydra parses its own arguments
         from mlip.cli.train import main as train_main
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR, config_dict
+from mlip.cli.malloc_tuning import keep_freed_memory
 from mlip.errors import USER_ERRORS, ConfigError, DataError, RunInterrupted
 from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json, write_text
 from mlip.training.distributed import PeerFailure
@@ -408,6 +409,7 @@ def _log_to_files(message: str) -> None:
 
 def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    keep_freed_memory()
     _hydra_main()
 
 
