@@ -1,12 +1,17 @@
-"""Time and profile one model on CPU: a training step (energy, forces, stress, backward) on a batch
-of mlearn Si frames, and an inference call (energy + forces) on a rattled 216-atom Si cell.
+"""Time and profile one model on CPU: a training step (energy, forces, stress when the frames are
+periodic, backward) on the first batch of the training set (mlearn Si unless ``data=...``), and an
+inference call (energy + forces) on a rattled 216-atom Si cell (models with Si only).
 
     OMP_NUM_THREADS=2 python scripts/profile_model.py model=equivariant model.size=small [--profile]
+    OMP_NUM_THREADS=1 python scripts/profile_model.py --calls 30 model=equivariant model.size=medium data=rmd17_ethanol
 
-Arguments after the options are Hydra overrides of the training config (model, data.batch_size).
+Arguments after the options are Hydra overrides of the training config (model, data). Times are
+medians over ``--calls`` calls. Like ``python train.py``, the script keeps freed memory in the
+process (``mlip.cli.malloc_tuning``; ``MLIP_MALLOC_TUNING=0`` turns it off).
 """
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -15,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mlip.cli.config_path import CONFIG_DIR
+from mlip.cli.malloc_tuning import keep_freed_memory
 from mlip.data.graph import atoms_to_graph, frame_to_graph
 from mlip.data.io import LabelKeys, read_frames
 from mlip.models import build_model
@@ -23,11 +29,14 @@ from mlip.physics import ForcesAndStress
 
 
 def _time(fn, n):
+    """Median seconds per call of ``fn`` over ``n`` calls, after one warm-up call."""
     fn()
-    t = time.perf_counter()
+    times = []
     for _ in range(n):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / n
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -36,45 +45,54 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="torch.compile the energy model")
     args, overrides = parser.parse_known_args()
+    print(f"kept freed memory: {keep_freed_memory()}")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
+    label_keys = LabelKeys(**OmegaConf.to_container(cfg.data["keys"]))
+    frames = read_frames(cfg.data.train, keys=label_keys)[: cfg.data.batch_size]
+    species = sorted({int(z) for f in frames for z in f.numbers})
+    index = {z: i for i, z in enumerate(species)}
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model = build_model(**model_cfg, species=[14], e0=[-5.0], scale=0.7, shift=0.1, avg_num_neighbors=25.0)
+    model = build_model(**model_cfg, species=species, e0=[-5.0] * len(species), scale=0.7, shift=0.1,
+                        avg_num_neighbors=25.0)
     print(f"parameters: {sum(p.numel() for p in model.parameters())}")
     if args.compile:
         model = torch.compile(model, dynamic=True)
     physics = ForcesAndStress(model)
 
-    label_keys = LabelKeys(**OmegaConf.to_container(cfg.data["keys"]))
-    frames = read_frames(cfg.data.train, keys=label_keys)[: cfg.data.batch_size]
-    batch = collate([frame_to_graph(f, cfg.model.cutoff, {14: 0}) for f in frames], torch.float32)
+    batch = collate([frame_to_graph(f, cfg.model.cutoff, index) for f in frames], torch.float32)
+    stress = all(bool(f.pbc.all()) for f in frames)
     print(f"training batch: {len(frames)} frames, {batch['positions'].shape[0]} atoms, "
           f"{batch['edge_index'].shape[1]} edges")
     opt = torch.optim.Adam(physics.parameters(), lr=1e-4)
 
     def train_step():
-        out = physics(batch, compute_forces=True, compute_stress=True, create_graph=True)
-        loss = out["total_energy"].pow(2).mean() + out["pred_forces"].pow(2).mean() + out["pred_stress"].pow(2).mean()
+        out = physics(batch, compute_forces=True, compute_stress=stress, create_graph=True)
+        loss = out["total_energy"].pow(2).mean() + out["pred_forces"].pow(2).mean()
+        if stress:
+            loss = loss + out["pred_stress"].pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
 
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((3, 3, 3))
     atoms.rattle(0.05, seed=0)
-    single = collate([atoms_to_graph(atoms, cfg.model.cutoff, {14: 0})], torch.float32)
+    single = collate([atoms_to_graph(atoms, cfg.model.cutoff, {14: index.get(14, 0)})], torch.float32)
 
     def infer():
         physics(single, compute_forces=True, compute_stress=False)
 
     t_train = _time(train_step, args.calls)
-    t_infer = _time(infer, args.calls)
-    print(f"train step: {t_train * 1e3:.1f} ms ({len(frames) / t_train:.1f} frames/s); "
-          f"inference: {t_infer * 1e6 / len(atoms):.1f} µs/atom ({len(atoms)} atoms, "
-          f"{single['edge_index'].shape[1]} edges), {torch.get_num_threads()} threads")
+    line = f"train step: {t_train * 1e3:.1f} ms ({len(frames) / t_train:.1f} frames/s)"
+    if 14 in index:
+        t_infer = _time(infer, args.calls)
+        line += (f"; inference: {t_infer * 1e6 / len(atoms):.1f} µs/atom ({len(atoms)} atoms, "
+                 f"{single['edge_index'].shape[1]} edges)")
+    print(f"{line}, {torch.get_num_threads()} threads")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        for name, fn in (("train step", train_step), ("inference", infer)):
+        for name, fn in (("train step", train_step), ("inference", infer))[: 2 if 14 in index else 1]:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(3):
                     fn()
