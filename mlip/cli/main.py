@@ -40,13 +40,13 @@ COMMANDS = {
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep_freed_memory()
     if argv and argv[0] == "train":  # Hydra parses its own arguments
         from mlip.cli.train import main as train_main
 
         sys.argv = [sys.argv[0] + " train"] + argv[1:]
-        train_main()
+        train_main()  # keeps freed memory itself (as python train.py)
         return 0
+    keep_freed_memory()
     parser = argparse.ArgumentParser(prog="mlip", description="mlip: train, analyse and export interatomic potentials")
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.add_parser("train", help="train a potential (Hydra overrides, as python train.py)")

@@ -103,9 +103,9 @@ def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
       block 0, the scalar output, has a coupling path for it: it always has one). The coupling
       tensors ``u<nu>`` are dropped: they are constants rebuilt with the model, no longer saved.
     - ``layers.<t>.u, p, path_of_k`` dropped for scalar-input layers (``u`` empty: the
-      neighbour-slot algorithm never used them), ``layers.<t>.diagonal`` for the others.
-    - ``layers.<t>.diagonal`` of scalar-input layers dropped too: the neighbour-slot algorithm
-      no longer picks diagonal blocks (2026-12-03).
+      neighbour-slot algorithm never used them).
+    - ``layers.<t>.diagonal`` dropped for every layer: tensor-input layers never used it, and
+      scalar-input layers no longer pick diagonal blocks (2026-12-03).
     Returns a new dict; values are not copied."""
     out = dict(state_dict)
     for key in list(out):
@@ -121,12 +121,9 @@ def upgrade_state_dict(state_dict: Dict[str, Any]) -> Dict[str, Any]:
         m = _OLD_LAYER.match(key)
         if m is None or m.group(1) + "diagonal" not in out:  # old layers had both u and diagonal
             continue
-        head = m.group(1)
         if out[key].numel() == 0:
             for name in ("u", "p", "path_of_k"):
-                out.pop(head + name, None)
-        else:
-            out.pop(head + "diagonal", None)
+                out.pop(m.group(1) + name, None)
     for key in [k for k in out if _OLD_DIAGONAL.match(k)]:
         out.pop(key)
     return out
