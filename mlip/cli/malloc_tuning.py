@@ -7,7 +7,7 @@ the kernel above its trim threshold, so the next step page-faults on the same fe
 again: about 10,000 page faults per training step of the small equivariant model on 8 mlearn Si
 frames. ``keep_freed_memory`` raises the mmap threshold to 32 MiB (glibc's maximum), keeps up to
 2 GiB of freed memory and grows the heap 64 MiB at a time, so steady-state steps reuse memory the
-process already holds: training steps 9-14 % faster on one CPU thread (small on Si, medium on
+process already holds: training steps 7-19 % faster on one CPU thread (small on Si, medium on
 ethanol; ``docs/benchmarks.md``). Peak memory is unchanged; memory freed after the peak is kept
 until the process ends.
 
