@@ -6,6 +6,8 @@ message-passing model and the equivariant model. ``compute_local`` (what the plu
 against ``compute`` with hand-built ghost atoms, which needs no LAMMPS."""
 
 import importlib.util
+import subprocess
+import sys
 from typing import Dict
 
 import numpy as np
@@ -354,3 +356,56 @@ def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tm
     assert_matches_ase(out, atoms, path)
     with pytest.raises(RuntimeError, match=r"runs only on one MPI rank.*there are several ranks.*model\.pt"):
         lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
+
+
+PAGE_FAULT_PROBE = """
+import resource, sys
+from mlip.export.lammps_run import lammps_instance
+plugin, model, data = sys.argv[1:4]
+lmp = lammps_instance(["-log", "none", "-screen", "none"])
+lmp.commands_string(f'''
+plugin load {plugin}
+units metal
+atom_style atomic
+atom_modify map array
+boundary p p p
+newton on
+read_data {data}
+pair_style mlip
+pair_coeff * * {model} Si
+velocity all create 300 1
+fix 1 all nve
+run 3
+''')
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+lmp.command("run 5")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 5)
+"""
+
+
+@needs_lammps
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings: Linux only")
+def test_plugin_keeps_freed_memory_between_md_steps(plugin, tmp_path):
+    """The plugin sets glibc's malloc to keep freed memory, as training does: MD steps of a
+    1,000-atom cell stop page-faulting their intermediates in again (thousands of faults per step
+    with glibc's default, which ``MLIP_MALLOC_TUNING=0`` restores)."""
+    from ase.build import bulk
+
+    from mlip.export.lammps_plugin import mpi_env
+    from mlip.export.lammps_run import write_lammps_data
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((5, 5, 5))
+    atoms.rattle(0.05, seed=0)
+    data = str(tmp_path / "si.lmp")
+    write_lammps_data(data, atoms, ["Si"])
+    model = str(tmp_path / "model.pt")
+    export_torchscript(make_model("equivariant", [14], cutoff=5.0, calibrate_on=[atoms[:64]]), model)
+    faults = {}
+    for tuning in ("0", "1"):
+        env = dict(mpi_env(), MLIP_MALLOC_TUNING=tuning, OMP_NUM_THREADS="1")
+        out = subprocess.run([sys.executable, "-c", PAGE_FAULT_PROBE, plugin, model, data], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        faults[tuning] = float(out.stdout.split()[-1])
+    assert faults["0"] > 500, faults  # glibc's default: each step maps its intermediates afresh
+    assert faults["1"] < 0.1 * faults["0"], faults

@@ -18,8 +18,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 using namespace LAMMPS_NS;
 
@@ -71,6 +76,24 @@ struct FeatureExchange : public torch::autograd::Function<FeatureExchange> {
   }
 };
 
+// glibc malloc keeps freed memory in the process, as mlip/cli/malloc_tuning.py does for training:
+// by default every step's intermediates above the mmap threshold come from fresh pages and are
+// unmapped again, so each MD step page-faults the same memory back in. Same settings as there:
+// mmap threshold 32 MiB, trim threshold 2 GiB, top pad 64 MiB; MLIP_MALLOC_TUNING=0 turns it off.
+void keep_freed_memory()
+{
+#if defined(__GLIBC__)
+  static bool done = false;
+  if (done) return;
+  done = true;
+  const char *env = std::getenv("MLIP_MALLOC_TUNING");
+  if (env && std::string(env) == "0") return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 2147483647);
+  mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
 }    // namespace
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
@@ -85,6 +108,7 @@ PairMLIP::PairMLIP(LAMMPS *lmp) :
   // the virial comes from this style's own forces (or the model), not from LAMMPS' sum of x f over
   // the force array, which under hybrid/overlay also holds the other styles' forces
   no_virial_fdotr_compute = 1;
+  keep_freed_memory();
 }
 
 PairMLIP::~PairMLIP()
