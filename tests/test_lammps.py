@@ -6,6 +6,7 @@ message-passing model and the equivariant model. ``compute_local`` (what the plu
 against ``compute`` with hand-built ghost atoms, which needs no LAMMPS."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from typing import Dict
@@ -356,6 +357,38 @@ def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tm
     assert_matches_ase(out, atoms, path)
     with pytest.raises(RuntimeError, match=r"runs only on one MPI rank.*there are several ranks.*model\.pt"):
         lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
+
+
+@needs_lammps
+def test_aoti_package_of_a_local_model_runs_on_several_ranks_and_open_boxes(plugin, tmp_path):
+    """The package of a model without message passing (metadata ``receptive_field`` = cutoff) runs
+    where ghosts do not fold: on 2 ranks in a periodic triclinic cell, and for a molecule on 1 and 2
+    ranks (boundary f), with MLIPCalculator's energy, forces, per-atom energies and stress (the
+    virial from the ghosts' forces). The per-atom energies must be the local atoms' only: the
+    ghosts' constant energies (E0) would shift the total otherwise."""
+    from ase.build import molecule
+
+    from mlip.export.aoti import export_aoti
+    from mlip.export.lammps_run import lammps_single_point
+
+    atoms = test_cell()
+    model = make_model("invariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
+    path = export_aoti(model, str(tmp_path / "model.pt2"), dtype=torch.float64, neighbors=False)
+    assert json.loads(torch._inductor.aoti_load_package(path).get_metadata()["receptive_field"]) == CUTOFF
+    out = lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
+    assert_matches_ase(out, atoms, path)
+    mol = molecule("CH3CH2OH")
+    mol.numbers[mol.numbers == 1] = 14  # the model's species: C, O, Si
+    mol.rattle(0.05, seed=2)
+    mol.center(vacuum=5.0)
+    mol.pbc = False
+    mol.calc = MLIPCalculator(path)
+    for nprocs in (1, 2):
+        out = lammps_single_point(path, mol, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin)
+        assert abs(out["energy"] - mol.get_potential_energy()) < 1e-8
+        np.testing.assert_allclose(out["forces"], mol.get_forces(), atol=1e-8, rtol=0)
+        np.testing.assert_allclose(out["energies"], mol.get_potential_energies(), atol=1e-8, rtol=0)
+    assert np.abs(mol.get_forces()).max() > 0.1
 
 
 PAGE_FAULT_PROBE = """

@@ -39,7 +39,7 @@ from mlip import keys
 from mlip.errors import ConfigError
 from mlip.export.torchscript import UNITS, d3_terms
 from mlip.fileio import atomic_path
-from mlip.models.contract import cutoff_of, species_of
+from mlip.models.contract import cutoff_of, receptive_field, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -122,9 +122,13 @@ def trace_with_forces(module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...])
 
 
 def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, device: str,
-                  neighbors: bool = True) -> Dict[str, str]:
-    """What the package carries (strings only, readable with ``get_metadata()`` in Python and C++)."""
+                  neighbors: bool = True, receptive_field_length: Optional[float] = None) -> Dict[str, str]:
+    """What the package carries (strings only, readable with ``get_metadata()`` in Python and C++).
+    ``receptive_field_length`` (Å; default the cutoff) is stored as ``receptive_field``: the cutoff
+    for a model without message passing, which an engine may run on its local and ghost atoms
+    (LAMMPS on several ranks)."""
     meta: Dict[str, Any] = {"atomic_numbers": [int(z) for z in atomic_numbers], "cutoff": float(cutoff),
+                            "receptive_field": float(receptive_field_length or cutoff),
                             "units": dict(UNITS), "dtype": str(dtype).replace("torch.", ""),
                             "mlip_version": mlip.__version__, "device": device,
                             "inputs": ["positions", "atomic_numbers", "cell", "pbc", "edge_index", "cell_shifts"],
@@ -172,7 +176,8 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
         programs["neighbors"] = torch.export.export(
             ExportableNeighborList(cutoff).to(device_t), inputs[:1] + inputs[2:4], strict=False,
             dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
-    configs = {"aot_inductor.metadata": aoti_metadata(species, cutoff, dtype, device_t.type, neighbors)}
+    configs = {"aot_inductor.metadata": aoti_metadata(species, cutoff, dtype, device_t.type, neighbors,
+                                                      receptive_field(model))}
     configs.update(inductor_configs or {})
     path = str(path)
     if not path.endswith(".pt2"):

@@ -98,7 +98,7 @@ void keep_freed_memory()
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
     Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false), ghost_mode("fold"),
-    can_exchange(false), fold_ghosts(false), exchange_features(false), comm_width(0), reverse_calls(0),
+    can_exchange(false), package_local(false), fold_ghosts(false), exchange_features(false), comm_width(0), reverse_calls(0),
     model_dtype(torch::kFloat64)
 {
   single_enable = 0;
@@ -190,9 +190,11 @@ void PairMLIP::load_model(const std::string &path)
 
 // model.pt2 (mlip export --format aoti): the compiled graph "model" takes the engine's list as
 // compute does (positions, atomic_numbers, cell, pbc, edge_index, cell_shifts -> energy,
-// atomic_energies, forces, stress, virial); it has no compute_local, so it runs only where ghosts
-// fold onto their owners (init_style refuses the rest). mlip refuses to compile D3 or ZBL models,
-// so there is no long-range term to leave out.
+// atomic_energies, forces, stress, virial). It has no layer-by-layer methods: a message-passing
+// model runs only where ghosts fold onto their owners (init_style refuses the rest); a model
+// without message passing (metadata receptive_field = cutoff) also runs on the local and ghost
+// atoms as one open graph, edges centred on local atoms only (compute_package_local). mlip
+// refuses to compile D3 or ZBL models, so there is no long-range term to leave out.
 void PairMLIP::load_package(const std::string &path)
 {
   std::unordered_map<std::string, std::string> meta;
@@ -216,7 +218,9 @@ void PairMLIP::load_package(const std::string &path)
     if (ch == '[' || ch == ']' || ch == ',') ch = ' ';
   for (const auto &z : utils::split_words(zs)) model_species.push_back(std::stoll(z));
   model_dtype = meta["dtype"] == "float32" ? torch::kFloat32 : torch::kFloat64;
-  receptive_field = model_cutoff;    // ghosts are folded: they need to reach one cutoff only
+  // packages written before mlip stored receptive_field: taken as message passing (one rank only)
+  package_local = meta.count("receptive_field") > 0 && std::stod(meta["receptive_field"]) <= model_cutoff * (1.0 + 1e-9);
+  receptive_field = model_cutoff;    // ghosts fold, or the model is local: they need to reach one cutoff only
   ghost_centres = false;
   can_fold = true;
   can_exchange = false;
@@ -274,10 +278,10 @@ void PairMLIP::init_style()
   // (compute_local, with edges centred on ghosts).
   fold_ghosts = ghost_mode == "fold" && can_fold && comm->nprocs == 1 && domain->xperiodic && domain->yperiodic &&
       domain->zperiodic;
-  if (package && !fold_ghosts)
-    error->all(FLERR, "pair_style mlip: {} (AOTInductor) runs only on one MPI rank in a box periodic in x, y and z, "
-               "with ghosts folded (not 'ghosts exchange' or 'ghosts shell'); here {}. Use the TorchScript file "
-               "instead: 'mlip export <run>' writes model.pt", model_path,
+  if (package && !fold_ghosts && !package_local)
+    error->all(FLERR, "pair_style mlip: {} (AOTInductor) of a message-passing model runs only on one MPI rank in a "
+               "box periodic in x, y and z, with ghosts folded (not 'ghosts exchange' or 'ghosts shell'); here {}. "
+               "Use the TorchScript file instead: 'mlip export <run>' writes model.pt", model_path,
                ghost_mode != "fold" ? "'ghosts " + ghost_mode + "' was asked for"
                                     : comm->nprocs > 1 ? "there are several ranks" : "a direction is not periodic");
   // (a one-layer model with these methods exchanges nothing, but computes its local atoms only)
@@ -342,13 +346,23 @@ void PairMLIP::compute(int eflag, int vflag)
   const int64_t n_model = ghost_graph(hops, positions64, numbers, edge_index);
   torch::Tensor positions = positions64.to(model_dtype);
   torch::Tensor forces, energy, atomic, unused_virial;
-  if (exchange_features)
+  if (exchange_features) {
     run_exchange(positions, numbers, edge_index, forces, energy, atomic);
-  else
+  } else if (package) {
+    // a local model's package on the local and ghost atoms as an open graph (no cell, no shifts):
+    // ghosts are centres of no edge, so their own energies are constants and the forces are
+    // those of the local atoms' energies; the energy is the local atoms' sum
+    auto fopts = torch::TensorOptions().dtype(model_dtype);
+    run_package({positions, numbers, torch::zeros({3, 3}, fopts), torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool)),
+                 edge_index, torch::zeros({edge_index.size(1), 3}, fopts)}, forces, energy, atomic, unused_virial);
+    atomic = atomic.narrow(0, 0, atom->nlocal).contiguous();
+    energy = atomic.sum();
+  } else {
     // the profiling executor's optimised graphs run this model 1.5-4x slower on CPU than the
     // plain interpreter (measured with torch 2.13); scoped in run_model, so the host is unaffected
     run_model("compute_local", {positions, numbers, edge_index, (int64_t) atom->nlocal}, forces, energy, atomic,
               unused_virial);
+  }
   const double *fp = forces.data_ptr<double>();
   const double *xp = positions64.data_ptr<double>();
   tally(fp, energy, atomic, n_model);

@@ -64,6 +64,7 @@ class PairMLIP : public Pair {
   bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
   std::string ghost_mode;           // pair_style mlip ghosts fold (default) | exchange | shell
   bool can_exchange;                // the model has the exchange_* methods (layer by layer)
+  bool package_local;               // model.pt2 of a model without message passing (runs on ghosts too)
   bool fold_ghosts;                 // this run: one rank, periodic box, atom map: ghosts -> owners
   bool exchange_features;           // this run: features exchanged after each layer, ghosts one cutoff
   std::vector<int64_t> exchange_widths;  // floats per atom of each layer's output
