@@ -181,9 +181,14 @@ def main() -> None:
         rows.append((f"LAMMPS `{args.classical[0]}`", args.ranks, s))
         print(f"LAMMPS classical: {1 / s[0]:.2f} steps/s", flush=True)
 
-    from mlip.export.torchscript import load_exported
+    if str(model).endswith(".pt2"):
+        from mlip.export.aoti import load_aoti
 
-    _, meta = load_exported(model)
+        _, meta = load_aoti(model)
+    else:
+        from mlip.export.torchscript import load_exported
+
+        _, meta = load_exported(model)
     command = f"OMP_NUM_THREADS={threads} python scripts/bench_md.py " + " ".join(sys.argv[1:])
     model_label = (f"given ({args.model_name})" if args.model
                    else f"default `model=invariant` trained {args.train_epochs} epochs")

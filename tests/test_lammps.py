@@ -360,21 +360,24 @@ def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tm
 
 
 @needs_lammps
-def test_aoti_package_of_a_local_model_runs_on_several_ranks_and_open_boxes(plugin, tmp_path):
+@pytest.mark.parametrize("kind,graphs", [("invariant", {"model", "local"}), ("eam", {"model"})])
+def test_aoti_package_of_a_local_model_runs_on_several_ranks_and_open_boxes(kind, graphs, plugin, tmp_path):
     """The package of a model without message passing (metadata ``receptive_field`` = cutoff) runs
     where ghosts do not fold: on 2 ranks in a periodic triclinic cell, and for a molecule on 1 and 2
     ranks (boundary f), with MLIPCalculator's energy, forces, per-atom energies and stress (the
-    virial from the ghosts' forces). The per-atom energies must be the local atoms' only: the
-    ghosts' constant energies (E0) would shift the total otherwise."""
+    virial from the ghosts' forces). The invariant model's package has the graph ``local``
+    (descriptors of the local atoms only); a classical model's runs its graph ``model`` on the local
+    and ghost atoms, where the ghosts' own constant energies (E0) must be left out."""
     from ase.build import molecule
 
     from mlip.export.aoti import export_aoti
     from mlip.export.lammps_run import lammps_single_point
 
     atoms = test_cell()
-    model = make_model("invariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
+    model = make_model(kind, [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
     path = export_aoti(model, str(tmp_path / "model.pt2"), dtype=torch.float64, neighbors=False)
-    assert json.loads(torch._inductor.aoti_load_package(path).get_metadata()["receptive_field"]) == CUTOFF
+    meta = json.loads(torch._inductor.aoti_load_package(path).get_metadata()["mlip_metadata"])
+    assert meta["receptive_field"] == CUTOFF and set(meta["packaged_models"]) == graphs
     out = lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
     assert_matches_ase(out, atoms, path)
     mol = molecule("CH3CH2OH")

@@ -39,7 +39,7 @@ from mlip import keys
 from mlip.errors import ConfigError
 from mlip.export.torchscript import UNITS, d3_terms
 from mlip.fileio import atomic_path
-from mlip.models.contract import cutoff_of, receptive_field, species_of
+from mlip.models.contract import cutoff_of, has_feature_exchange, receptive_field, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
@@ -55,17 +55,11 @@ class EnginePotential(torch.nn.Module):
     def __init__(self, model: ForcesAndStress, atomic_numbers: List[int]):
         super().__init__()
         self.model = model
-        table = torch.full((119,), -1, dtype=torch.long)
-        for k, z in enumerate(atomic_numbers):
-            table[int(z)] = k
-        self.register_buffer("species_table", table)
+        self.register_buffer("species_table", _species_table(atomic_numbers))
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
-        z = atomic_numbers.clamp(0, 118)
-        species = self.species_table.index_select(0, z)
-        known = (species >= 0) & (atomic_numbers == z)
-        species = species.clamp_min(0)
+        species, bad = _species(self.species_table, atomic_numbers, positions.dtype)
         data: Dict[str, torch.Tensor] = {
             keys.POSITIONS: positions,
             keys.ATOMIC_NUMBERS: atomic_numbers,
@@ -78,7 +72,6 @@ class EnginePotential(torch.nn.Module):
             keys.CELL_SHIFTS: cell_shifts,
         }
         out = self.model(data, compute_forces=True, compute_stress=True, create_graph=False)
-        bad = torch.where(known.all(), 0.0, float("nan")).to(positions.dtype)  # NaN if any element is unknown
         stress = out[keys.PRED_STRESS][0] + bad
         volume = torch.linalg.det(cell).abs()
         return {
@@ -88,6 +81,91 @@ class EnginePotential(torch.nn.Module):
             "stress": stress,
             "virial": -stress * volume,
         }
+
+
+class LocalEnginePotential(torch.nn.Module):
+    """Energy and forces of an engine's local atoms for a model without message passing (one
+    layer of the contract's exchange hooks, receptive field = cutoff), the package's graph
+    ``local``: LAMMPS on several MPI ranks or in a box with a non-periodic direction, where ghost
+    atoms are not folded onto their owners. Descriptors and readouts run on the local atoms only
+    (the graph ``model`` would run them on every ghost too).
+
+    Inputs: ``local_positions`` [n_local, 3] and ``ghost_positions`` [n_ghost, 3] Å (ghosts at
+    their image positions: edges need no shifts; model dtype), ``local_numbers`` [n_local] and
+    ``ghost_numbers`` [n_ghost] int64, ``edge_index`` [2, E] over the concatenated atoms (locals
+    first), every edge centred on a local atom. Outputs: ``energy`` [] (sum over the local atoms,
+    eV), ``atomic_energies`` [n_local] eV, ``forces`` [n_local + n_ghost, 3] eV/Å (the engine adds
+    the ghosts' forces to their owners). Unknown elements give NaN outputs."""
+    species_table: torch.Tensor
+
+    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("species_table", _species_table(atomic_numbers))
+
+    def forward(self, local_positions: torch.Tensor, ghost_positions: torch.Tensor, local_numbers: torch.Tensor,
+                ghost_numbers: torch.Tensor, edge_index: torch.Tensor) -> Dict[str, torch.Tensor]:
+        energy_model: Any = self.model.energy_model
+        positions = torch.cat([local_positions, ghost_positions]).detach().requires_grad_(True)
+        numbers = torch.cat([local_numbers, ghost_numbers])
+        species, bad = _species(self.species_table, numbers, positions.dtype)
+        dtype, device = positions.dtype, positions.device
+        data: Dict[str, torch.Tensor] = {
+            keys.POSITIONS: positions,
+            keys.ATOMIC_NUMBERS: numbers,
+            keys.SPECIES: species,
+            keys.BATCH: torch.zeros_like(numbers),
+            keys.CELL: torch.zeros((1, 3, 3), dtype=dtype, device=device),
+            keys.PBC: torch.zeros((1, 3), dtype=torch.bool, device=device),
+            keys.N_ATOMS: torch.zeros(1, dtype=torch.long, device=device) + positions.shape[0],
+            keys.EDGE_INDEX: edge_index,
+            keys.CELL_SHIFTS: torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=device),
+            keys.ENGINE_ADDS_LONG_RANGE: torch.zeros(0, device=device),
+        }
+        h, edges = energy_model.exchange_begin(data, local_positions.shape[0])
+        _, y = energy_model.exchange_layer(0, h, data, edges)
+        atomic = energy_model.exchange_energies(y, data)
+        energy = atomic.sum()
+        (grad,) = torch.autograd.grad([energy], [positions])
+        return {"energy": energy + bad, "atomic_energies": atomic + bad, "forces": -grad + bad}
+
+
+def has_local_graph(model: ForcesAndStress) -> bool:
+    """Whether ``export_aoti`` adds the graph ``local``: a model without message passing (receptive
+    field = cutoff) with the contract's exchange hooks in one layer (mlip's invariant model)."""
+    if not has_feature_exchange(model) or receptive_field(model) > cutoff_of(model) * (1 + 1e-9):
+        return False
+    widths: Any = model.energy_model.exchange_widths  # a contract hook: not in nn.Module's type
+    return len(widths()) == 1
+
+
+def _species_table(atomic_numbers: List[int]) -> torch.Tensor:
+    """[119] model species index of each atomic number, -1 for elements the model does not know."""
+    table = torch.full((119,), -1, dtype=torch.long)
+    for k, z in enumerate(atomic_numbers):
+        table[int(z)] = k
+    return table
+
+
+def _species(table: torch.Tensor, atomic_numbers: torch.Tensor,
+             dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Species indices [N] of ``atomic_numbers`` and a scalar that is 0, or NaN if an element is unknown
+    (added to every output: a compiled graph cannot raise)."""
+    z = atomic_numbers.clamp(0, 118)
+    species = table.index_select(0, z)
+    known = (species >= 0) & (atomic_numbers == z)
+    return species.clamp_min(0), torch.where(known.all(), 0.0, float("nan")).to(dtype)
+
+
+def local_example_inputs(inputs: Tuple[torch.Tensor, ...], cutoff: float) -> Tuple[torch.Tensor, ...]:
+    """The tracing input of the graph ``local`` from ``example_inputs``: its atoms as an open graph,
+    the first half local, the rest ghosts, with the edges centred on the local atoms."""
+    positions, numbers = inputs[0], inputs[1]
+    n_local = positions.shape[0] // 2
+    edge_index, _ = torch_neighbor_list(positions.double().cpu(), torch.zeros((3, 3), dtype=torch.float64),
+                                        torch.zeros(3, dtype=torch.bool), cutoff)
+    edge_index = edge_index[:, edge_index[0] < n_local].to(positions.device)
+    return positions[:n_local], positions[n_local:], numbers[:n_local], numbers[n_local:], edge_index
 
 
 def example_inputs(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype,
@@ -122,11 +200,13 @@ def trace_with_forces(module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...])
 
 
 def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, device: str,
-                  neighbors: bool = True, receptive_field_length: Optional[float] = None) -> Dict[str, str]:
+                  neighbors: bool = True, receptive_field_length: Optional[float] = None,
+                  local: bool = False) -> Dict[str, str]:
     """What the package carries (strings only, readable with ``get_metadata()`` in Python and C++).
     ``receptive_field_length`` (Å; default the cutoff) is stored as ``receptive_field``: the cutoff
     for a model without message passing, which an engine may run on its local and ghost atoms
-    (LAMMPS on several ranks)."""
+    (LAMMPS on several ranks). ``local``: the package holds the graph ``local``
+    (``LocalEnginePotential``)."""
     meta: Dict[str, Any] = {"atomic_numbers": [int(z) for z in atomic_numbers], "cutoff": float(cutoff),
                             "receptive_field": float(receptive_field_length or cutoff),
                             "units": dict(UNITS), "dtype": str(dtype).replace("torch.", ""),
@@ -134,7 +214,8 @@ def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, 
                             "inputs": ["positions", "atomic_numbers", "cell", "pbc", "edge_index", "cell_shifts"],
                             "outputs": list(OUTPUTS), "neighbor_list": "caller",
                             "packaged_models": {"model": "caller's neighbour list",
-                                                **({"neighbors": "builds one"} if neighbors else {})}}
+                                                **({"neighbors": "builds one"} if neighbors else {}),
+                                                **({"local": "an engine's local and ghost atoms"} if local else {})}}
     flat = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
     flat["mlip_metadata"] = json.dumps(meta)
     return flat
@@ -172,12 +253,20 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     dynamic = ({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges})
     program = torch.export.export(graph, inputs, dynamic_shapes=dynamic, strict=False)
     programs = {"model": program}
+    local = has_local_graph(model)
+    if local:  # an engine's local and ghost atoms (LAMMPS on several ranks): descriptors of the locals only
+        local_module = LocalEnginePotential(model, species).to(device_t)
+        local_inputs = local_example_inputs(inputs, cutoff)
+        n_local, n_ghost = torch.export.Dim("n_local", min=2), torch.export.Dim("n_ghost", min=2)
+        programs["local"] = torch.export.export(
+            trace_with_forces(local_module, local_inputs), local_inputs, strict=False,
+            dynamic_shapes=({0: n_local}, {0: n_ghost}, {0: n_local}, {0: n_ghost}, {1: n_edges}))
     if neighbors:
         programs["neighbors"] = torch.export.export(
             ExportableNeighborList(cutoff).to(device_t), inputs[:1] + inputs[2:4], strict=False,
             dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
     configs = {"aot_inductor.metadata": aoti_metadata(species, cutoff, dtype, device_t.type, neighbors,
-                                                      receptive_field(model))}
+                                                      receptive_field(model), local)}
     configs.update(inductor_configs or {})
     path = str(path)
     if not path.endswith(".pt2"):
@@ -190,6 +279,8 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
             package_aoti(fh, files)
         if check:
             _check_package(str(tmp), module, inputs, dtype, neighbors)
+            if local:
+                _check_graph(str(tmp), "local", local_module, local_inputs, dtype)
     return path
 
 
@@ -215,14 +306,29 @@ def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tenso
             raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
         runs.append(("with its own neighbour list", compiled(*inputs[:4], edge_index, shifts)))
     ref = {k: v.detach() for k, v in module(*inputs).items()}
-    tol = 1e-10 if dtype == torch.float64 else 1e-4
     for how, got in runs:
-        for name in OUTPUTS:
-            scale = float(ref[name].abs().max()) + 1.0
-            err = float((got[name] - ref[name]).abs().max())
-            if not err <= tol * scale:
-                raise RuntimeError(f"AOTInductor package {path}: {name} {how} differs from the eager model "
-                                   f"by {err:.3g}")
+        _compare(path, how, got, ref, dtype)
+
+
+def _check_graph(path: str, name: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...],
+                 dtype: torch.dtype) -> None:
+    """The package's graph ``name`` against ``module`` on ``inputs`` (as ``_check_package``)."""
+    from torch._inductor.package import load_package
+
+    ref = {k: v.detach() for k, v in module(*inputs).items()}
+    _compare(path, f"of the graph {name!r}", load_package(path, name)(*inputs), ref, dtype)
+
+
+def _compare(path: str, how: str, got: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor],
+             dtype: torch.dtype) -> None:
+    """Raise RuntimeError naming the first output of ``got`` that differs from ``ref`` by more than
+    1e-10 (float64) or 1e-4 (float32) relative to its largest entry."""
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    for name in ref:
+        scale = float(ref[name].abs().max()) + 1.0
+        err = float((got[name] - ref[name]).abs().max())
+        if not err <= tol * scale:
+            raise RuntimeError(f"AOTInductor package {path}: {name} {how} differs from the eager model by {err:.3g}")
 
 
 class AOTIPotential:

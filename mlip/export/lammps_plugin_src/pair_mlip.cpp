@@ -150,6 +150,7 @@ void PairMLIP::settings(int narg, char **arg)
 void PairMLIP::load_model(const std::string &path)
 {
   package.reset();
+  local_graph.reset();
   if (path.size() > 4 && path.compare(path.size() - 4, 4, ".pt2") == 0) {
     load_package(path);
     return;
@@ -192,9 +193,10 @@ void PairMLIP::load_model(const std::string &path)
 // compute does (positions, atomic_numbers, cell, pbc, edge_index, cell_shifts -> energy,
 // atomic_energies, forces, stress, virial). It has no layer-by-layer methods: a message-passing
 // model runs only where ghosts fold onto their owners (init_style refuses the rest); a model
-// without message passing (metadata receptive_field = cutoff) also runs on the local and ghost
-// atoms as one open graph, edges centred on local atoms only (compute_package_local). mlip
-// refuses to compile D3 or ZBL models, so there is no long-range term to leave out.
+// without message passing (metadata receptive_field = cutoff) also runs where ghosts do not fold:
+// its graph "local" (mlip's invariant model: descriptors of the local atoms only), else "model" on
+// the local and ghost atoms as one open graph, edges centred on local atoms only. mlip refuses to
+// compile D3 models, so there is no long-range term to leave out.
 void PairMLIP::load_package(const std::string &path)
 {
   std::unordered_map<std::string, std::string> meta;
@@ -220,6 +222,14 @@ void PairMLIP::load_package(const std::string &path)
   model_dtype = meta["dtype"] == "float32" ? torch::kFloat32 : torch::kFloat64;
   // packages written before mlip stored receptive_field: taken as message passing (one rank only)
   package_local = meta.count("receptive_field") > 0 && std::stod(meta["receptive_field"]) <= model_cutoff * (1.0 + 1e-9);
+  local_graph.reset();
+  if (package_local && meta["mlip_metadata"].find("\"local\":") != std::string::npos) {
+    try {
+      local_graph = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "local");
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style mlip: cannot load the graph 'local' of {}: {}", path, e.what());
+    }
+  }
   receptive_field = model_cutoff;    // ghosts fold, or the model is local: they need to reach one cutoff only
   ghost_centres = false;
   can_fold = true;
@@ -348,10 +358,15 @@ void PairMLIP::compute(int eflag, int vflag)
   torch::Tensor forces, energy, atomic, unused_virial;
   if (exchange_features) {
     run_exchange(positions, numbers, edge_index, forces, energy, atomic);
+  } else if (local_graph) {
+    // the package's graph "local": the local atoms' energies and the forces on all atoms
+    const int64_t nlocal = atom->nlocal, nghost = n_model - nlocal;
+    run_package({positions.narrow(0, 0, nlocal), positions.narrow(0, nlocal, nghost), numbers.narrow(0, 0, nlocal),
+                 numbers.narrow(0, nlocal, nghost), edge_index}, forces, energy, atomic, unused_virial, local_graph.get());
   } else if (package) {
-    // a local model's package on the local and ghost atoms as an open graph (no cell, no shifts):
-    // ghosts are centres of no edge, so their own energies are constants and the forces are
-    // those of the local atoms' energies; the energy is the local atoms' sum
+    // a local model's graph "model" on the local and ghost atoms as an open graph (no cell, no
+    // shifts): ghosts are centres of no edge, so their own energies are constants and the forces
+    // are those of the local atoms' energies; the energy is the local atoms' sum
     auto fopts = torch::TensorOptions().dtype(model_dtype);
     run_package({positions, numbers, torch::zeros({3, 3}, fopts), torch::zeros({3}, torch::TensorOptions().dtype(torch::kBool)),
                  edge_index, torch::zeros({edge_index.size(1), 3}, fopts)}, forces, energy, atomic, unused_virial);
@@ -592,16 +607,18 @@ void PairMLIP::run_model(const char *method, std::vector<torch::jit::IValue> inp
 }
 
 // model.pt2's graph "model": the same inputs as compute_engine, its outputs as a list in the
-// documented order (energy, atomic_energies, forces, stress, virial)
+// documented order (energy, atomic_energies, forces, stress, virial); or its graph "local"
+// (energy, atomic_energies, forces; virial_out is left as it is)
 void PairMLIP::run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
-                           torch::Tensor &atomic, torch::Tensor &virial_out)
+                           torch::Tensor &atomic, torch::Tensor &virial_out,
+                           torch::inductor::AOTIModelPackageLoader *graph)
 {
   try {
-    auto out = package->run(inputs);
+    auto out = (graph ? graph : package.get())->run(inputs);
     energy = out[0];
     atomic = out[1].to(torch::kFloat64).contiguous();
     forces = out[2].to(torch::kFloat64).contiguous();
-    virial_out = out[4].to(torch::kFloat64).contiguous();
+    if (out.size() > 4) virial_out = out[4].to(torch::kFloat64).contiguous();
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style mlip: model evaluation failed: {}", e.what());
   }

@@ -51,11 +51,13 @@ class PairMLIP : public Pair {
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
                  torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
   void run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
-                   torch::Tensor &atomic, torch::Tensor &virial_out);
+                   torch::Tensor &atomic, torch::Tensor &virial_out,
+                   torch::inductor::AOTIModelPackageLoader *graph = nullptr);
   void tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model);
 
   torch::jit::Module model;                                        // model.pt
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;  // model.pt2 (its "model" graph)
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> local_graph;  // its "local" graph, if any
   bool model_loaded;
   std::string model_path;
   double model_cutoff;              // Å, edges shorter than this go to the model
