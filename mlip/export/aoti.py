@@ -4,9 +4,11 @@
     out = model(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts)
     meta = model.get_metadata()          # str -> str; "mlip_metadata" holds all of it as JSON
 
-The package holds two compiled graphs. ``model`` (loaded by default) takes the caller's neighbour
-list, as MD engines supply it. ``neighbors`` builds one itself (a brute-force list, O(N^2 x cell
-images), for small systems and scripts without an engine):
+The package holds two or three compiled graphs. ``model`` (loaded by default) takes the caller's
+neighbour list, as MD engines supply it. ``neighbors`` builds one itself (a brute-force list,
+O(N^2 x cell images), for small systems and scripts without an engine). ``local``, in packages of
+mlip's invariant model (no message passing), takes an engine's local and ghost atoms and computes
+descriptors of the local atoms only (``LocalEnginePotential``; LAMMPS on several MPI ranks):
 
     nl = torch._inductor.package.load_package("model.pt2", "neighbors")
     edge_index, cell_shifts, ok = nl(positions, cell, pbc)   # ok False: cell thinner than cutoff/4
