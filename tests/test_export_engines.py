@@ -123,8 +123,10 @@ def test_every_model_compiles_with_aoti(name, tmp_path):
     the package's own neighbour list, the same for every family, is left to the fixture above."""
     model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
     compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False))
-    assert compiled.neighbors is None and list(meta["packaged_models"]) == ["model"]
+    # the invariant model (no message passing, the exchange hooks) also gets the engines' graph "local"
+    assert compiled.neighbors is None and list(meta["packaged_models"]) == ["model"] + ["local"] * (name == "invariant")
     assert meta["atomic_numbers"] == [14]
+    assert meta["receptive_field"] == (8.0 if name == "equivariant" else 4.0)  # Å: 2 layers x cutoff
     for atoms in (triclinic_si(), triclinic_si(seed=3).repeat((1, 2, 1))):
         _assert_equal_to_eager(compiled.compute(*_engine_inputs(atoms)), predict(model, [atoms]))
 

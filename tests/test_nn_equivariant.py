@@ -77,6 +77,34 @@ def test_correlation_3_pair_route_equals_horner_with_its_gradients():
     assert fast[0][:, :, 1:].abs().max() > 1e-2
 
 
+def test_inference_route_gives_the_same_outputs_and_first_derivatives():
+    """``prepare_inference`` (what the exporters call): the correlation-3 contraction writes B as
+    x . G - const with G = dB/dx from Euler's theorem on symmetrised couplings. B and dB/dA under
+    any upstream gradient equal the training route's (scalar and vector outputs, several species,
+    one without atoms), and the couplings' symmetrised tensors leave B unchanged."""
+    import copy
+
+    torch.manual_seed(3)
+    ls_a = irreps_up_to(2, True)
+    ls_out = irreps_up_to(1, True)
+    contraction = SymmetricContraction(ls_a, ls_out, correlation=3, num_species=3, channels=4)
+    _randomize(contraction)
+    inference = copy.deepcopy(contraction)
+    inference.prepare_inference()
+    assert all(block.inference for block in inference.blocks)
+    a = torch.randn(7, 4, 9, requires_grad=True)
+    species = torch.tensor([0, 1, 1, 0, 1, 0, 0])  # species 2 absent
+    upstream = torch.randn(7, 4, irreps_dim(ls_out))
+    results = []
+    for module in (contraction, inference):
+        b = module(a, species)
+        results.append((b, torch.autograd.grad((b * upstream).sum(), a)[0]))
+    (b0, g0), (b1, g1) = results
+    torch.testing.assert_close(b1, b0, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(g1, g0, atol=1e-12, rtol=1e-12)
+    assert b0[:, :, 1:].abs().max() > 1e-2 and g0.abs().max() > 1e-2
+
+
 def test_highest_order_is_a_nonzero_polynomial_of_degree_4():
     torch.manual_seed(1)
     ls = irreps_up_to(2, True)

@@ -39,7 +39,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.errors import ConfigError
-from mlip.export.torchscript import UNITS, d3_terms
+from mlip.export.torchscript import UNITS, d3_terms, prepare_inference
 from mlip.fileio import atomic_path
 from mlip.models.contract import cutoff_of, has_feature_exchange, receptive_field, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
@@ -244,6 +244,7 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
         prepare = getattr(sub, "prepare_export", None)
         if callable(prepare):
             prepare()
+    prepare_inference(model)
     dtype = next(model.parameters()).dtype
     species = species_of(model)
     cutoff = cutoff_of(model)

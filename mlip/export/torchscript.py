@@ -248,6 +248,17 @@ def dispersion_settings(model: torch.nn.Module) -> Dict[str, str]:
     return {}
 
 
+def prepare_inference(model: torch.nn.Module) -> None:
+    """Switch the exporter's copy of ``model`` to the inference routes of its modules (those with a
+    ``prepare_inference`` hook, e.g. the symmetric contraction's forces from its forward products):
+    the same energies and first derivatives, no parameter gradients and no second derivatives,
+    which an exported potential never needs."""
+    for sub in model.modules():
+        hook = getattr(sub, "prepare_inference", None)
+        if callable(hook):
+            hook()
+
+
 def export_torchscript(model: ForcesAndStress, path: str,
                       dtype: Optional[torch.dtype] = None) -> torch.jit.ScriptModule:
     """Script ``model`` (a ``ForcesAndStress`` around a registry model) and save it to ``path``
@@ -259,6 +270,7 @@ def export_torchscript(model: ForcesAndStress, path: str,
         model = model.to(dtype)
     for term in d3_terms(model):  # trained on labels without dispersion (model.d3_in_labels=false): add it now
         term.active = True
+    prepare_inference(model)
     wrapper_class = ExportedExchangePotential if has_feature_exchange(model) else ExportedPotential
     wrapper = wrapper_class(model, species_of(model), cutoff_of(model))
     scripted = torch.jit.script(wrapper)

@@ -17,6 +17,7 @@ index at a time (Horner's scheme; correlation 3, every preset, takes a faster ro
 which costs C (2L+1) D^nu per atom for the highest order: ``dense_size`` is what limits nu.
 """
 
+import itertools
 from typing import List
 
 import numpy as np
@@ -48,21 +49,31 @@ class _Order(torch.nn.Module):
         u = symmetric_coupling(ls, out, nu)
         u = u.reshape(int(np.prod(u.shape[:-1])), u.shape[-1])
         k = u.shape[1]
-        u_pairs = u.new_zeros(0, k)
-        if nu == 3:
-            d = irreps_dim(ls)
-            iu = torch.triu_indices(d, d)
-            full = u.view(-1, d * d, k)
-            off_diagonal = (iu[0] != iu[1]).to(u.dtype).view(1, -1, 1)
-            u_pairs = (full[:, iu[0] * d + iu[1]] + full[:, iu[1] * d + iu[0]] * off_diagonal).reshape(-1, k)
+        self.nu = nu
+        self.d = irreps_dim(ls)
         # constants of the irreps, rebuilt with the model: not saved in state dicts (at correlation 4
         # u can hold millions of numbers)
         self.register_buffer("u", u.to(torch.get_default_dtype()), persistent=False)
-        self.register_buffer("u_pairs", u_pairs.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("u_pairs", _pairs(u, self.d, nu).to(torch.get_default_dtype()), persistent=False)
         if nu == 1:  # the linear term starts as the identity on each matching irrep
             self.w = torch.nn.Parameter(torch.ones(num_species, k, channels))
         else:
             self.w = torch.nn.Parameter(torch.randn(num_species, k, channels) / max(k, 1))
+
+    @torch.jit.unused
+    def symmetrise(self) -> None:
+        """Replace ``u`` by its mean over the permutations of its nu copies (and ``u_pairs`` by
+        that of the result): the same contraction, since the product of nu copies of one feature
+        is symmetric, but now the derivative in one copy is nu times the contraction with nu - 1
+        copies (``_OutputIrrep.inference``)."""
+        m = self.u.shape[0] // self.d ** self.nu
+        k = self.u.shape[1]
+        u = self.u.double().view((m,) + (self.d,) * self.nu + (k,))
+        perms = list(itertools.permutations(range(1, self.nu + 1)))
+        u = sum(u.permute((0,) + p + (self.nu + 1,)) for p in perms) / len(perms)
+        u = u.reshape(-1, k)
+        self.u = u.to(self.u.dtype)
+        self.u_pairs = _pairs(u, self.d, self.nu).to(self.u.dtype)
 
     def forward(self, s: int, pairs: bool = False) -> torch.Tensor:
         """(U w)^T for species index ``s``: [C, (2L+1) D^nu], contiguous, so that each channel's
@@ -70,6 +81,18 @@ class _Order(torch.nn.Module):
         over channels with a copy of each operand. ``pairs`` (order 3 only): (U_pairs w)^T,
         [C, (2L+1) D P]."""
         return self.w[s].t() @ (self.u_pairs if pairs else self.u).t()
+
+
+def _pairs(u: torch.Tensor, d: int, nu: int) -> torch.Tensor:
+    """Order 3: the coupling [(2L+1) D P, K] on the unordered pairs d2 <= d3 of its last two copies
+    (``_Order``); empty for other orders."""
+    k = u.shape[1]
+    if nu != 3:
+        return u.new_zeros(0, k)
+    iu = torch.triu_indices(d, d)
+    full = u.view(-1, d * d, k)
+    off_diagonal = (iu[0] != iu[1]).to(u.dtype).view(1, -1, 1)
+    return (full[:, iu[0] * d + iu[1]] + full[:, iu[1] * d + iu[0]] * off_diagonal).reshape(-1, k)
 
 
 class _OutputIrrep(torch.nn.Module):
@@ -88,6 +111,9 @@ class _OutputIrrep(torch.nn.Module):
                                            for nu in range(1, correlation + 1)])
         #: correlation 3 by ``_third_order`` (False: Horner's scheme, the reference in the tests)
         self.pair_route = correlation == 3
+        #: inference only (``SymmetricContraction.prepare_inference``): the derivative in x from the
+        #: forward's own products, no backward through them (first derivatives only)
+        self.inference = False
         # correlation 3: the unordered pairs d2 <= d3 of the quadratic products x_d2 x_d3 (see
         # _third_order; the same order as ``_Order.u_pairs``); constants of the irreps, not saved
         iu = torch.triu_indices(self.d, self.d)
@@ -106,12 +132,31 @@ class _OutputIrrep(torch.nn.Module):
         gradients of the small preset's contraction."""
         c, d, m = self.channels, self.d, self.m
         n = x.shape[2]
+        if self.inference:
+            return self._third_order_inference(x, cs, t3)
         quadratic = x.index_select(1, self.pair_first) * x.index_select(1, self.pair_second)  # [C, P, n]
         t3 = t3.view(c, m * d, quadratic.shape[1])  # [C, M D, P]
         t2 = cs[1].view(c, m * d, d)  # [C, M D, D]
         y = torch.baddbmm(cs[0].unsqueeze(2), t2, x)  # [C, M D, n]
         y = torch.baddbmm(y, t3, quadratic)
         return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)  # [C, M, n]
+
+    def _third_order_inference(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
+        """``_third_order`` with couplings symmetric in their copies (``_Order.symmetrise``), for
+        inference: with y1 = T2 x and y2 = T3' (x x), B = x . (T1 + y1 + y2) and, by Euler's theorem
+        for homogeneous polynomials, dB/dx = T1 + 2 y1 + 3 y2. So B is written as x . G (G held
+        constant) minus a constant, and the backward pass is one product with G instead of a pass
+        back through the quadratic products and both batched products: the same values and first
+        derivatives in x, no derivatives in the weights and no second derivatives."""
+        c, d, m = self.channels, self.d, self.m
+        n = x.shape[2]
+        xd = x.detach()
+        quadratic = xd.index_select(1, self.pair_first) * xd.index_select(1, self.pair_second)  # [C, P, n]
+        y1 = torch.bmm(cs[1].detach().view(c, m * d, d), xd)  # [C, M D, n]
+        y2 = torch.bmm(t3.detach().view(c, m * d, quadratic.shape[1]), quadratic)
+        grad = (cs[0].detach().unsqueeze(2) + 2.0 * y1 + 3.0 * y2).view(c, m, d, n)
+        rest = ((y1 + 2.0 * y2).view(c, m, d, n) * xd.unsqueeze(1)).sum(2)
+        return (grad * x.unsqueeze(1)).sum(2) - rest  # [C, M, n]
 
     def forward(self, x: torch.Tensor, s: int) -> torch.Tensor:
         """``x`` [C, D, n] (atoms of species index ``s``, atoms last) -> [C, M, n].
@@ -169,6 +214,20 @@ class SymmetricContraction(torch.nn.Module):
             for block in self.blocks:
                 assert isinstance(block, _OutputIrrep)
                 block.pair_route = False
+
+    @torch.jit.unused
+    def prepare_inference(self) -> None:
+        """Called by the exporters on their copy of the model: correlation 3 computes forces from the
+        forward's own products (``_OutputIrrep._third_order_inference``), with the couplings
+        symmetrised (the same numbers). The result has first derivatives in the features only: no
+        parameter gradients, no double backward (training keeps the default)."""
+        for block in self.blocks:
+            assert isinstance(block, _OutputIrrep)
+            if block.pair_route:
+                for order in block.orders:
+                    assert isinstance(order, _Order)
+                    order.symmetrise()
+                block.inference = True
 
     def _contract(self, x: torch.Tensor, s: int) -> torch.Tensor:
         """``x`` [C, D, n] -> [n, C, D_out]."""
