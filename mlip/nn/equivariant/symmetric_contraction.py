@@ -70,8 +70,7 @@ class _Order(torch.nn.Module):
         k = self.u.shape[1]
         u = self.u.double().view((m,) + (self.d,) * self.nu + (k,))
         perms = list(itertools.permutations(range(1, self.nu + 1)))
-        u = sum(u.permute((0,) + p + (self.nu + 1,)) for p in perms) / len(perms)
-        u = u.reshape(-1, k)
+        u = torch.stack([u.permute((0,) + p + (self.nu + 1,)) for p in perms]).mean(0).reshape(-1, k)
         self.u = u.to(self.u.dtype)
         self.u_pairs = _pairs(u, self.d, self.nu).to(self.u.dtype)
 
