@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     runs = {}
     for wd in args.workdirs:
         log = (Path(wd) / "bench.log").read_text().splitlines()[0]
-        seed = int(log.split("--seed ")[1].split()[0]) if "--seed " in log else 0
+        seed = int(log.split("--seed ")[1].split()[0].rstrip(";")) if "--seed " in log else 0
         runs.setdefault(seed, []).extend(json.loads((Path(wd) / "results.json").read_text()))
     body = report.seed_summary(runs) + (["", args.notes] if args.notes else [])
     publish(args.title, args.command or "python scripts/bench_peers_seeds.py " + " ".join(argv or sys.argv[1:]),
