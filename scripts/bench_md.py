@@ -181,14 +181,9 @@ def main() -> None:
         rows.append((f"LAMMPS `{args.classical[0]}`", args.ranks, s))
         print(f"LAMMPS classical: {1 / s[0]:.2f} steps/s", flush=True)
 
-    if str(model).endswith(".pt2"):
-        from mlip.export.aoti import load_aoti
+    from mlip.export.lammps_run import model_metadata
 
-        _, meta = load_aoti(model)
-    else:
-        from mlip.export.torchscript import load_exported
-
-        _, meta = load_exported(model)
+    meta = model_metadata(model)
     command = f"OMP_NUM_THREADS={threads} python scripts/bench_md.py " + " ".join(sys.argv[1:])
     model_label = (f"given ({args.model_name})" if args.model
                    else f"default `model=invariant` trained {args.train_epochs} epochs")

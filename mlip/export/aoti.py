@@ -39,7 +39,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.errors import ConfigError
-from mlip.export.torchscript import UNITS, d3_terms, prepare_inference
+from mlip.export.torchscript import UNITS, call_hooks, d3_terms
 from mlip.fileio import atomic_path
 from mlip.models.contract import cutoff_of, has_feature_exchange, receptive_field, species_of
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
@@ -62,17 +62,7 @@ class EnginePotential(torch.nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
         species, bad = _species(self.species_table, atomic_numbers, positions.dtype)
-        data: Dict[str, torch.Tensor] = {
-            keys.POSITIONS: positions,
-            keys.ATOMIC_NUMBERS: atomic_numbers,
-            keys.SPECIES: species,
-            keys.BATCH: torch.zeros_like(atomic_numbers),
-            keys.CELL: cell.unsqueeze(0),
-            keys.PBC: pbc.unsqueeze(0),
-            keys.N_ATOMS: torch.zeros(1, dtype=torch.long, device=positions.device) + positions.shape[0],
-            keys.EDGE_INDEX: edge_index,
-            keys.CELL_SHIFTS: cell_shifts,
-        }
+        data = _engine_batch(positions, atomic_numbers, species, cell, pbc, edge_index, cell_shifts)
         out = self.model(data, compute_forces=True, compute_stress=True, create_graph=False)
         stress = out[keys.PRED_STRESS][0] + bad
         volume = torch.linalg.det(cell).abs()
@@ -112,18 +102,10 @@ class LocalEnginePotential(torch.nn.Module):
         numbers = torch.cat([local_numbers, ghost_numbers])
         species, bad = _species(self.species_table, numbers, positions.dtype)
         dtype, device = positions.dtype, positions.device
-        data: Dict[str, torch.Tensor] = {
-            keys.POSITIONS: positions,
-            keys.ATOMIC_NUMBERS: numbers,
-            keys.SPECIES: species,
-            keys.BATCH: torch.zeros_like(numbers),
-            keys.CELL: torch.zeros((1, 3, 3), dtype=dtype, device=device),
-            keys.PBC: torch.zeros((1, 3), dtype=torch.bool, device=device),
-            keys.N_ATOMS: torch.zeros(1, dtype=torch.long, device=device) + positions.shape[0],
-            keys.EDGE_INDEX: edge_index,
-            keys.CELL_SHIFTS: torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=device),
-            keys.ENGINE_ADDS_LONG_RANGE: torch.zeros(0, device=device),
-        }
+        # an open graph: ghosts at their image positions, so no cell and no shifts
+        data = _engine_batch(positions, numbers, species, torch.zeros((3, 3), dtype=dtype, device=device),
+                             torch.zeros(3, dtype=torch.bool, device=device), edge_index,
+                             torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=device))
         h, edges = energy_model.exchange_begin(data, local_positions.shape[0])
         _, y = energy_model.exchange_layer(0, h, data, edges)
         atomic = energy_model.exchange_energies(y, data)
@@ -139,6 +121,23 @@ def has_local_graph(model: ForcesAndStress) -> bool:
         return False
     widths: Any = model.energy_model.exchange_widths  # a contract hook: not in nn.Module's type
     return len(widths()) == 1
+
+
+def _engine_batch(positions: torch.Tensor, atomic_numbers: torch.Tensor, species: torch.Tensor, cell: torch.Tensor,
+                  pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """One frame from an engine as the models' batch: ``cell`` [3, 3] Å, ``pbc`` [3], the rest as
+    the graph ``model`` takes them (no long-range terms: mlip does not compile D3 models)."""
+    return {
+        keys.POSITIONS: positions,
+        keys.ATOMIC_NUMBERS: atomic_numbers,
+        keys.SPECIES: species,
+        keys.BATCH: torch.zeros_like(atomic_numbers),
+        keys.CELL: cell.unsqueeze(0),
+        keys.PBC: pbc.unsqueeze(0),
+        keys.N_ATOMS: torch.zeros(1, dtype=torch.long, device=positions.device) + positions.shape[0],
+        keys.EDGE_INDEX: edge_index,
+        keys.CELL_SHIFTS: cell_shifts,
+    }
 
 
 def _species_table(atomic_numbers: List[int]) -> torch.Tensor:
@@ -240,11 +239,8 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
         model = model.to(dtype)
     for p in model.parameters():
         p.requires_grad_(False)
-    for sub in model.modules():  # blocks with a route Inductor cannot compile switch to one it can
-        prepare = getattr(sub, "prepare_export", None)
-        if callable(prepare):
-            prepare()
-    prepare_inference(model)
+    call_hooks(model, "prepare_export")  # blocks with a route Inductor cannot compile switch to one it can
+    call_hooks(model, "prepare_inference")
     dtype = next(model.parameters()).dtype
     species = species_of(model)
     cutoff = cutoff_of(model)

@@ -47,7 +47,7 @@ def mpiexec() -> Optional[Path]:
     return Path(found) if found else None
 
 
-def _metadata(model_path: str) -> Dict[str, object]:
+def model_metadata(model_path: str) -> Dict[str, object]:
     """The metadata of an exported ``model.pt`` or ``model.pt2``."""
     if str(model_path).endswith(".pt2"):
         from mlip.export.aoti import load_aoti
@@ -62,7 +62,7 @@ def model_elements(model_path: str) -> List[str]:
     """Element symbols of the species in an exported ``model.pt`` (or ``.pt2``), in the model's order."""
     from ase.data import chemical_symbols
 
-    meta = _metadata(model_path)
+    meta = model_metadata(model_path)
     numbers: List[int] = list(meta["atomic_numbers"])  # type: ignore[call-overload]
     return [chemical_symbols[z] for z in numbers]
 
@@ -113,7 +113,7 @@ def pair_lines(model: str, elements: Sequence[str]) -> str:
     """The input lines that set ``pair_style mlip`` (after ``read_data``). A model with a D3 term
     (``model.d3``) runs under ``hybrid/overlay`` with LAMMPS' ``dispersion/d3`` at the model's
     functional and cutoffs: the plugin's ghost atoms cannot make D3's lattice sums, so LAMMPS adds it."""
-    meta = _metadata(model)
+    meta = model_metadata(model)
     d3: Dict[str, str] = dict(meta.get("dispersion") or {})  # type: ignore[call-overload]
     species = " ".join(elements)
     if not d3:

@@ -248,13 +248,14 @@ def dispersion_settings(model: torch.nn.Module) -> Dict[str, str]:
     return {}
 
 
-def prepare_inference(model: torch.nn.Module) -> None:
-    """Switch the exporter's copy of ``model`` to the inference routes of its modules (those with a
-    ``prepare_inference`` hook, e.g. the symmetric contraction's forces from its forward products):
-    the same energies and first derivatives, no parameter gradients and no second derivatives,
-    which an exported potential never needs."""
+def call_hooks(model: torch.nn.Module, name: str) -> None:
+    """Call the method ``name`` of every submodule of the exporter's copy of ``model`` that has one.
+    ``prepare_inference`` switches modules to their inference routes (e.g. the symmetric
+    contraction's forces from its forward products): the same energies and first derivatives, no
+    parameter gradients and no second derivatives, which an exported potential never needs.
+    ``prepare_export`` (AOTInductor only) switches to routes Inductor can compile."""
     for sub in model.modules():
-        hook = getattr(sub, "prepare_inference", None)
+        hook = getattr(sub, name, None)
         if callable(hook):
             hook()
 
@@ -270,7 +271,7 @@ def export_torchscript(model: ForcesAndStress, path: str,
         model = model.to(dtype)
     for term in d3_terms(model):  # trained on labels without dispersion (model.d3_in_labels=false): add it now
         term.active = True
-    prepare_inference(model)
+    call_hooks(model, "prepare_inference")
     wrapper_class = ExportedExchangePotential if has_feature_exchange(model) else ExportedPotential
     wrapper = wrapper_class(model, species_of(model), cutoff_of(model))
     scripted = torch.jit.script(wrapper)
