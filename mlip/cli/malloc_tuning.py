@@ -5,10 +5,13 @@ allocated and freed once per step. glibc serves blocks above its mmap threshold 
 raised on the fly) from fresh ``mmap`` pages and gives freed memory at the top of the heap back to
 the kernel above its trim threshold, so the next step page-faults on the same few hundred MB
 again: about 10,000 page faults per training step of the small equivariant model on 8 mlearn Si
-frames. ``keep_freed_memory`` raises the mmap threshold to 32 MiB (glibc's maximum), keeps up to
-2 GiB of freed memory and grows the heap 64 MiB at a time, so steady-state steps reuse memory the
-process already holds: training steps 7-19 % faster on one CPU thread (small on Si, medium on
-ethanol; ``docs/benchmarks.md``). Peak memory is unchanged; memory freed after the peak is kept
+frames. ``keep_freed_memory`` raises the mmap threshold to 32 MiB (glibc's largest), serves blocks
+above it from the heap too (no ``mmap`` at all: MD of a few thousand atoms has per-edge tensors of
+50-100 MB, which would otherwise be mapped and unmapped on every call), keeps up to 2 GiB of freed
+memory and grows the heap 64 MiB at a time, so steady-state steps reuse memory the process already
+holds: training steps 7-19 % faster on one CPU thread (small on Si, medium on ethanol), and the
+TorchScript equivariant model in LAMMPS 1.4x faster at 8,000 atoms (``docs/benchmarks.md``). Peak
+memory is about the same (+10 % at 8,000 atoms in LAMMPS); memory freed after the peak is kept
 until the process ends.
 
 This is what ``LD_PRELOAD`` of jemalloc or tcmalloc does for PyTorch, without a dependency.
@@ -24,9 +27,11 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 
 #: the settings: (parameter, value); values fit a C int
-SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, (2 << 30) - 1), (_M_TOP_PAD, 64 << 20))
+SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, (2 << 30) - 1),
+            (_M_TOP_PAD, 64 << 20))
 
 
 def keep_freed_memory() -> bool:

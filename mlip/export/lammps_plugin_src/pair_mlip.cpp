@@ -79,7 +79,8 @@ struct FeatureExchange : public torch::autograd::Function<FeatureExchange> {
 // glibc malloc keeps freed memory in the process, as mlip/cli/malloc_tuning.py does for training:
 // by default every step's intermediates above the mmap threshold come from fresh pages and are
 // unmapped again, so each MD step page-faults the same memory back in. Same settings as there:
-// mmap threshold 32 MiB, trim threshold 2 GiB, top pad 64 MiB; MLIP_MALLOC_TUNING=0 turns it off.
+// mmap threshold 32 MiB and no mmap at all (per-edge tensors of a few thousand atoms are 50-100 MB),
+// trim threshold 2 GiB, top pad 64 MiB; MLIP_MALLOC_TUNING=0 turns it off.
 void keep_freed_memory()
 {
 #if defined(__GLIBC__)
@@ -89,6 +90,7 @@ void keep_freed_memory()
   const char *env = std::getenv("MLIP_MALLOC_TUNING");
   if (env && std::string(env) == "0") return;
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 2147483647);
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
