@@ -229,18 +229,26 @@ class EquivariantModel(torch.nn.Module):
         self.energies = AtomicEnergies(e0, scale, shift)
         self.register_load_state_dict_pre_hook(_upgrade_on_load)
 
-    def radial_features(self, r: torch.Tensor) -> torch.Tensor:
-        """Tensor-product weights of every layer, [E, sum(weight_sizes)], vanishing at the cutoff; each
-        layer's columns in its ``weight_order``."""
+    def radial_weights(self, r: torch.Tensor) -> List[torch.Tensor]:
+        """Tensor-product weights of each layer, [E, weight_sizes[t]], vanishing at the cutoff; each
+        layer's columns in its ``weight_order``. The last weight matrix is split per layer (it is a
+        few thousand numbers) rather than the [E, sum(weight_sizes)] output: the backward pass of a
+        split output is a concatenation of per-edge gradients (the slowest copy of an MD step)."""
         x = self.basis(r) * self.envelope(r).unsqueeze(-1)
         last = len(self.radial_scales) - 1
+        weights: List[torch.Tensor] = []
         for k, layer in enumerate(self.radial):  # = self.radial(x), with two passes fewer per hidden layer
             w = layer.weight * self.radial_scales[k]
             if k < last:
                 x = torch.nn.functional.silu(x @ w)
             else:
-                x = x @ w.index_select(1, self.radial_order)
-        return x
+                for w_t in torch.split(w.index_select(1, self.radial_order), self.weight_sizes, dim=1):
+                    weights.append(x @ w_t)
+        return weights
+
+    def radial_features(self, r: torch.Tensor) -> torch.Tensor:
+        """All layers' ``radial_weights`` side by side, [E, sum(weight_sizes)]."""
+        return torch.cat(self.radial_weights(r), dim=1)
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         species = data[keys.SPECIES]
@@ -266,7 +274,7 @@ class EquivariantModel(torch.nn.Module):
         r = torch.linalg.norm(vec, dim=1)
         sh = self.sh(vec)
         slot, sh_padded = neighbour_slots(data[keys.EDGE_INDEX][0], n_centres, sh)
-        weights = torch.split(self.radial_features(r), self.weight_sizes, dim=1)
+        weights = self.radial_weights(r)
         h = self.embedding.index_select(0, data[keys.SPECIES]).unsqueeze(2)  # [N, C, 1]
         return h, [sh, slot, sh_padded] + list(weights)
 
