@@ -52,9 +52,11 @@ def test_symmetric_contraction_at_correlation_4_is_equivariant(parity):
 
 
 def test_correlation_3_pair_route_equals_horner_with_its_gradients():
-    """The correlation-3 route (quadratic products of unordered pairs, one batched product) gives
-    Horner's scheme's B, dB/dA and the parameter gradients of a force-like loss (double backward,
-    as in training), for scalar and vector outputs and several species, one with no atoms."""
+    """The correlation-3 route (quadratic products of unordered pairs, one batched product; in
+    training through ``_CubicContraction``, whose backward is Euler's G on symmetrised couplings)
+    gives Horner's scheme's B, dB/dA and the parameter gradients of a force-like loss (double
+    backward, as in training), for scalar and vector outputs and several species, one with no
+    atoms."""
     torch.manual_seed(2)
     ls_a = irreps_up_to(2, True)
     ls_out = irreps_up_to(1, True)
@@ -71,6 +73,7 @@ def test_correlation_3_pair_route_equals_horner_with_its_gradients():
         params = torch.autograd.grad((grad_a ** 2).sum(), list(contraction.parameters()))
         return [b, grad_a, *params]
 
+    assert all(block.euler for block in contraction.blocks)
     fast, horner = outputs(True), outputs(False)
     for x, y in zip(fast, horner):
         torch.testing.assert_close(x, y, atol=1e-9, rtol=1e-9)

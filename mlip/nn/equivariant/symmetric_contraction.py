@@ -94,6 +94,51 @@ def _pairs(u: torch.Tensor, d: int, nu: int) -> torch.Tensor:
     return (full[:, iu[0] * d + iu[1]] + full[:, iu[1] * d + iu[0]] * off_diagonal).reshape(-1, k)
 
 
+class _CubicContraction(torch.autograd.Function):
+    """Correlation 3 for training: B[C, M, n] = sum_d1 x_d1 (T1 + T2 x + T3' (x x))[M, d1] with
+    couplings symmetric in their copies (``_Order.symmetrise``), whose derivative in x is, by Euler's
+    theorem, G = T1 + 2 T2 x + 3 T3' (x x) (``_OutputIrrep._third_order_inference``).
+
+    The forward pass records nothing. The backward pass recomputes G from the saved inputs with
+    differentiable operations and returns sum_M dB_M G_M (and the couplings' gradients), so a force
+    loss differentiates through G once (double backward by autograd), instead of through autograd's
+    own backward of the quadratic products and both batched products: about half the passes over the
+    [C, D(D+1)/2, n] pair products per training step. The same values and derivatives of every
+    order as ``_OutputIrrep._third_order`` (tests)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor,
+                pair_first: torch.Tensor, pair_second: torch.Tensor) -> torch.Tensor:
+        """``x`` [C, D, n], ``t1`` [C, M D], ``t2`` [C, M D, D], ``t3`` [C, M D, P] -> [C, M, n]."""
+        c, d, n = x.shape
+        m = t1.shape[1] // d
+        quadratic = x.index_select(1, pair_first) * x.index_select(1, pair_second)  # [C, P, n]
+        y = torch.baddbmm(t1.unsqueeze(2), t2, x)
+        y = torch.baddbmm(y, t3, quadratic)  # [C, M D, n]
+        ctx.save_for_backward(x, t1, t2, t3, pair_first, pair_second)
+        return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, t1, t2, t3, pair_first, pair_second = ctx.saved_tensors
+        c, d, n = x.shape
+        m = t1.shape[1] // d
+        quadratic = x.index_select(1, pair_first) * x.index_select(1, pair_second)  # [C, P, n]
+        g = torch.baddbmm(t1.unsqueeze(2), t2, x, alpha=2.0)
+        g = torch.baddbmm(g, t3, quadratic, alpha=3.0).view(c, m, d, n)  # dB[M]/dx = G [C, M, D, n]
+        grad_x = (grad.unsqueeze(2) * g).sum(1) if ctx.needs_input_grad[0] else None
+        grad_t1 = grad_t2 = grad_t3 = None
+        if any(ctx.needs_input_grad[1:4]):
+            outer = (grad.unsqueeze(2) * x.unsqueeze(1)).reshape(c, m * d, n)  # dB_M x_d1: [C, M D, n]
+            if ctx.needs_input_grad[1]:
+                grad_t1 = outer.sum(2)
+            if ctx.needs_input_grad[2]:
+                grad_t2 = torch.bmm(outer, x.transpose(1, 2))
+            if ctx.needs_input_grad[3]:
+                grad_t3 = torch.bmm(outer, quadratic.transpose(1, 2))
+        return grad_x, grad_t1, grad_t2, grad_t3, None, None
+
+
 class _OutputIrrep(torch.nn.Module):
     """The contraction for one output irrep (2L+1 components); ``orders[nu - 1]`` holds order nu."""
     pair_first: torch.Tensor
@@ -110,6 +155,13 @@ class _OutputIrrep(torch.nn.Module):
                                            for nu in range(1, correlation + 1)])
         #: correlation 3 by ``_third_order`` (False: Horner's scheme, the reference in the tests)
         self.pair_route = correlation == 3
+        #: correlation 3 in eager training through ``_CubicContraction``: its couplings are
+        #: symmetrised here (the same function); False: autograd through ``_third_order``'s products
+        self.euler = self.pair_route
+        if self.euler:
+            for order in self.orders:
+                assert isinstance(order, _Order)
+                order.symmetrise()
         #: inference only (``SymmetricContraction.prepare_inference``): the derivative in x from the
         #: forward's own products, no backward through them (first derivatives only)
         self.inference = False
@@ -131,6 +183,8 @@ class _OutputIrrep(torch.nn.Module):
         gradients of the small preset's contraction."""
         if self.inference:
             return self._third_order_inference(x, cs, t3)
+        if self.euler and not torch.jit.is_scripting():
+            return self._third_order_euler(x, cs, t3)
         c, d, m = self.channels, self.d, self.m
         n = x.shape[2]
         quadratic = x.index_select(1, self.pair_first) * x.index_select(1, self.pair_second)  # [C, P, n]
@@ -139,6 +193,13 @@ class _OutputIrrep(torch.nn.Module):
         y = torch.baddbmm(cs[0].unsqueeze(2), t2, x)  # [C, M D, n]
         y = torch.baddbmm(y, t3, quadratic)
         return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)  # [C, M, n]
+
+    @torch.jit.unused
+    def _third_order_euler(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
+        """``_third_order`` through ``_CubicContraction`` (eager training with symmetrised couplings)."""
+        c, d, m = self.channels, self.d, self.m
+        return _CubicContraction.apply(x, cs[0], cs[1].view(c, m * d, d), t3.view(c, m * d, -1),
+                                       self.pair_first, self.pair_second)
 
     def _third_order_inference(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
         """``_third_order`` with couplings symmetric in their copies (``_Order.symmetrise``), for
