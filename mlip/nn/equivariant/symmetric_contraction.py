@@ -115,17 +115,19 @@ class _CubicContraction(torch.autograd.Function):
         quadratic = x.index_select(1, pair_first) * x.index_select(1, pair_second)  # [C, P, n]
         y = torch.baddbmm(t1.unsqueeze(2), t2, x)
         y = torch.baddbmm(y, t3, quadratic)  # [C, M D, n]
-        ctx.save_for_backward(x, t1, t2, t3, pair_first, pair_second)
+        ctx.save_for_backward(x, t1, t2, t3, pair_first, pair_second, quadratic)
         return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, t1, t2, t3, pair_first, pair_second = ctx.saved_tensors
+        x, t1, t2, t3, pair_first, pair_second, quadratic = ctx.saved_tensors
         c, d, n = x.shape
         m = t1.shape[1] // d
-        quadratic = x.index_select(1, pair_first) * x.index_select(1, pair_second)  # [C, P, n]
-        g = torch.baddbmm(t1.unsqueeze(2), t2, x, alpha=2.0)
-        g = torch.baddbmm(g, t3, quadratic, alpha=3.0).view(c, m, d, n)  # dB[M]/dx = G [C, M, D, n]
+        if torch.is_grad_enabled():  # create_graph (a force loss): G as a function of x and the couplings
+            quadratic = x.index_select(1, pair_first) * x.index_select(1, pair_second)  # [C, P, n]
+        # the factors 2 and 3 on the couplings (small), not on the [C, P, n] products' gradients
+        g = torch.baddbmm(t1.unsqueeze(2), 2.0 * t2, x)
+        g = torch.baddbmm(g, 3.0 * t3, quadratic).view(c, m, d, n)  # dB[M]/dx = G [C, M, D, n]
         grad_x = (grad.unsqueeze(2) * g).sum(1) if ctx.needs_input_grad[0] else None
         grad_t1 = grad_t2 = grad_t3 = None
         if any(ctx.needs_input_grad[1:4]):
