@@ -175,3 +175,31 @@ def test_tensor_interaction_slots_equal_edge_by_edge(l_in):
     assert slots.shape == (m, 3, irreps_dim(ls_sh))
     assert dense.abs().max() > 0.1
     torch.testing.assert_close(slots, dense, atol=1e-12, rtol=1e-12)
+
+
+def test_contraction_function_supports_the_double_vjp_of_parameter_gradients():
+    """The identifiability analysis takes Jacobian columns by differentiating parameter gradients
+    (``create_graph``) with respect to the upstream vector u of a force-like residual: third-order
+    use of the training route's ``_CubicContraction``. It must equal autograd through the pair
+    products (``euler`` off) to rounding."""
+    torch.manual_seed(4)
+    ls_a = irreps_up_to(2, True)
+    contraction = SymmetricContraction(ls_a, irreps_up_to(1, True), correlation=3, num_species=2, channels=3)
+    _randomize(contraction)
+    a = torch.randn(6, 3, 9, requires_grad=True)
+    species = torch.tensor([0, 1, 1, 0, 1, 0])
+    params = list(contraction.parameters())
+
+    def columns(euler):
+        for block in contraction.blocks:
+            block.euler = euler
+        b = contraction(a, species)
+        residual = torch.cat([b.reshape(-1), torch.autograd.grad((b ** 2).sum(), a, create_graph=True)[0].reshape(-1)])
+        u = torch.zeros_like(residual, requires_grad=True)
+        grads = torch.autograd.grad(residual, params, grad_outputs=u, create_graph=True)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        return torch.stack([torch.autograd.grad(flat[j], u, retain_graph=True)[0] for j in range(0, flat.numel(), 7)])
+
+    fast, plain = columns(True), columns(False)
+    torch.testing.assert_close(fast, plain, atol=1e-10, rtol=1e-10)
+    assert plain.abs().max() > 1e-2
