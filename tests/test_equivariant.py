@@ -247,3 +247,48 @@ def test_two_epoch_training_run(tmp_path):
     assert metrics["test"]["forces_mae"] < 1500  # meV/Å; finite and not absurd after two epochs
     exported = torch.jit.load(str(run_dir / "model.pt"))
     assert exported.atomic_numbers == [14]
+
+
+def test_radial_network_once_per_reverse_pair_changes_nothing():
+    """``radial_per_pair`` evaluates the radial network once per pair i <-> j and gathers it to both
+    edges: energies, forces, stress and the parameter gradients of a force loss (double backward)
+    equal those of the network on every edge, on a triclinic 4-element cell and a molecule in one
+    batch (float64)."""
+    model = _model()
+    batch = batch_of([sicgeo_cell(), ethanol()], model)
+    core = model.energy_model
+
+    def run(per_pair):
+        core.radial_per_pair = per_pair
+        out = model(batch, compute_forces=True, compute_stress=True, create_graph=True)
+        loss = out["total_energy"].sum() + out["pred_forces"].pow(2).sum() + out["pred_stress"].pow(2).sum()
+        grads = torch.autograd.grad(loss, list(core.parameters()), allow_unused=True)
+        return [out["total_energy"], out["pred_forces"], out["pred_stress"]] + [g for g in grads if g is not None]
+
+    shared, every = run(True), run(False)
+    assert len(shared) == len(every)
+    for x, y in zip(shared, every):
+        torch.testing.assert_close(x, y, atol=1e-12, rtol=1e-10)
+
+
+def test_reverse_pair_groups_pair_each_edge_with_its_reverse():
+    from ase.build import bulk
+    from ase.neighborlist import neighbor_list
+
+    from mlip.nn.geometry import reverse_pair_groups
+
+    small = bulk("Si", "diamond", a=5.43)  # 2 atoms: edges to periodic images of the atom itself
+    small.rattle(0.05, seed=1)
+    for atoms in (sicgeo_cell(), small):
+        i, j, shifts = neighbor_list("ijS", atoms, 4.0)
+        edge_index = torch.tensor(np.stack([i, j]))
+        first, group = reverse_pair_groups(edge_index, torch.tensor(shifts, dtype=torch.float64))
+        assert first.shape[0] * 2 == len(i)  # a full list: every edge has exactly one reverse
+        assert bool((group.index_select(0, first) == torch.arange(first.shape[0])).all())
+        by_edge = {(a, b, tuple(s)): g for a, b, s, g in zip(i, j, shifts.tolist(), group.tolist())}
+        for (a, b, s), g in by_edge.items():
+            assert by_edge[(b, a, tuple(-x for x in s))] == g
+    assert (i == j).any()  # the small cell's self-image edges were among them
+    # an edge without its reverse (an engine's edge to a ghost atom) is a pair of its own
+    first, group = reverse_pair_groups(edge_index[:, :-1], torch.tensor(shifts[:-1], dtype=torch.float64))
+    assert first.shape[0] * 2 == len(i)

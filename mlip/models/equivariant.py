@@ -35,7 +35,7 @@ from mlip.nn.cutoff import PolynomialCutoff
 from mlip.nn.equivariant.interaction import Interaction, ScalarInputInteraction, TensorInputInteraction
 from mlip.nn.equivariant.irreps import Irrep, irreps_dim, irreps_up_to
 from mlip.nn.equivariant.symmetric_contraction import dense_size
-from mlip.nn.geometry import edge_vectors
+from mlip.nn.geometry import edge_vectors, reverse_pair_groups
 from mlip.nn.neighbor_slots import neighbour_slots
 from mlip.nn.radial import BesselBasis, folded_weight_scales
 
@@ -218,6 +218,11 @@ class EquivariantModel(torch.nn.Module):
         for layer, start in zip(layers, [0] + list(itertools.accumulate(self.weight_sizes))):
             order += [start + j for j in (layer.weight_order or range(layer.weight_numel))]
         self.register_buffer("radial_order", torch.tensor(order, dtype=torch.long), persistent=False)
+        #: the radial network once per pair of reverse edges (``reverse_pair_groups``): the same
+        #: values, half the radial work (training, eager evaluation); the exporters turn it off
+        #: (``prepare_inference``: an engine's edges to ghost atoms have no reverse, and the pairing's
+        #: sizes are data-dependent)
+        self.radial_per_pair = True
         readouts: List[torch.nn.Module] = [torch.nn.Linear(channels, 1) for _ in range(self.num_interactions - 1)]
         readouts.append(torch.nn.Sequential(torch.nn.Linear(channels, int(hp["readout_hidden"])), torch.nn.SiLU(),
                                             torch.nn.Linear(int(hp["readout_hidden"]), 1)))
@@ -245,6 +250,11 @@ class EquivariantModel(torch.nn.Module):
                 for w_t in torch.split(w.index_select(1, self.radial_order), self.weight_sizes, dim=1):
                     weights.append(x @ w_t)
         return weights
+
+    @torch.jit.unused
+    def prepare_inference(self) -> None:
+        """Exporters: the radial network on every edge (see ``radial_per_pair``)."""
+        self.radial_per_pair = False
 
     def radial_features(self, r: torch.Tensor) -> torch.Tensor:
         """All layers' ``radial_weights`` side by side, [E, sum(weight_sizes)]."""
@@ -274,7 +284,14 @@ class EquivariantModel(torch.nn.Module):
         r = torch.linalg.norm(vec, dim=1)
         sh = self.sh(vec)
         slot, sh_padded = neighbour_slots(data[keys.EDGE_INDEX][0], n_centres, sh)
-        weights = self.radial_weights(r)
+        pairs = None
+        if self.radial_per_pair and not torch.jit.is_scripting():
+            pairs = reverse_pair_groups(data[keys.EDGE_INDEX], data[keys.CELL_SHIFTS])
+        if pairs is None:
+            weights = self.radial_weights(r)
+        else:  # once per pair i <-> j (the same distance), gathered to both directions
+            first, group = pairs
+            weights = [w.index_select(0, group) for w in self.radial_weights(r.index_select(0, first))]
         h = self.embedding.index_select(0, data[keys.SPECIES]).unsqueeze(2)  # [N, C, 1]
         return h, [sh, slot, sh_padded] + list(weights)
 

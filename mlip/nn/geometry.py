@@ -1,6 +1,6 @@
-"""Edge vectors and cell volumes from a batch; the overlapping-atoms guard of inference."""
+"""Edge vectors, cell volumes and reverse-edge pairs from a batch; the overlapping-atoms guard of inference."""
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -50,3 +50,35 @@ def overlap_message(i: int, j: int, distance: float, min_distance: float) -> str
     return ("atoms " + str(i) + " and " + str(j) + " are " + _fixed4(distance) + " Å apart (closer than "
             + threshold + " Å): overlapping atoms, where the model gives no meaningful energy; "
             + "check the structure (min_distance sets the threshold, 0 turns the check off)")
+
+
+def reverse_pair_groups(edge_index: torch.Tensor,
+                        cell_shifts: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Edges i -> j (shift S) and j -> i (shift -S) are one pair: the same distance, bit for bit
+    (r_ji = -r_ij exactly in floating point). Returns ``(first, group)``: ``group`` [E] numbers each
+    edge's pair (both directions share it; an edge without its reverse, e.g. to an engine's ghost
+    atom, is a pair of its own) and ``first`` [G] is one edge of each pair, so a function of the
+    distance can be evaluated on G <= E edges and gathered back. ``edge_index`` [2, E], ``cell_shifts``
+    [E, 3] (integer lattice translations). None when the integer key would overflow (then evaluate on
+    every edge)."""
+    i, j = edge_index[0], edge_index[1]
+    s = cell_shifts.round().to(torch.long)
+    # orient each edge canonically: i < j, or i == j with the shift lexicographically positive
+    negative = (s[:, 0] < 0) | ((s[:, 0] == 0) & ((s[:, 1] < 0) | ((s[:, 1] == 0) & (s[:, 2] < 0))))
+    flip = (i > j) | ((i == j) & negative)
+    a = torch.where(flip, j, i)
+    b = torch.where(flip, i, j)
+    s = torch.where(flip.unsqueeze(1), -s, s)
+    n_edges = i.shape[0]
+    if n_edges == 0:
+        return None
+    span = int(s.abs().max()) * 2 + 1
+    n = int(edge_index.max()) + 1
+    if float(n) * n * span ** 3 >= 2.0 ** 62:
+        return None
+    s = s + span // 2
+    key = (a * n + b) * span ** 3 + (s[:, 0] * span + s[:, 1]) * span + s[:, 2]
+    keys_unique, group = torch.unique(key, return_inverse=True)
+    first = torch.zeros(keys_unique.shape[0], dtype=torch.long, device=key.device)
+    first.scatter_(0, group, torch.arange(n_edges, device=key.device))
+    return first, group
