@@ -7,10 +7,25 @@ import textwrap
 
 import pytest
 
-PROBE = textwrap.dedent("""
-    import resource, torch
-    from mlip.cli.malloc_tuning import keep_freed_memory
-    print(keep_freed_memory())
+
+def _probe(step: str) -> str:
+    """A child process's script: apply the settings, define ``step`` (the given code), run it 3 times,
+    then print the minor page faults per step over 10 more."""
+    return textwrap.dedent("""
+        import resource, torch
+        from mlip.cli.malloc_tuning import keep_freed_memory
+        print(keep_freed_memory())
+    """) + textwrap.dedent(step) + textwrap.dedent("""
+        for _ in range(3):
+            step()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            step()
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10)
+    """)
+
+
+PROBE = _probe("""
     torch.manual_seed(0)
     x = torch.randn(16, 16, 504, requires_grad=True)  # a symmetric contraction's sizes (MBs per tensor)
     w = torch.randn(16, 136, 16)
@@ -20,30 +35,14 @@ PROBE = textwrap.dedent("""
         y = (torch.bmm(w.transpose(1, 2), q) * x).sum()
         g, = torch.autograd.grad(y, x, create_graph=True)
         g.pow(2).sum().backward()
-    for _ in range(3):
-        step()
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10)
 """)
 
-
 #: blocks above glibc's largest mmap threshold (32 MiB): the per-edge tensors of MD on a few thousand atoms
-LARGE_PROBE = textwrap.dedent("""
-    import resource, torch
-    from mlip.cli.malloc_tuning import keep_freed_memory
-    print(keep_freed_memory())
+LARGE_PROBE = _probe("""
     x = torch.randn(1 << 20)
     def step():
         y = x.repeat(12) * 2.0  # 48 MiB, allocated and freed once per step
         return float(y[-1])
-    for _ in range(3):
-        step()
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10)
 """)
 
 
