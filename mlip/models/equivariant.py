@@ -252,6 +252,17 @@ class EquivariantModel(torch.nn.Module):
         return weights
 
     @torch.jit.unused
+    def _reverse_pairs(self, data: Dict[str, torch.Tensor]) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """``reverse_pair_groups`` of the batch's edges when ``radial_per_pair`` is on and the model
+        runs eagerly: a traced graph (torch.export, make_fx, torch.compile) cannot hold its
+        data-dependent sizes."""
+        edge_index = data[keys.EDGE_INDEX]
+        if (not self.radial_per_pair or torch.compiler.is_compiling()
+                or isinstance(edge_index.shape[1], torch.SymInt)):
+            return None
+        return reverse_pair_groups(edge_index, data[keys.CELL_SHIFTS])
+
+    @torch.jit.unused
     def prepare_inference(self) -> None:
         """Exporters: the radial network on every edge (see ``radial_per_pair``)."""
         self.radial_per_pair = False
@@ -284,9 +295,9 @@ class EquivariantModel(torch.nn.Module):
         r = torch.linalg.norm(vec, dim=1)
         sh = self.sh(vec)
         slot, sh_padded = neighbour_slots(data[keys.EDGE_INDEX][0], n_centres, sh)
-        pairs = None
-        if self.radial_per_pair and not torch.jit.is_scripting():
-            pairs = reverse_pair_groups(data[keys.EDGE_INDEX], data[keys.CELL_SHIFTS])
+        pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        if not torch.jit.is_scripting():
+            pairs = self._reverse_pairs(data)
         if pairs is None:
             weights = self.radial_weights(r)
         else:  # once per pair i <-> j (the same distance), gathered to both directions
