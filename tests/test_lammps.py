@@ -436,12 +436,14 @@ def test_plugin_keeps_freed_memory_between_md_steps(plugin, tmp_path):
     write_lammps_data(data, atoms, ["Si"])
     model = str(tmp_path / "model.pt")
     export_torchscript(make_model("equivariant", [14], cutoff=5.0, calibrate_on=[atoms[:64]]), model)
-    faults = {}
-    for tuning in ("0", "1"):
-        env = dict(mpi_env(), MLIP_MALLOC_TUNING=tuning, OMP_NUM_THREADS="1")
-        out = subprocess.run([sys.executable, "-c", PAGE_FAULT_PROBE, plugin, model, data], env=env,
-                             capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        faults[tuning] = float(out.stdout.split()[-1])
-    assert faults["0"] > 1000, faults  # glibc's default: many steps map their intermediates afresh
-    assert faults["1"] < 0.25 * faults["0"], faults
+    runs: Dict[str, list] = {"0": [], "1": []}
+    for _ in range(3):  # glibc's counts are erratic from process to process: medians of three
+        for tuning in ("0", "1"):
+            env = dict(mpi_env(), MLIP_MALLOC_TUNING=tuning, OMP_NUM_THREADS="1")
+            out = subprocess.run([sys.executable, "-c", PAGE_FAULT_PROBE, plugin, model, data], env=env,
+                                 capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, out.stderr[-3000:]
+            runs[tuning].append(float(out.stdout.split()[-1]))
+    untuned, tuned = np.median(runs["0"]), np.median(runs["1"])
+    assert untuned > 1000, runs  # glibc's default: many steps map their intermediates afresh
+    assert tuned < 0.25 * untuned, runs  # with the settings: at most a growth of the heap or two

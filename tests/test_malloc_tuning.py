@@ -1,6 +1,7 @@
 """``mlip.cli.malloc_tuning``: freed memory is reused instead of page-faulted in again each step."""
 
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -55,13 +56,16 @@ def _faults_per_step(tuning: str, probe: str = PROBE):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings: Linux only")
 def test_kept_memory_removes_most_page_faults_and_can_be_turned_off():
-    applied, tuned = _faults_per_step("1")
-    if not applied:
+    """Training-sized blocks (MBs). glibc adapts its thresholds as a process runs, so the fault counts
+    of one process are erratic (by default 100-5,000 per step, with the settings 0-750 on the
+    development machine): medians of three processes each."""
+    runs = {tuning: [_faults_per_step(tuning) for _ in range(3)] for tuning in ("1", "0")}
+    if not runs["1"][0][0]:
         pytest.skip("not glibc: mallopt unavailable")
-    off_applied, untuned = _faults_per_step("0")
-    assert not off_applied  # MLIP_MALLOC_TUNING=0 leaves malloc alone
-    assert untuned > 200, untuned  # each step faults its intermediates in again by default
-    assert tuned < 0.25 * untuned, (tuned, untuned)
+    assert not any(applied for applied, _ in runs["0"])  # MLIP_MALLOC_TUNING=0 leaves malloc alone
+    tuned, untuned = (statistics.median(f for _, f in runs[t]) for t in ("1", "0"))
+    assert untuned > 200, runs  # each step faults its intermediates in again by default
+    assert tuned < 0.4 * untuned, runs
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings: Linux only")
