@@ -61,6 +61,9 @@ def reverse_pair_groups(edge_index: torch.Tensor,
     distance can be evaluated on G <= E edges and gathered back. ``edge_index`` [2, E], ``cell_shifts``
     [E, 3] (integer lattice translations). None when the integer key would overflow (then evaluate on
     every edge)."""
+    n_edges = edge_index.shape[1]
+    if n_edges == 0:
+        return None
     i, j = edge_index[0], edge_index[1]
     s = cell_shifts.round().to(torch.long)
     # orient each edge canonically: i < j, or i == j with the shift lexicographically positive
@@ -69,9 +72,6 @@ def reverse_pair_groups(edge_index: torch.Tensor,
     a = torch.where(flip, j, i)
     b = torch.where(flip, i, j)
     s = torch.where(flip.unsqueeze(1), -s, s)
-    n_edges = i.shape[0]
-    if n_edges == 0:
-        return None
     span = int(s.abs().max()) * 2 + 1
     n = int(edge_index.max()) + 1
     if float(n) * n * span ** 3 >= 2.0 ** 62:

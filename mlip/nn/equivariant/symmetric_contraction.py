@@ -94,6 +94,23 @@ def _pairs(u: torch.Tensor, d: int, nu: int) -> torch.Tensor:
     return (full[:, iu[0] * d + iu[1]] + full[:, iu[1] * d + iu[0]] * off_diagonal).reshape(-1, k)
 
 
+def _pair_products(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """x_d2 x_d3 for the unordered pairs (``first``, ``second``) = ``torch.triu_indices(D, D)``:
+    [C, D, n] -> [C, D(D+1)/2, n], differentiable."""
+    return x.index_select(1, first) * x.index_select(1, second)
+
+
+def _cubic(x: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor,
+           quadratic: torch.Tensor) -> torch.Tensor:
+    """B[C, M, n] = sum_d1 x_d1 (T1 + T2 x + T3' (x x))[M, d1] from ``x`` [C, D, n], ``t1`` [C, M D],
+    ``t2`` [C, M D, D], ``t3`` [C, M D, P] and the pair products ``quadratic`` [C, P, n]."""
+    c, d, n = x.shape
+    m = t1.shape[1] // d
+    y = torch.baddbmm(t1.unsqueeze(2), t2, x)
+    y = torch.baddbmm(y, t3, quadratic)  # [C, M D, n]
+    return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)
+
+
 def _pair_products_untracked(x: torch.Tensor) -> torch.Tensor:
     """x_d2 x_d3 for d2 <= d3 (``torch.triu_indices`` order): [C, D, n] -> [C, D(D+1)/2, n], written
     slab by slab into one tensor (D products of contiguous rows): 2.7x faster on CPU than two
@@ -124,13 +141,9 @@ class _CubicContraction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor,
                 pair_first: torch.Tensor, pair_second: torch.Tensor) -> torch.Tensor:
         """``x`` [C, D, n], ``t1`` [C, M D], ``t2`` [C, M D, D], ``t3`` [C, M D, P] -> [C, M, n]."""
-        c, d, n = x.shape
-        m = t1.shape[1] // d
         quadratic = _pair_products_untracked(x)  # [C, P, n]
-        y = torch.baddbmm(t1.unsqueeze(2), t2, x)
-        y = torch.baddbmm(y, t3, quadratic)  # [C, M D, n]
         ctx.save_for_backward(x, t1, t2, t3, pair_first, pair_second, quadratic)
-        return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)
+        return _cubic(x, t1, t2, t3, quadratic)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -138,7 +151,7 @@ class _CubicContraction(torch.autograd.Function):
         c, d, n = x.shape
         m = t1.shape[1] // d
         if torch.is_grad_enabled():  # create_graph (a force loss): G as a function of x and the couplings
-            quadratic = x.index_select(1, pair_first) * x.index_select(1, pair_second)  # [C, P, n]
+            quadratic = _pair_products(x, pair_first, pair_second)  # [C, P, n]
         # the factors 2 and 3 on the couplings (small), not on the [C, P, n] products' gradients
         g = torch.baddbmm(t1.unsqueeze(2), 2.0 * t2, x)
         g = torch.baddbmm(g, 3.0 * t3, quadratic).view(c, m, d, n)  # dB[M]/dx = G [C, M, D, n]
@@ -171,11 +184,11 @@ class _OutputIrrep(torch.nn.Module):
                                            for nu in range(1, correlation + 1)])
         #: correlation 3 by ``_third_order`` (False: Horner's scheme, the reference in the tests)
         self.pair_route = correlation == 3
-        #: correlation 3 in eager training through ``_CubicContraction``: its couplings are
-        #: symmetrised here (the same function); False: autograd through ``_third_order``'s products
+        #: correlation 3 in eager training through ``_CubicContraction``; False: autograd through
+        #: ``_third_order``'s products
         self.euler = self.pair_route
-        if self.euler:
-            for order in self.orders:
+        if self.pair_route:  # both Euler routes (training's and the exporters') need symmetric couplings:
+            for order in self.orders:  # symmetrised once here (the same function)
                 assert isinstance(order, _Order)
                 order.symmetrise()
         #: inference only (``SymmetricContraction.prepare_inference``): the derivative in x from the
@@ -199,23 +212,17 @@ class _OutputIrrep(torch.nn.Module):
         gradients of the small preset's contraction."""
         if self.inference:
             return self._third_order_inference(x, cs, t3)
-        if self.euler and not torch.jit.is_scripting():
-            return self._third_order_euler(x, cs, t3)
         c, d, m = self.channels, self.d, self.m
-        n = x.shape[2]
-        quadratic = x.index_select(1, self.pair_first) * x.index_select(1, self.pair_second)  # [C, P, n]
-        t3 = t3.view(c, m * d, quadratic.shape[1])  # [C, M D, P]
-        t2 = cs[1].view(c, m * d, d)  # [C, M D, D]
-        y = torch.baddbmm(cs[0].unsqueeze(2), t2, x)  # [C, M D, n]
-        y = torch.baddbmm(y, t3, quadratic)
-        return (y.view(c, m, d, n) * x.unsqueeze(1)).sum(2)  # [C, M, n]
+        t1, t2, t3 = cs[0], cs[1].view(c, m * d, d), t3.view(c, m * d, -1)  # [C, M D], [C, M D, D], [C, M D, P]
+        if self.euler and not torch.jit.is_scripting():
+            return self._third_order_euler(x, t1, t2, t3)
+        return _cubic(x, t1, t2, t3, _pair_products(x, self.pair_first, self.pair_second))  # [C, M, n]
 
     @torch.jit.unused
-    def _third_order_euler(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
+    def _third_order_euler(self, x: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor
+                           ) -> torch.Tensor:
         """``_third_order`` through ``_CubicContraction`` (eager training with symmetrised couplings)."""
-        c, d, m = self.channels, self.d, self.m
-        return _CubicContraction.apply(x, cs[0], cs[1].view(c, m * d, d), t3.view(c, m * d, -1),
-                                       self.pair_first, self.pair_second)
+        return _CubicContraction.apply(x, t1, t2, t3, self.pair_first, self.pair_second)
 
     def _third_order_inference(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
         """``_third_order`` with couplings symmetric in their copies (``_Order.symmetrise``), for
@@ -230,7 +237,7 @@ class _OutputIrrep(torch.nn.Module):
         if torch.jit.is_scripting():  # (torch.export traces the index_select form, which Inductor fuses)
             quadratic = _pair_products_untracked(xd)  # [C, P, n]
         else:
-            quadratic = xd.index_select(1, self.pair_first) * xd.index_select(1, self.pair_second)
+            quadratic = _pair_products(xd, self.pair_first, self.pair_second)
         y1 = torch.bmm(cs[1].detach().view(c, m * d, d), xd)  # [C, M D, n]
         y2 = torch.bmm(t3.detach().view(c, m * d, quadratic.shape[1]), quadratic)
         grad = (cs[0].detach().unsqueeze(2) + 2.0 * y1 + 3.0 * y2).view(c, m, d, n)
@@ -297,15 +304,12 @@ class SymmetricContraction(torch.nn.Module):
     @torch.jit.unused
     def prepare_inference(self) -> None:
         """Called by the exporters on their copy of the model: correlation 3 computes forces from the
-        forward's own products (``_OutputIrrep._third_order_inference``), with the couplings
-        symmetrised (the same numbers). The result has first derivatives in the features only: no
-        parameter gradients, no double backward (training keeps the default)."""
+        forward's own products (``_OutputIrrep._third_order_inference``; its couplings were
+        symmetrised when the block was built). The result has first derivatives in the features only:
+        no parameter gradients, no double backward (training keeps the default)."""
         for block in self.blocks:
             assert isinstance(block, _OutputIrrep)
             if block.pair_route:
-                for order in block.orders:
-                    assert isinstance(order, _Order)
-                    order.symmetrise()
                 block.inference = True
 
     def _contract(self, x: torch.Tensor, s: int) -> torch.Tensor:
