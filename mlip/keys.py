@@ -37,6 +37,15 @@ CONFIG_TYPE = "config_type"
 #: the engine adds itself (D3 dispersion: LAMMPS ``dispersion/d3``) are left out of the model's energy
 ENGINE_ADDS_LONG_RANGE = "engine_adds_long_range"
 
+#: optional entries a model's ``compile_inputs`` hook adds, eagerly, before a compiled training step
+#: (``mlip.training.compiled_step``): index tensors whose sizes depend on the data, which a compiled
+#: graph takes as inputs (sizes it can lower) instead of deriving them itself.
+#: SPECIES_ATOMS + str(s): [n_s + 1] long, the atoms of species index s, then N (a scratch atom);
+#: REVERSE_PAIR_FIRST [G] and REVERSE_PAIR_GROUP [E] long (``mlip.nn.geometry.reverse_pair_groups``)
+SPECIES_ATOMS = "species_atoms_"
+REVERSE_PAIR_FIRST = "reverse_pair_first"
+REVERSE_PAIR_GROUP = "reverse_pair_group"
+
 ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"

@@ -126,6 +126,7 @@ BAD = [
     ("", "dtype", "float16", "float32, float64"),
     ("", "seed", -3, "integer"),
     ("", "seed", 1.5, "integer"),
+    ("", "compile", "yes", "true or false"),
     ("", "loss.sigma.forces", -1, "must be > 0"),
     ("", "loss.sigma.energy", 0, "must be > 0, 'learned', or null"),
     ("", "loss.sigma", "guess", "learned"),

@@ -121,11 +121,11 @@ def _known_keys(cfg: DictConfig, group: str, accepted) -> None:
 
 #: top-level keys of train.yaml (config groups and settings)
 TOP_KEYS = ("data", "model", "loss", "optimizer", "trainer", "split", "regularization", "logger", "callbacks",
-            "seed", "dtype", "ckpt_path", "export", "experiment", "finetune")
+            "seed", "dtype", "ckpt_path", "export", "compile", "experiment", "finetune")
 
 
 def _check_top(cfg: DictConfig) -> None:
-    """No unknown top-level key; seed, dtype, export."""
+    """No unknown top-level key; seed, dtype, export, compile."""
     unknown = [str(k) for k in cfg if k not in TOP_KEYS and k != "hydra"]
     if unknown:
         raise ConfigError(f"{unknown[0]} is not a setting of train.py; the top-level settings are: "
@@ -146,6 +146,7 @@ def _check_top(cfg: DictConfig) -> None:
             _fail("finetune.from", source, "does not exist", "give a run directory or its checkpoints/best.ckpt")
     _choice(cfg, "dtype", DTYPES)
     _flag(cfg, "export")
+    _flag(cfg, "compile")
 
 
 def _check_model(cfg: DictConfig) -> None:

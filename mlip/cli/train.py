@@ -212,6 +212,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     module = PotentialModule(model_config, loss_config, optimizer_config, dm.config_types,
                              config_dict(regularization) if regularization else None)
     module.to(dtype)
+    if cfg.get("compile"):
+        module.compile_training_step()
     ckpt_path = _resolve_ckpt(cfg.ckpt_path, run_dir)
     if ckpt_path is not None:
         _check_same_settings(load_checkpoint(ckpt_path)["hyper_parameters"], model_config, loss_config,

@@ -38,6 +38,11 @@ Optional hooks (``OPTIONAL_HOOKS``):
   where nothing is exchanged), a layer returns the centres' new features and their readout,
   ``exchange_energies`` their per-atom energies (eV). ``forward`` must equal the loop with every
   atom a centre. All four or none (``mlip.export.torchscript.ExportedExchangePotential``).
+- ``compile_inputs(batch) -> batch``: the batch with index tensors whose sizes depend on the data
+  (per-species atom lists, reverse-edge pairs), computed eagerly before a compiled training step
+  (``mlip.training.compiled_step``, ``compile=true``): a compiled graph takes them as inputs, whose
+  sizes it can lower, instead of deriving them itself. The model reads them when present and
+  computes them itself otherwise. Default: the batch unchanged.
 - ``lammps_style() -> str``: the LAMMPS-native form of the model, ``"table"`` or ``"eam/alloy"``
   (``mlip export --format lammps``; without it, only the TorchScript export). A model declaring a
   form provides that form's functions (``LAMMPS_FUNCTIONS``), all in float64 eV / Å:
@@ -78,6 +83,7 @@ OPTIONAL_HOOKS: Dict[str, bool] = {
     "exchange_begin": True,
     "exchange_layer": True,
     "exchange_energies": True,
+    "compile_inputs": True,
 }
 
 #: the hooks of layer-by-layer evaluation with feature exchange: a model has all or none
@@ -175,6 +181,12 @@ def initialize_from_data(model: torch.nn.Module, batches: Iterable[Batch]) -> No
     hook = getattr(energy_model_of(model), "initialize_from_data", None)
     if hook is not None:
         hook(batches)
+
+
+def compile_inputs(model: torch.nn.Module, batch: Batch) -> Batch:
+    """The model's ``compile_inputs(batch)``, or ``batch`` without the hook."""
+    hook = getattr(energy_model_of(model), "compile_inputs", None)
+    return hook(batch) if hook is not None else batch
 
 
 def l2_parameters(model: torch.nn.Module) -> Optional[List[torch.Tensor]]:

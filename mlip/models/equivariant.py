@@ -34,7 +34,7 @@ from mlip.models.energy import AtomicEnergies
 from mlip.nn.cutoff import PolynomialCutoff
 from mlip.nn.equivariant.interaction import Interaction, ScalarInputInteraction, TensorInputInteraction
 from mlip.nn.equivariant.irreps import Irrep, irreps_dim, irreps_up_to
-from mlip.nn.equivariant.symmetric_contraction import dense_size
+from mlip.nn.equivariant.symmetric_contraction import dense_size, species_blocks
 from mlip.nn.geometry import edge_vectors, reverse_pair_groups
 from mlip.nn.neighbor_slots import neighbour_slots
 from mlip.nn.radial import BesselBasis, folded_weight_scales
@@ -263,6 +263,21 @@ class EquivariantModel(torch.nn.Module):
         return reverse_pair_groups(edge_index, data[keys.CELL_SHIFTS])
 
     @torch.jit.unused
+    def compile_inputs(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The batch with the index tensors whose sizes depend on the data, computed eagerly, for a
+        compiled training step (``mlip.training.compiled_step``): each species' atoms for the
+        symmetric contraction (``keys.SPECIES_ATOMS``) and the reverse-edge pairs of the radial
+        network (``keys.REVERSE_PAIR_FIRST`` / ``GROUP``). The model reads them when present."""
+        data = dict(data)
+        if len(self.species) > 1:
+            for s, atoms in enumerate(species_blocks(data[keys.SPECIES], len(self.species))):
+                data[keys.SPECIES_ATOMS + str(s)] = atoms
+        pairs = self._reverse_pairs(data)
+        if pairs is not None:
+            data[keys.REVERSE_PAIR_FIRST], data[keys.REVERSE_PAIR_GROUP] = pairs
+        return data
+
+    @torch.jit.unused
     def prepare_inference(self) -> None:
         """Exporters: the radial network on every edge (see ``radial_per_pair``)."""
         self.radial_per_pair = False
@@ -296,7 +311,9 @@ class EquivariantModel(torch.nn.Module):
         sh = self.sh(vec)
         slot, sh_padded = neighbour_slots(data[keys.EDGE_INDEX][0], n_centres, sh)
         pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        if not torch.jit.is_scripting():
+        if keys.REVERSE_PAIR_GROUP in data:  # from compile_inputs
+            pairs = (data[keys.REVERSE_PAIR_FIRST], data[keys.REVERSE_PAIR_GROUP])
+        elif not torch.jit.is_scripting():
             pairs = self._reverse_pairs(data)
         if pairs is None:
             weights = self.radial_weights(r)
@@ -311,9 +328,13 @@ class EquivariantModel(torch.nn.Module):
         """Layer ``t`` on features ``h`` [N, C, D] of every atom (centres first): the centres' new
         features [M, C, D'] and their readout [M] (dimensionless, summed over layers into y)."""
         out_h, out_y = h, h.new_zeros(0)
+        blocks: Optional[List[torch.Tensor]] = None
+        if keys.SPECIES_ATOMS + "0" in data:  # from compile_inputs
+            blocks = [data[keys.SPECIES_ATOMS + str(s)] for s in range(len(self.species))]
         for i, (layer, readout) in enumerate(zip(self.layers, self.readouts)):  # TorchScript: no ModuleList[t]
             if i == t:
-                out_h = layer(h, data[keys.SPECIES], edges[0], edges[3 + i], data[keys.EDGE_INDEX], edges[1], edges[2])
+                out_h = layer(h, data[keys.SPECIES], edges[0], edges[3 + i], data[keys.EDGE_INDEX], edges[1], edges[2],
+                              blocks)
                 out_y = readout(out_h[:, :, 0]).squeeze(1)
         return out_h, out_y
 

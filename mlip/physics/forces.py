@@ -6,7 +6,7 @@ the virial-like quantity whose division by the volume is the stress in ASE's con
 (positive = tensile; virial W = -V sigma). Non-periodic frames get a zero stress.
 """
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 
@@ -26,16 +26,31 @@ class ForcesAndStress(torch.nn.Module):
 
     def forward(self, data: Dict[str, torch.Tensor], compute_forces: bool = True,
                 compute_stress: bool = True, create_graph: bool = False) -> Dict[str, torch.Tensor]:
-        data = dict(data)
+        pos, strain = self.inputs(data, compute_forces, compute_stress)
+        return self.evaluate(data, pos, strain, compute_forces, compute_stress, create_graph)
+
+    def inputs(self, data: Dict[str, torch.Tensor], compute_forces: bool,
+               compute_stress: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The tensors autograd differentiates in: the positions [N, 3] (Å; a detached copy that
+        requires grad when forces or stress are wanted) and the zero strain [B, 3, 3] (requires grad
+        with stress)."""
         pos = data[keys.POSITIONS]
-        cell = data[keys.CELL]
-        batch = data[keys.BATCH]
-        n_frames = cell.shape[0]
-        strain = torch.zeros((n_frames, 3, 3), dtype=pos.dtype, device=pos.device)
+        strain = torch.zeros((data[keys.CELL].shape[0], 3, 3), dtype=pos.dtype, device=pos.device)
         if compute_forces or compute_stress:
             pos = pos.detach().requires_grad_(True)
         if compute_stress:
             strain.requires_grad_(True)
+        return pos, strain
+
+    def evaluate(self, data: Dict[str, torch.Tensor], pos: torch.Tensor, strain: torch.Tensor,
+                 compute_forces: bool, compute_stress: bool, create_graph: bool) -> Dict[str, torch.Tensor]:
+        """Energies, forces and stress at ``pos`` and ``strain`` (from ``inputs``). Makes no tensor
+        require grad itself, so ``torch.compile`` can trace it whole, autograd included
+        (``mlip.training.compiled_step``)."""
+        data = dict(data)
+        cell = data[keys.CELL]
+        batch = data[keys.BATCH]
+        if compute_stress:
             sym = 0.5 * (strain + strain.transpose(1, 2))
             data[keys.POSITIONS] = pos + torch.bmm(pos.unsqueeze(1), sym.index_select(0, batch)).squeeze(1)
             data[keys.CELL] = cell + torch.bmm(cell, sym)

@@ -29,6 +29,7 @@ from mlip.models import build_model
 from mlip.physics import ForcesAndStress
 from mlip.training.builders import build_optimizer
 from mlip.training.checkpoint_versions import stamp
+from mlip.training.compiled_step import CompiledForcesAndStress
 from mlip.training.loss import WeightedLoss, residuals
 from mlip.training.metrics import MetricAccumulator, WeightedMean
 from mlip.training.property_loss import PropertyLoss
@@ -54,6 +55,14 @@ class PotentialModule(L.LightningModule):
         self._plateau: Optional[torch.optim.lr_scheduler.ReduceLROnPlateau] = None
         self._plateau_state: Optional[Dict[str, Any]] = None  # from a checkpoint, until the scheduler exists
         self._epoch_val_loss: Optional[float] = None  # this epoch's val/loss, for the plateau schedule
+        #: the training step's forces through torch.compile (``compile_training_step``); None: eager
+        self._compiled: Optional[CompiledForcesAndStress] = None
+
+    def compile_training_step(self, enabled: bool = True) -> None:
+        """``compile=true``: training steps compute energies, forces and stress through one compiled
+        graph (``mlip.training.compiled_step``); validation stays eager. Not a hyperparameter: it
+        changes speed, not results, so checkpoints do not record it."""
+        self._compiled = CompiledForcesAndStress(self.model) if enabled else None
 
     @property
     def energy_model(self) -> torch.nn.Module:
@@ -65,7 +74,10 @@ class PotentialModule(L.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         need_stress = keys.STRESS in self.loss_fn.kinds and bool(batch[keys.STRESS_MASK].any())
-        out = self.model(batch, compute_forces=True, compute_stress=need_stress, create_graph=True)
+        if self._compiled is not None:
+            out = self._compiled(batch, compute_forces=True, compute_stress=need_stress)
+        else:
+            out = self.model(batch, compute_forces=True, compute_stress=need_stress, create_graph=True)
         data_loss, terms = self.loss_fn(out, batch)
         if self.property_loss.active:  # elastic constants of given structures, through the model
             property_term, _ = self.property_loss(self.energy_model)

@@ -22,7 +22,7 @@ with weights of the centre's species. <n> is the training set's mean neighbour c
 The model builder picks the class; both take the same ``forward`` arguments.
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -45,7 +45,9 @@ class Interaction(torch.nn.Module):
     ``edge_index`` [2, E], ``slot`` [E] and ``sh_padded`` [M, K, D_sh] (``neighbour_slots`` of
     the first M <= N atoms, the centres: every edge is centred on one of them)
     -> h' [M, C, D_out], the new features of the centres. M = N in training; an MD engine with
-    ghost atoms passes its local atoms first and M = their number (``mlip.export``)."""
+    ghost atoms passes its local atoms first and M = their number (``mlip.export``).
+    ``species_blocks`` (M = N only): the contraction's per-species atoms, computed beforehand
+    (``SymmetricContraction.forward``)."""
     a_norm: torch.Tensor
     b_norm: torch.Tensor
     a_irrep: torch.Tensor
@@ -82,13 +84,14 @@ class Interaction(torch.nn.Module):
         raise NotImplementedError
 
     def forward(self, h: torch.Tensor, species: torch.Tensor, sh: torch.Tensor, edge_weight: torch.Tensor,
-                edge_index: torch.Tensor, slot: torch.Tensor, sh_padded: torch.Tensor) -> torch.Tensor:
+                edge_index: torch.Tensor, slot: torch.Tensor, sh_padded: torch.Tensor,
+                species_blocks: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
         m = sh_padded.shape[0]  # centres: the first m atoms
         a = self.atomic_basis(self.linear_up(h, species), sh, edge_weight, edge_index, slot, sh_padded)
         a = a * (self.a_norm * self.inv_avg_neighbors)
         centre_species = species[:m]
         a = self.linear_a(a, centre_species)
-        b = self.product(a, centre_species) * self.b_norm
+        b = self.product(a, centre_species, species_blocks) * self.b_norm
         hc = h[:m]
         hp = torch.cat([hc, hc.new_zeros(m, self.channels, 1)], dim=2).index_select(2, self.sc_gather)
         return self.linear_out(b, centre_species) + self.self_connection(hp, centre_species)

@@ -18,7 +18,7 @@ which costs C (2L+1) D^nu per atom for the highest order: ``dense_size`` is what
 """
 
 import itertools
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -221,7 +221,11 @@ class _OutputIrrep(torch.nn.Module):
     @torch.jit.unused
     def _third_order_euler(self, x: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor
                            ) -> torch.Tensor:
-        """``_third_order`` through ``_CubicContraction`` (eager training with symmetrised couplings)."""
+        """``_third_order`` through ``_CubicContraction`` (eager training with symmetrised couplings);
+        under ``torch.compile`` the plain products, which Inductor fuses (the function's slab-by-slab
+        ``out=`` products cannot be traced)."""
+        if torch.compiler.is_compiling():
+            return _cubic(x, t1, t2, t3, _pair_products(x, self.pair_first, self.pair_second))
         return _CubicContraction.apply(x, t1, t2, t3, self.pair_first, self.pair_second)
 
     def _third_order_inference(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
@@ -278,6 +282,16 @@ class _OutputIrrep(torch.nn.Module):
         return (t.reshape(c, m, d, n) * xb).sum(2)  # [C, M, n]
 
 
+def species_blocks(species: torch.Tensor, num_species: int) -> List[torch.Tensor]:
+    """The atoms of each species index s < ``num_species`` in ``species`` [N], each followed by N,
+    the index of a zero scratch atom that ``SymmetricContraction`` appends and drops at the end: no
+    block is empty, which torch.export/AOTInductor needs to compile the per-species products (an
+    unbacked block size of 0 or 1 makes Inductor's layout choice undecidable). ``num_species``
+    tensors [n_s + 1], long."""
+    scratch = torch.full((1,), species.shape[0], dtype=torch.long, device=species.device)
+    return [torch.cat([torch.nonzero(species == s).squeeze(1), scratch]) for s in range(num_species)]
+
+
 class SymmetricContraction(torch.nn.Module):
     """``a`` [N, C, D] (irreps ``ls_a`` per channel), ``species`` [N] (indices) -> B [N, C, D_out]
     (irreps ``ls_out``); weights per species, coupling path and channel; any ``correlation`` >= 1."""
@@ -316,20 +330,20 @@ class SymmetricContraction(torch.nn.Module):
         """``x`` [C, D, n] -> [n, C, D_out]."""
         return torch.cat([block(x, s) for block in self.blocks], dim=1).permute(2, 0, 1)
 
-    def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, species: torch.Tensor,
+                blocks: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        """``blocks``: ``species_blocks(species, num_species)``, computed beforehand (a compiled
+        training step takes them as inputs: their sizes depend on the data); None computes them."""
         x = a.permute(1, 2, 0).contiguous()  # [C, D, N]: atoms last (see _OutputIrrep.forward)
         if self.num_species == 1:
             return self._contract(x, 0)
-        # each species' atoms plus one zero scratch atom (index N, dropped at the end): no block is
-        # empty, which torch.export/AOTInductor needs to compile the per-species products (an
-        # unbacked block size of 0 or 1 makes Inductor's layout choice undecidable)
         n = a.shape[0]
         x = torch.cat([x, x.new_zeros(x.shape[0], x.shape[1], 1)], dim=2)
-        scratch = torch.full((1,), n, dtype=torch.long, device=a.device)
+        if blocks is None:
+            blocks = species_blocks(species, self.num_species)
         out = torch.zeros(0)
         first = True
-        for s in range(self.num_species):
-            idx = torch.cat([torch.nonzero(species == s).squeeze(1), scratch])
+        for s, idx in enumerate(blocks):
             part = self._contract(x.index_select(2, idx), s)
             if first:
                 out = torch.zeros((n + 1,) + part.shape[1:], dtype=a.dtype, device=a.device)
