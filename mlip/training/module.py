@@ -58,11 +58,11 @@ class PotentialModule(L.LightningModule):
         #: the training step's forces through torch.compile (``compile_training_step``); None: eager
         self._compiled: Optional[CompiledForcesAndStress] = None
 
-    def compile_training_step(self, enabled: bool = True) -> None:
+    def compile_training_step(self, enabled: bool = True, backend: str = "inductor") -> None:
         """``compile=true``: training steps compute energies, forces and stress through one compiled
-        graph (``mlip.training.compiled_step``); validation stays eager. Not a hyperparameter: it
-        changes speed, not results, so checkpoints do not record it."""
-        self._compiled = CompiledForcesAndStress(self.model) if enabled else None
+        graph (``mlip.training.compiled_step``; ``backend`` is torch.compile's); validation stays
+        eager. Not a hyperparameter: it changes speed, not results, so checkpoints do not record it."""
+        self._compiled = CompiledForcesAndStress(self.model, backend) if enabled else None
 
     @property
     def energy_model(self) -> torch.nn.Module:
