@@ -88,7 +88,7 @@ def test_a_model_dynamo_cannot_trace_trains_eagerly_after_a_warning():
         warnings.simplefilter("always")
         out = compiled(batch, compute_forces=True, compute_stress=True)
     assert compiled.failure is not None
-    assert any("trains eagerly" in str(w.message) or "continues eagerly" in str(w.message) for w in caught)
+    assert any("continues eagerly" in str(w.message) for w in caught)
     eager = model(batch, compute_forces=True, compute_stress=True, create_graph=True)
     torch.testing.assert_close(out["pred_forces"], eager["pred_forces"])
     assert out["pred_forces"].requires_grad  # the loss can still differentiate the forces

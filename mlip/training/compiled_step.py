@@ -57,8 +57,7 @@ class CompiledForcesAndStress:
             try:
                 # no duck sizing: sizes that happen to be equal in one batch (2 frames, the 2 rows of
                 # edge_index) must not be assumed equal in the next
-                with torch._dynamo.config.patch(trace_autograd_ops=True, capture_scalar_outputs=True,
-                                               specialize_float=True), \
+                with torch._dynamo.config.patch(trace_autograd_ops=True, capture_scalar_outputs=True), \
                         fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
                     return self._evaluate(data, pos, strain, compute_forces, compute_stress, True)
             except torch._dynamo.exc.TorchDynamoException as err:

@@ -214,18 +214,20 @@ class _OutputIrrep(torch.nn.Module):
             return self._third_order_inference(x, cs, t3)
         c, d, m = self.channels, self.d, self.m
         t1, t2, t3 = cs[0], cs[1].view(c, m * d, d), t3.view(c, m * d, -1)  # [C, M D], [C, M D, D], [C, M D, P]
-        if self.euler and not torch.jit.is_scripting():
+        if self.euler and not torch.jit.is_scripting() and not self._compiling():
             return self._third_order_euler(x, t1, t2, t3)
         return _cubic(x, t1, t2, t3, _pair_products(x, self.pair_first, self.pair_second))  # [C, M, n]
 
     @torch.jit.unused
+    def _compiling(self) -> bool:
+        """Under ``torch.compile`` training takes the plain products, which Inductor fuses:
+        ``_CubicContraction``'s slab-by-slab ``out=`` products cannot be traced."""
+        return torch.compiler.is_compiling()
+
+    @torch.jit.unused
     def _third_order_euler(self, x: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor
                            ) -> torch.Tensor:
-        """``_third_order`` through ``_CubicContraction`` (eager training with symmetrised couplings);
-        under ``torch.compile`` the plain products, which Inductor fuses (the function's slab-by-slab
-        ``out=`` products cannot be traced)."""
-        if torch.compiler.is_compiling():
-            return _cubic(x, t1, t2, t3, _pair_products(x, self.pair_first, self.pair_second))
+        """``_third_order`` through ``_CubicContraction`` (eager training with symmetrised couplings)."""
         return _CubicContraction.apply(x, t1, t2, t3, self.pair_first, self.pair_second)
 
     def _third_order_inference(self, x: torch.Tensor, cs: List[torch.Tensor], t3: torch.Tensor) -> torch.Tensor:
