@@ -45,6 +45,11 @@ ENGINE_ADDS_LONG_RANGE = "engine_adds_long_range"
 SPECIES_ATOMS = "species_atoms_"
 REVERSE_PAIR_FIRST = "reverse_pair_first"
 REVERSE_PAIR_GROUP = "reverse_pair_group"
+#: present (any value) when the batch's E edges come in reverse halves: edge g + E/2 is edge g reversed
+#: (j -> i with shift -S for i -> j with S), as an engine's half list doubled by the exporters' graph
+#: ``paired`` (``mlip.nn.geometry.half_edge_list``). A model may evaluate functions of the distance
+#: on the first half only (the same on both); one that ignores it computes the same numbers.
+PAIRED_EDGES = "paired_edges"
 
 ENERGY = "energy"
 FORCES = "forces"

@@ -15,6 +15,7 @@ from ase.io import read, write
 from e3nn import o3
 from scipy.spatial.transform import Rotation
 
+from mlip import keys
 from mlip.errors import ConfigError
 from mlip.export.torchscript import export_torchscript
 from mlip.models.equivariant import PRESETS, EquivariantModel, upgrade_state_dict
@@ -292,3 +293,74 @@ def test_reverse_pair_groups_pair_each_edge_with_its_reverse():
     # an edge without its reverse (an engine's edge to a ghost atom) is a pair of its own
     first, group = reverse_pair_groups(edge_index[:, :-1], torch.tensor(shifts[:-1], dtype=torch.float64))
     assert first.shape[0] * 2 == len(i)
+
+
+def test_half_edge_list_keeps_each_pair_once_and_refuses_lists_that_are_not_full():
+    from ase.build import bulk
+    from ase.neighborlist import neighbor_list
+
+    from mlip.nn.geometry import half_edge_list
+
+    small = bulk("Si", "diamond", a=5.43)  # 2 atoms: self-image edges i -> i with S and -S
+    small.rattle(0.05, seed=1)
+    for atoms in (sicgeo_cell(), small, ethanol()):
+        i, j, shifts = neighbor_list("ijS", atoms, 4.0)
+        edge_index, cell_shifts = torch.tensor(np.stack([i, j])), torch.tensor(shifts, dtype=torch.float64)
+        half, half_shifts = half_edge_list(edge_index, cell_shifts)
+        assert half.shape[1] * 2 == len(i)
+        full = {(a, b, tuple(s)) for a, b, s in zip(i.tolist(), j.tolist(), shifts.tolist())}
+        kept = [(a, b, tuple(s)) for a, b, s in zip(*half.tolist(), half_shifts.long().tolist())]
+        reverses = [(b, a, tuple(-x for x in s)) for a, b, s in kept]
+        assert set(kept) | set(reverses) == full and not set(kept) & set(reverses)
+    assert half_edge_list(edge_index[:, :-1], cell_shifts[:-1]) is None  # one edge lacks its reverse
+    assert half_edge_list(half, half_shifts) is None  # a half list is not a full one
+    assert half_edge_list(edge_index[:, :0], cell_shifts[:0]) is None
+
+
+def test_paired_edges_give_the_same_outputs_with_the_radial_network_on_half_the_edges(monkeypatch):
+    """``keys.PAIRED_EDGES`` (an engine's half list doubled, the exporters' graph ``paired``): energy,
+    forces, stress and their parameter gradients equal the full list's (float64, a triclinic
+    4-element cell with self-image edges), and the radial network sees G = E/2 distances."""
+    from mlip.nn.geometry import half_edge_list
+
+    model = _model()
+    core = model.energy_model
+    core.radial_per_pair = False  # the reference: every edge
+    atoms = sicgeo_cell()
+    full = batch_of([atoms], model)
+    half, half_shifts = half_edge_list(full[keys.EDGE_INDEX], full[keys.CELL_SHIFTS])
+    paired = dict(full, **{keys.EDGE_INDEX: torch.cat([half, half.flip(0)], 1),
+                           keys.CELL_SHIFTS: torch.cat([half_shifts, -half_shifts]),
+                           keys.PAIRED_EDGES: torch.zeros(0)})
+    seen = []
+    radial = type(core).radial_weights
+    monkeypatch.setattr(type(core), "radial_weights", lambda self, r: seen.append(r.shape[0]) or radial(self, r))
+
+    def run(batch):
+        out = model(batch, compute_forces=True, compute_stress=True, create_graph=True)
+        loss = out["total_energy"].sum() + out["pred_forces"].pow(2).sum() + out["pred_stress"].pow(2).sum()
+        grads = torch.autograd.grad(loss, list(core.parameters()), allow_unused=True)
+        return [out["total_energy"], out["pred_forces"], out["pred_stress"]] + [g for g in grads if g is not None]
+
+    every, halved = run(full), run(paired)
+    n_edges = full[keys.EDGE_INDEX].shape[1]
+    assert seen == [n_edges, n_edges // 2]
+    for x, y in zip(every, halved):
+        torch.testing.assert_close(x, y, atol=1e-12, rtol=1e-10)
+
+
+def test_model_pt_compute_engine_paired_equals_compute_engine(tmp_path):
+    """``model.pt``'s method for an engine's half list (LAMMPS on one rank, ghosts folded) gives
+    ``compute_engine``'s outputs on the full list (float64); the file says the model reads pairs."""
+    from mlip.nn.geometry import half_edge_list
+
+    model = _model()
+    scripted = export_torchscript(model, str(tmp_path / "model.pt"))
+    assert scripted.reads_paired_edges
+    atoms = sicgeo_cell()
+    batch = batch_of([atoms], model)
+    inputs = (batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.CELL][0], batch[keys.PBC][0])
+    ref = scripted.compute_engine(*inputs, batch[keys.EDGE_INDEX], batch[keys.CELL_SHIFTS])
+    out = scripted.compute_engine_paired(*inputs, *half_edge_list(batch[keys.EDGE_INDEX], batch[keys.CELL_SHIFTS]))
+    for name in ("energy", "atomic_energies", "forces", "stress", "virial"):
+        torch.testing.assert_close(out[name], ref[name], atol=1e-12, rtol=1e-10)

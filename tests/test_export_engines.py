@@ -123,12 +123,18 @@ def test_every_model_compiles_with_aoti(name, tmp_path):
     the package's own neighbour list, the same for every family, is left to the fixture above."""
     model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
     compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False))
-    # the invariant model (no message passing, the exchange hooks) also gets the engines' graph "local"
-    assert compiled.neighbors is None and list(meta["packaged_models"]) == ["model"] + ["local"] * (name == "invariant")
+    # the invariant model (no message passing, the exchange hooks) also gets the engines' graph "local",
+    # the equivariant one (its radial network once per pair) the graph "paired", which takes a half list
+    assert compiled.neighbors is None and list(meta["packaged_models"]) == (
+        ["model"] + ["paired"] * (name == "equivariant") + ["local"] * (name == "invariant"))
+    assert (compiled.paired is not None) == (name == "equivariant")
     assert meta["atomic_numbers"] == [14]
     assert meta["receptive_field"] == (8.0 if name == "equivariant" else 4.0)  # Å: 2 layers x cutoff
     for atoms in (triclinic_si(), triclinic_si(seed=3).repeat((1, 2, 1))):
-        _assert_equal_to_eager(compiled.compute(*_engine_inputs(atoms)), predict(model, [atoms]))
+        ref = predict(model, [atoms])
+        inputs = _engine_inputs(atoms)
+        _assert_equal_to_eager(compiled.compute(*inputs), ref)  # the graph "paired" where there is one
+        _assert_equal_to_eager(compiled.compiled(*inputs), ref)  # the graph "model" on the full list
 
 
 @pytest.mark.parametrize("make", SYSTEMS)

@@ -41,8 +41,8 @@ from mlip import keys
 from mlip.errors import ConfigError
 from mlip.export.torchscript import UNITS, call_hooks, d3_terms
 from mlip.fileio import atomic_path
-from mlip.models.contract import cutoff_of, has_feature_exchange, receptive_field, species_of
-from mlip.nn.geometry import MIN_DISTANCE, closest_pair, overlap_message
+from mlip.models.contract import cutoff_of, has_feature_exchange, reads_paired_edges, receptive_field, species_of
+from mlip.nn.geometry import MIN_DISTANCE, closest_pair, half_edge_list, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
@@ -54,15 +54,24 @@ class EnginePotential(torch.nn.Module):
     no Python branch on tensor values (checks become NaN outputs instead of exceptions)."""
     species_table: torch.Tensor
 
-    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int]):
+    def __init__(self, model: ForcesAndStress, atomic_numbers: List[int], paired: bool = False):
         super().__init__()
         self.model = model
         self.register_buffer("species_table", _species_table(atomic_numbers))
+        #: the graph ``paired``: ``edge_index`` [2, G] and ``cell_shifts`` [G, 3] hold each pair of a
+        #: full list once (``mlip.nn.geometry.half_edge_list``); the reverses are appended here and
+        #: the model told (``keys.PAIRED_EDGES``), so it evaluates its edge functions on G edges
+        self.paired = paired
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
         species, bad = _species(self.species_table, atomic_numbers, positions.dtype)
+        if self.paired:
+            edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+            cell_shifts = torch.cat([cell_shifts, -cell_shifts])
         data = _engine_batch(positions, atomic_numbers, species, cell, pbc, edge_index, cell_shifts)
+        if self.paired:
+            data[keys.PAIRED_EDGES] = edge_index.new_zeros(0)
         out = self.model(data, compute_forces=True, compute_stress=True, create_graph=False)
         stress = out[keys.PRED_STRESS][0] + bad
         volume = torch.linalg.det(cell).abs()
@@ -202,12 +211,12 @@ def trace_with_forces(module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...])
 
 def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, device: str,
                   neighbors: bool = True, receptive_field_length: Optional[float] = None,
-                  local: bool = False) -> Dict[str, str]:
+                  local: bool = False, paired: bool = False) -> Dict[str, str]:
     """What the package carries (strings only, readable with ``get_metadata()`` in Python and C++).
     ``receptive_field_length`` (Å; default the cutoff) is stored as ``receptive_field``: the cutoff
     for a model without message passing, which an engine may run on its local and ghost atoms
     (LAMMPS on several ranks). ``local``: the package holds the graph ``local``
-    (``LocalEnginePotential``)."""
+    (``LocalEnginePotential``); ``paired``: the graph ``paired`` (``EnginePotential(paired=True)``)."""
     meta: Dict[str, Any] = {"atomic_numbers": [int(z) for z in atomic_numbers], "cutoff": float(cutoff),
                             "receptive_field": float(receptive_field_length or cutoff),
                             "units": dict(UNITS), "dtype": str(dtype).replace("torch.", ""),
@@ -216,7 +225,8 @@ def aoti_metadata(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype, 
                             "outputs": list(OUTPUTS), "neighbor_list": "caller",
                             "packaged_models": {"model": "caller's neighbour list",
                                                 **({"neighbors": "builds one"} if neighbors else {}),
-                                                **({"local": "an engine's local and ghost atoms"} if local else {})}}
+                                                **({"local": "an engine's local and ghost atoms"} if local else {}),
+                                                **({"paired": "caller's half list, each pair once"} if paired else {})}}
     flat = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
     flat["mlip_metadata"] = json.dumps(meta)
     return flat
@@ -252,6 +262,14 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     dynamic = ({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges})
     program = torch.export.export(graph, inputs, dynamic_shapes=dynamic, strict=False)
     programs = {"model": program}
+    paired = reads_paired_edges(model)
+    if paired:  # an engine's half list (LAMMPS on one rank): the model's edge functions on half the edges
+        paired_module = EnginePotential(model, species, paired=True).to(device_t)
+        half = half_edge_list(inputs[4], inputs[5])
+        assert half is not None, "the tracing input's neighbour list is a full one"
+        paired_inputs = inputs[:4] + half
+        programs["paired"] = torch.export.export(trace_with_forces(paired_module, paired_inputs), paired_inputs,
+                                                 dynamic_shapes=dynamic, strict=False)
     local = has_local_graph(model)
     if local:  # an engine's local and ghost atoms (LAMMPS on several ranks): descriptors of the locals only
         local_module = LocalEnginePotential(model, species).to(device_t)
@@ -265,7 +283,7 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
             ExportableNeighborList(cutoff).to(device_t), inputs[:1] + inputs[2:4], strict=False,
             dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
     configs = {"aot_inductor.metadata": aoti_metadata(species, cutoff, dtype, device_t.type, neighbors,
-                                                      receptive_field(model), local)}
+                                                      receptive_field(model), local, paired)}
     configs.update(inductor_configs or {})
     path = str(path)
     if not path.endswith(".pt2"):
@@ -280,6 +298,8 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
             _check_package(str(tmp), module, inputs, dtype, neighbors)
             if local:
                 _check_graph(str(tmp), "local", local_module, local_inputs, dtype)
+            if paired:  # on the half list against the eager model on the full one
+                _check_graph(str(tmp), "paired", module, inputs, dtype, graph_inputs=paired_inputs)
     return path
 
 
@@ -310,12 +330,14 @@ def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tenso
 
 
 def _check_graph(path: str, name: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...],
-                 dtype: torch.dtype) -> None:
-    """The package's graph ``name`` against ``module`` on ``inputs`` (as ``_check_package``)."""
+                 dtype: torch.dtype, graph_inputs: Optional[Tuple[torch.Tensor, ...]] = None) -> None:
+    """The package's graph ``name`` on ``graph_inputs`` (default ``inputs``) against ``module`` on
+    ``inputs`` (as ``_check_package``)."""
     from torch._inductor.package import load_package
 
     ref = {k: v.detach() for k, v in module(*inputs).items()}
-    _compare(path, f"of the graph {name!r}", load_package(path, name)(*inputs), ref, dtype)
+    got = load_package(path, name)(*(graph_inputs if graph_inputs is not None else inputs))
+    _compare(path, f"of the graph {name!r}", got, ref, dtype)
 
 
 def _compare(path: str, how: str, got: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor],
@@ -353,6 +375,14 @@ class AOTIPotential:
 
             self.neighbors = load_package(str(path), "neighbors",
                                           device_index=device_t.index if device_t.index is not None else -1)
+        #: the graph ``paired`` (each pair of the list once), if the package has it: ``compute`` takes it
+        #: when the caller's list is a full one, as it is from ASE, vesin or LAMMPS on one rank
+        self.paired: Optional[Any] = None
+        if "paired" in self.meta.get("packaged_models", {}):
+            from torch._inductor.package import load_package
+
+            self.paired = load_package(str(path), "paired",
+                                       device_index=device_t.index if device_t.index is not None else -1)
         self.path = str(path)
         #: Å; atoms closer than this are refused as overlapping (0 turns the check off)
         self.min_distance = MIN_DISTANCE
@@ -371,8 +401,13 @@ class AOTIPotential:
             i, j, d = closest_pair(vectors, edge_index)
             if d < self.min_distance:
                 raise RuntimeError(overlap_message(i, j, d, self.min_distance))
-        return self.compiled(positions, atomic_numbers.to(self.device, torch.long), cell,
-                             pbc.to(self.device, torch.bool), edge_index, cell_shifts)
+        numbers, pbc = atomic_numbers.to(self.device, torch.long), pbc.to(self.device, torch.bool)
+        paired = self.paired
+        if paired is not None:
+            half = half_edge_list(edge_index, cell_shifts)
+            if half is not None:  # a full list (not a caller's half or one-sided list)
+                return paired(positions, numbers, cell, pbc, *half)
+        return self.compiled(positions, numbers, cell, pbc, edge_index, cell_shifts)
 
     def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ import torch
 import mlip
 from mlip import keys
 from mlip.fileio import atomic_open
-from mlip.models.contract import cutoff_of, has_feature_exchange, receptive_field, species_of
+from mlip.models.contract import cutoff_of, has_feature_exchange, reads_paired_edges, receptive_field, species_of
 from mlip.nn.dispersion import D3Dispersion
 from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
@@ -58,6 +58,9 @@ class ExportedPotential(torch.nn.Module):
         self.register_buffer("species_table", table)
         #: the D3 term's settings ({} without one): engines with ghost atoms add it themselves
         self.dispersion: Dict[str, str] = dispersion_settings(model)
+        #: the model evaluates its radial network once per pair when told the edges are paired: an
+        #: engine that folds its ghosts then calls ``compute_engine_paired`` with each pair once
+        self.reads_paired_edges: bool = reads_paired_edges(model)
 
     def _species_of(self, z: torch.Tensor) -> torch.Tensor:
         """Model species index of each atomic number; a clear error for unknown elements."""
@@ -104,17 +107,20 @@ class ExportedPotential(torch.nn.Module):
 
     def _checked_graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                        pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
-                       engine: bool = False) -> Dict[str, torch.Tensor]:
+                       engine: bool = False, paired: bool = False) -> Dict[str, torch.Tensor]:
         """``compute``'s inputs in the model's dtype as a batch, overlapping atoms refused. ``engine``:
         an MD engine calls (``compute_engine``, ``compute_local``) and adds the long-range terms
         itself: D3's lattice sums are left out of the model (LAMMPS: pair_style hybrid/overlay mlip
-        dispersion/d3, written from the metadata by ``lammps_run.pair_lines``)."""
+        dispersion/d3, written from the metadata by ``lammps_run.pair_lines``). ``paired``: the
+        edges come in reverse halves (``compute_engine_paired``; ``keys.PAIRED_EDGES``)."""
         dtype = self.dtype_probe.dtype
         data = self._graph(positions.to(dtype), atomic_numbers, cell.to(dtype), pbc.to(torch.bool), edge_index,
                            cell_shifts.to(dtype))
         self._check_distances(data)
         if engine:
             data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
+        if paired:
+            data[keys.PAIRED_EDGES] = torch.zeros(0, device=positions.device)
         return data
 
     @torch.jit.export
@@ -130,10 +136,21 @@ class ExportedPotential(torch.nn.Module):
         rank): the same outputs, without the long-range terms the engine adds itself (D3)."""
         return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, True)
 
+    @torch.jit.export
+    def compute_engine_paired(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                              pbc: torch.Tensor, edge_index: torch.Tensor,
+                              cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``compute_engine`` on each pair of the folded list once (``edge_index`` [2, G],
+        ``cell_shifts`` [G, 3]: ``mlip.nn.geometry.half_edge_list``); the reverses are appended here
+        and the model told (``keys.PAIRED_EDGES``). Faster when ``reads_paired_edges``."""
+        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+        cell_shifts = torch.cat([cell_shifts, -cell_shifts])
+        return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, True, True)
+
     def _compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
-                 engine: bool) -> Dict[str, torch.Tensor]:
-        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, engine)
+                 engine: bool, paired: bool = False) -> Dict[str, torch.Tensor]:
+        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, engine, paired)
         positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())
         out = self.model(data, compute_forces=True, compute_stress=periodic, create_graph=False)

@@ -43,6 +43,9 @@ Optional hooks (``OPTIONAL_HOOKS``):
   (``mlip.training.compiled_step``, ``compile=true``): a compiled graph takes them as inputs, whose
   sizes it can lower, instead of deriving them itself. The model reads them when present and
   computes them itself otherwise. Default: the batch unchanged.
+- ``reads_paired_edges: bool``: True when the model exploits ``keys.PAIRED_EDGES`` (edges in
+  reverse halves: functions of the edge vector on half of them); the AOTInductor exporter then adds
+  the graph ``paired``, which takes an engine's half list. Default: False.
 - ``lammps_style() -> str``: the LAMMPS-native form of the model, ``"table"`` or ``"eam/alloy"``
   (``mlip export --format lammps``; without it, only the TorchScript export). A model declaring a
   form provides that form's functions (``LAMMPS_FUNCTIONS``), all in float64 eV / Å:
@@ -84,6 +87,7 @@ OPTIONAL_HOOKS: Dict[str, bool] = {
     "exchange_layer": True,
     "exchange_energies": True,
     "compile_inputs": True,
+    "reads_paired_edges": False,
 }
 
 #: the hooks of layer-by-layer evaluation with feature exchange: a model has all or none
@@ -187,6 +191,11 @@ def compile_inputs(model: torch.nn.Module, batch: Batch) -> Batch:
     """The model's ``compile_inputs(batch)``, or ``batch`` without the hook."""
     hook = getattr(energy_model_of(model), "compile_inputs", None)
     return hook(batch) if hook is not None else batch
+
+
+def reads_paired_edges(model: torch.nn.Module) -> bool:
+    """Whether the model exploits ``keys.PAIRED_EDGES`` (the hook; default False)."""
+    return bool(getattr(energy_model_of(model), "reads_paired_edges", False))
 
 
 def l2_parameters(model: torch.nn.Module) -> Optional[List[torch.Tensor]]:

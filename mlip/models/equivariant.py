@@ -195,6 +195,8 @@ class EquivariantModel(torch.nn.Module):
         ls_sh = irreps_up_to(int(hp["sh_l_max"]), parity_)
         self.sh = o3.SphericalHarmonics(o3.Irreps([(1, ir) for ir in ls_sh]), normalize=True,
                                         normalization="component")
+        #: contract hook: ``exchange_begin`` evaluates the radial network on half of paired edges
+        self.reads_paired_edges = True
         ls_h: List[Irrep] = [(0, 1)]
         layers: List[Interaction] = []
         #: floats per atom of each layer's output (channels x irreps dimension)
@@ -310,6 +312,12 @@ class EquivariantModel(torch.nn.Module):
         r = torch.linalg.norm(vec, dim=1)
         sh = self.sh(vec)
         slot, sh_padded = neighbour_slots(data[keys.EDGE_INDEX][0], n_centres, sh)
+        if keys.PAIRED_EDGES in data:  # edge g + E/2 is edge g reversed: the same distance
+            # (the spherical harmonics stay on every edge: Y(-r) = (-1)^l Y(r) as a concatenation made
+            # the AOTInductor graph slower, Inductor recomputing them inside each consumer)
+            weights = [torch.cat([w, w]) for w in self.radial_weights(r[: r.shape[0] // 2])]
+            h = self.embedding.index_select(0, data[keys.SPECIES]).unsqueeze(2)  # [N, C, 1]
+            return h, [sh, slot, sh_padded] + weights
         pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         if keys.REVERSE_PAIR_GROUP in data:  # from compile_inputs
             pairs = (data[keys.REVERSE_PAIR_FIRST], data[keys.REVERSE_PAIR_GROUP])

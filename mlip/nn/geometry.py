@@ -52,6 +52,31 @@ def overlap_message(i: int, j: int, distance: float, min_distance: float) -> str
             + "check the structure (min_distance sets the threshold, 0 turns the check off)")
 
 
+def reversed_orientation(edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> torch.Tensor:
+    """[E] bool: whether each edge i -> j (integer lattice shift S, ``cell_shifts`` [E, 3]) is the
+    non-canonical one of its pair. Canonical: i < j, or i == j with S lexicographically positive;
+    of an edge and its reverse exactly one is canonical."""
+    i, j = edge_index[0], edge_index[1]
+    s = cell_shifts
+    negative = (s[:, 0] < 0) | ((s[:, 0] == 0) & ((s[:, 1] < 0) | ((s[:, 1] == 0) & (s[:, 2] < 0))))
+    return (i > j) | ((i == j) & negative)
+
+
+def half_edge_list(edge_index: torch.Tensor,
+                   cell_shifts: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The canonical edge of each pair (``reversed_orientation``) of a full neighbour list, each pair
+    once: ``(edge_index [2, E/2], cell_shifts [E/2, 3])``, the input of a ``paired`` graph, which
+    appends the reverses itself (``keys.PAIRED_EDGES``). None unless exactly half of the edges are
+    canonical (a list that is not a full one, or no edges): then evaluate the full list as it is."""
+    n_edges = edge_index.shape[1]
+    if n_edges == 0 or n_edges % 2:
+        return None
+    keep = ~reversed_orientation(edge_index, cell_shifts.round())
+    if int(keep.sum()) * 2 != n_edges:
+        return None
+    return edge_index[:, keep], cell_shifts[keep]
+
+
 def reverse_pair_groups(edge_index: torch.Tensor,
                         cell_shifts: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Edges i -> j (shift S) and j -> i (shift -S) are one pair: the same distance, bit for bit
@@ -66,9 +91,7 @@ def reverse_pair_groups(edge_index: torch.Tensor,
         return None
     i, j = edge_index[0], edge_index[1]
     s = cell_shifts.round().to(torch.long)
-    # orient each edge canonically: i < j, or i == j with the shift lexicographically positive
-    negative = (s[:, 0] < 0) | ((s[:, 0] == 0) & ((s[:, 1] < 0) | ((s[:, 1] == 0) & (s[:, 2] < 0))))
-    flip = (i > j) | ((i == j) & negative)
+    flip = reversed_orientation(edge_index, s)
     a = torch.where(flip, j, i)
     b = torch.where(flip, i, j)
     s = torch.where(flip.unsqueeze(1), -s, s)

@@ -42,9 +42,9 @@ class CommitteePotential(ExportedPotential):
 
     def _compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor,
-                 engine: bool) -> Dict[str, torch.Tensor]:
-        """What ``compute`` and ``compute_engine`` return: the members' mean and spread."""
-        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, engine)
+                 engine: bool, paired: bool = False) -> Dict[str, torch.Tensor]:
+        """What ``compute`` and ``compute_engine(_paired)`` return: the members' mean and spread."""
+        data = self._checked_graph(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, engine, paired)
         dtype = self.dtype_probe.dtype
         positions, cell = data[keys.POSITIONS], data[keys.CELL][0]
         periodic = bool(pbc.all())

@@ -99,7 +99,8 @@ void keep_freed_memory()
 }    // namespace
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
-    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false), ghost_mode("fold"),
+    Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false),
+    model_paired(false), ghost_mode("fold"),
     can_exchange(false), package_local(false), fold_ghosts(false), exchange_features(false), comm_width(0), reverse_calls(0),
     model_dtype(torch::kFloat64)
 {
@@ -153,6 +154,7 @@ void PairMLIP::load_model(const std::string &path)
 {
   package.reset();
   local_graph.reset();
+  paired_graph.reset();
   if (path.size() > 4 && path.compare(path.size() - 4, 4, ".pt2") == 0) {
     load_package(path);
     return;
@@ -174,6 +176,8 @@ void PairMLIP::load_model(const std::string &path)
   if (model.find_method("receptive_field")) receptive_field = model.get_method("receptive_field")({}).toDouble();
   ghost_centres = receptive_field > model_cutoff * (1.0 + 1e-9);
   can_fold = model.find_method("compute_engine").has_value();
+  model_paired = model.find_method("compute_engine_paired").has_value() && model.hasattr("reads_paired_edges") &&
+      model.attr("reads_paired_edges").toBool();
   can_exchange = model.find_method("exchange_widths").has_value();
   exchange_widths.clear();
   if (can_exchange)
@@ -230,6 +234,16 @@ void PairMLIP::load_package(const std::string &path)
       local_graph = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "local");
     } catch (const std::exception &e) {
       error->one(FLERR, "pair_style mlip: cannot load the graph 'local' of {}: {}", path, e.what());
+    }
+  }
+  // the graph "paired" (a model that evaluates its radial network once per pair): each pair of the
+  // folded list once, the graph appends the reverses
+  paired_graph.reset();
+  if (meta["mlip_metadata"].find("\"paired\":") != std::string::npos) {
+    try {
+      paired_graph = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "paired");
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style mlip: cannot load the graph 'paired' of {}: {}", path, e.what());
     }
   }
   receptive_field = model_cutoff;    // ghosts fold, or the model is local: they need to reach one cutoff only
@@ -695,7 +709,34 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
       shifts.push_back(sc);
     }
   }
-  const int64_t n_edges = (int64_t) senders.size();
+  int64_t n_edges = (int64_t) senders.size();
+  // the graph "paired" takes each pair once: i -> j with shift S where i < j, or i == j with S
+  // lexicographically positive (mlip.nn.geometry.reversed_orientation); the full list otherwise, or
+  // when not exactly half the edges are canonical (a pair at the cutoff rounded differently each way)
+  torch::inductor::AOTIModelPackageLoader *graph = nullptr;
+  bool paired = false;
+  if ((package ? (bool) paired_graph : model_paired) && n_edges % 2 == 0) {
+    auto canonical = [&](int64_t e) {
+      const double *s = &shifts[3 * e];
+      const bool negative = s[0] < 0 || (s[0] == 0 && (s[1] < 0 || (s[1] == 0 && s[2] < 0)));
+      return senders[e] < receivers[e] || (senders[e] == receivers[e] && !negative);
+    };
+    int64_t n_half = 0;
+    for (int64_t e = 0; e < n_edges; ++e) n_half += canonical(e) ? 1 : 0;
+    if (2 * n_half == n_edges) {
+      int64_t k = 0;
+      for (int64_t e = 0; e < n_edges; ++e) {
+        if (!canonical(e)) continue;
+        senders[k] = senders[e];
+        receivers[k] = receivers[e];
+        for (int d = 0; d < 3; ++d) shifts[3 * k + d] = shifts[3 * e + d];
+        ++k;
+      }
+      n_edges = n_half;
+      paired = true;
+      if (package) graph = paired_graph.get();
+    }
+  }
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor edge_index = torch::empty({2, n_edges}, long_opts);
@@ -727,10 +768,11 @@ void PairMLIP::compute_folded(int /*eflag*/, int /*vflag*/)
   torch::Tensor forces, energy, atomic, model_virial;
   if (package)
     run_package({positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
-                 cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
+                 cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial, graph);
   else
-    run_model("compute_engine", {positions.to(model_dtype), numbers, cell.to(model_dtype), pbc, edge_index,
-                                 cell_shifts.to(model_dtype)}, forces, energy, atomic, model_virial);
+    run_model(paired ? "compute_engine_paired" : "compute_engine", {positions.to(model_dtype), numbers,
+              cell.to(model_dtype), pbc, edge_index, cell_shifts.to(model_dtype)}, forces, energy, atomic,
+              model_virial);
   tally(forces.data_ptr<double>(), energy, atomic, nlocal);
   // the model's virial -dE/d(strain) of the periodic cell (ghosts carry no forces here)
   if (vflag_global) {

@@ -58,12 +58,14 @@ class PairMLIP : public Pair {
   torch::jit::Module model;                                        // model.pt
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;  // model.pt2 (its "model" graph)
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> local_graph;  // its "local" graph, if any
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> paired_graph;  // its "paired" graph, if any
   bool model_loaded;
   std::string model_path;
   double model_cutoff;              // Å, edges shorter than this go to the model
   double receptive_field;           // Å, how far ghost atoms must reach
   bool ghost_centres;               // message passing: edges centred on ghosts are needed too
   bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
+  bool model_paired;                // model.pt: compute_engine_paired pays (the radial network once per pair)
   std::string ghost_mode;           // pair_style mlip ghosts fold (default) | exchange | shell
   bool can_exchange;                // the model has the exchange_* methods (layer by layer)
   bool package_local;               // model.pt2 of a model without message passing (runs on ghosts too)
