@@ -17,7 +17,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from mlip.nn.geometry import MIN_DISTANCE, overlap_message
+from mlip.nn.geometry import MIN_DISTANCE, half_edge_list, overlap_message
 from mlip.nn.neighbors import vesin_neighbor_list
 
 
@@ -113,12 +113,17 @@ class MLIPCalculator(Calculator):
         edge_index, shifts, distances = vesin_neighbor_list(atoms.get_positions(), cell, pbc, self.cutoff)
         self._check_distances(edge_index, distances)
         kw = dict(dtype=self.dtype, device=self.device)
+        edges = (torch.from_numpy(edge_index).to(self.device), torch.from_numpy(shifts).to(**kw))
+        compute = self.potential.compute
+        if getattr(self.potential, "reads_paired_edges", False) and hasattr(self.potential, "compute_paired"):
+            half = half_edge_list(*edges)  # vesin's list is a full one: each pair once, the model doubles it
+            if half is not None:
+                compute, edges = self.potential.compute_paired, half
         try:
-            out = self.potential.compute(
+            out = compute(
                 torch.tensor(atoms.get_positions(), **kw),
                 torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long, device=self.device),
-                torch.tensor(cell, **kw), torch.tensor(pbc, device=self.device),
-                torch.from_numpy(edge_index).to(self.device), torch.from_numpy(shifts).to(**kw))
+                torch.tensor(cell, **kw), torch.tensor(pbc, device=self.device), *edges)
         except (RuntimeError, torch.jit.Error) as err:  # model.pt's own checks arrive inside its traceback
             last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
             if any(phrase in last for phrase in USER_FACING):

@@ -349,9 +349,10 @@ def test_paired_edges_give_the_same_outputs_with_the_radial_network_on_half_the_
         torch.testing.assert_close(x, y, atol=1e-12, rtol=1e-10)
 
 
-def test_model_pt_compute_engine_paired_equals_compute_engine(tmp_path):
-    """``model.pt``'s method for an engine's half list (LAMMPS on one rank, ghosts folded) gives
-    ``compute_engine``'s outputs on the full list (float64); the file says the model reads pairs."""
+def test_model_pt_paired_methods_equal_the_full_list_methods(tmp_path):
+    """``model.pt``'s methods for a half list (LAMMPS on one rank with ghosts folded; the ASE
+    calculator) give ``compute_engine``'s and ``compute``'s outputs on the full list (float64); the
+    file says the model reads pairs."""
     from mlip.nn.geometry import half_edge_list
 
     model = _model()
@@ -361,6 +362,12 @@ def test_model_pt_compute_engine_paired_equals_compute_engine(tmp_path):
     batch = batch_of([atoms], model)
     inputs = (batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.CELL][0], batch[keys.PBC][0])
     ref = scripted.compute_engine(*inputs, batch[keys.EDGE_INDEX], batch[keys.CELL_SHIFTS])
-    out = scripted.compute_engine_paired(*inputs, *half_edge_list(batch[keys.EDGE_INDEX], batch[keys.CELL_SHIFTS]))
+    half = half_edge_list(batch[keys.EDGE_INDEX], batch[keys.CELL_SHIFTS])
+    out = scripted.compute_engine_paired(*inputs, *half)
+    for name in ("energy", "atomic_energies", "forces", "stress", "virial"):
+        torch.testing.assert_close(out[name], ref[name], atol=1e-12, rtol=1e-10)
+    # compute_paired, which the ASE calculator takes for such a file
+    ref = scripted.compute(*inputs, batch[keys.EDGE_INDEX], batch[keys.CELL_SHIFTS])
+    out = scripted.compute_paired(*inputs, *half)
     for name in ("energy", "atomic_energies", "forces", "stress", "virial"):
         torch.testing.assert_close(out[name], ref[name], atol=1e-12, rtol=1e-10)

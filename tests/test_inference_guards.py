@@ -138,6 +138,7 @@ class _FakeCompiled:
 
     def __call__(self, positions, *args):
         self.dtype = positions.dtype
+        self.edges = args[3].shape[1]  # edge_index [2, E]
         return {"energy": torch.zeros((), dtype=positions.dtype)}
 
 
@@ -145,10 +146,18 @@ def test_aoti_loader_checks_overlaps_and_converts_dtype():
     potential = AOTIPotential.__new__(AOTIPotential)  # the Python side only (compiling takes minutes)
     potential.compiled, potential.device, potential.dtype = _FakeCompiled(), torch.device("cpu"), torch.float32
     potential.atomic_numbers, potential.min_distance, potential.path = [14], 0.1, "model.pt2"
+    potential.paired = None
     potential.compute(*_with_list(triclinic_si(), torch.float64))
     assert potential.compiled.dtype == torch.float32
     with pytest.raises(RuntimeError, match=OVERLAP):
         potential.compute(*_with_list(_overlapping(image=True), torch.float64))
+    # a package with the graph "paired": a full list goes to it, each pair once; another list to "model"
+    potential.paired, potential.compiled = _FakeCompiled(), _FakeCompiled()
+    inputs = _with_list(triclinic_si(), torch.float64)
+    potential.compute(*inputs)
+    assert potential.paired.edges * 2 == inputs[4].shape[1] and not hasattr(potential.compiled, "edges")
+    potential.compute(*inputs[:4], inputs[4][:, :-1], inputs[5][:-1])  # one edge lacks its reverse
+    assert potential.compiled.edges == inputs[4].shape[1] - 1
 
 
 def test_calculator_errors_are_one_line(tmp_path):

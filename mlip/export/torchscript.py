@@ -137,6 +137,17 @@ class ExportedPotential(torch.nn.Module):
         return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, True)
 
     @torch.jit.export
+    def compute_paired(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
+                       pbc: torch.Tensor, edge_index: torch.Tensor,
+                       cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``compute`` on each pair of a full list once (``edge_index`` [2, G], ``cell_shifts`` [G, 3]:
+        ``mlip.nn.geometry.half_edge_list``); the reverses are appended here and the model told
+        (``keys.PAIRED_EDGES``). Faster when ``reads_paired_edges`` (the ASE calculator uses it then)."""
+        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+        cell_shifts = torch.cat([cell_shifts, -cell_shifts])
+        return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, False, True)
+
+    @torch.jit.export
     def compute_engine_paired(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                               pbc: torch.Tensor, edge_index: torch.Tensor,
                               cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
