@@ -321,7 +321,7 @@ def test_paired_edges_give_the_same_outputs_with_the_radial_network_on_half_the_
     """``keys.PAIRED_EDGES`` (an engine's half list doubled, the exporters' graph ``paired``): energy,
     forces, stress and their parameter gradients equal the full list's (float64, a triclinic
     4-element cell with self-image edges), and the radial network sees G = E/2 distances."""
-    from mlip.nn.geometry import half_edge_list
+    from mlip.nn.geometry import doubled_edge_list, half_edge_list
 
     model = _model()
     core = model.energy_model
@@ -329,8 +329,8 @@ def test_paired_edges_give_the_same_outputs_with_the_radial_network_on_half_the_
     atoms = sicgeo_cell()
     full = batch_of([atoms], model)
     half, half_shifts = half_edge_list(full[keys.EDGE_INDEX], full[keys.CELL_SHIFTS])
-    paired = dict(full, **{keys.EDGE_INDEX: torch.cat([half, half.flip(0)], 1),
-                           keys.CELL_SHIFTS: torch.cat([half_shifts, -half_shifts]),
+    edge_index, cell_shifts = doubled_edge_list(half, half_shifts)
+    paired = dict(full, **{keys.EDGE_INDEX: edge_index, keys.CELL_SHIFTS: cell_shifts,
                            keys.PAIRED_EDGES: torch.zeros(0)})
     seen = []
     radial = type(core).radial_weights

@@ -42,7 +42,7 @@ from mlip.errors import ConfigError
 from mlip.export.torchscript import UNITS, call_hooks, d3_terms
 from mlip.fileio import atomic_path
 from mlip.models.contract import cutoff_of, has_feature_exchange, reads_paired_edges, receptive_field, species_of
-from mlip.nn.geometry import MIN_DISTANCE, closest_pair, half_edge_list, overlap_message
+from mlip.nn.geometry import MIN_DISTANCE, closest_pair, doubled_edge_list, half_edge_list, overlap_message
 from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
@@ -67,8 +67,7 @@ class EnginePotential(torch.nn.Module):
                 pbc: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
         species, bad = _species(self.species_table, atomic_numbers, positions.dtype)
         if self.paired:
-            edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-            cell_shifts = torch.cat([cell_shifts, -cell_shifts])
+            edge_index, cell_shifts = doubled_edge_list(edge_index, cell_shifts)
         data = _engine_batch(positions, atomic_numbers, species, cell, pbc, edge_index, cell_shifts)
         if self.paired:
             data[keys.PAIRED_EDGES] = edge_index.new_zeros(0)

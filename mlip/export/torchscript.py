@@ -24,7 +24,7 @@ from mlip import keys
 from mlip.fileio import atomic_open
 from mlip.models.contract import cutoff_of, has_feature_exchange, reads_paired_edges, receptive_field, species_of
 from mlip.nn.dispersion import D3Dispersion
-from mlip.nn.geometry import MIN_DISTANCE, closest_pair, edge_vectors, overlap_message
+from mlip.nn.geometry import MIN_DISTANCE, closest_pair, doubled_edge_list, edge_vectors, overlap_message
 from mlip.nn.neighbors import torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
@@ -143,8 +143,7 @@ class ExportedPotential(torch.nn.Module):
         """``compute`` on each pair of a full list once (``edge_index`` [2, G], ``cell_shifts`` [G, 3]:
         ``mlip.nn.geometry.half_edge_list``); the reverses are appended here and the model told
         (``keys.PAIRED_EDGES``). Faster when ``reads_paired_edges`` (the ASE calculator uses it then)."""
-        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-        cell_shifts = torch.cat([cell_shifts, -cell_shifts])
+        edge_index, cell_shifts = doubled_edge_list(edge_index, cell_shifts)
         return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, False, True)
 
     @torch.jit.export
@@ -154,8 +153,7 @@ class ExportedPotential(torch.nn.Module):
         """``compute_engine`` on each pair of the folded list once (``edge_index`` [2, G],
         ``cell_shifts`` [G, 3]: ``mlip.nn.geometry.half_edge_list``); the reverses are appended here
         and the model told (``keys.PAIRED_EDGES``). Faster when ``reads_paired_edges``."""
-        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-        cell_shifts = torch.cat([cell_shifts, -cell_shifts])
+        edge_index, cell_shifts = doubled_edge_list(edge_index, cell_shifts)
         return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, True, True)
 
     def _compute(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,

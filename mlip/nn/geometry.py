@@ -77,6 +77,12 @@ def half_edge_list(edge_index: torch.Tensor,
     return edge_index[:, keep], cell_shifts[keep]
 
 
+def doubled_edge_list(edge_index: torch.Tensor, cell_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The full list of a ``half_edge_list``: its G edges, then their reverses (j -> i, shift -S), as
+    ``keys.PAIRED_EDGES`` describes: ``(edge_index [2, 2G], cell_shifts [2G, 3])``. TorchScript-compatible."""
+    return torch.cat([edge_index, edge_index.flip(0)], dim=1), torch.cat([cell_shifts, -cell_shifts])
+
+
 def reverse_pair_groups(edge_index: torch.Tensor,
                         cell_shifts: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Edges i -> j (shift S) and j -> i (shift -S) are one pair: the same distance, bit for bit

@@ -238,7 +238,6 @@ void PairMLIP::load_package(const std::string &path)
   }
   // the graph "paired" (a model that evaluates its radial network once per pair): each pair of the
   // folded list once, the graph appends the reverses
-  paired_graph.reset();
   if (meta["mlip_metadata"].find("\"paired\":") != std::string::npos) {
     try {
       paired_graph = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "paired");
