@@ -19,6 +19,8 @@ from hydra import compose, initialize_config_dir
 from mlip.export import export_torchscript, load_exported
 from mlip.export.aoti import OUTPUTS, EnginePotential, example_inputs, export_aoti, load_aoti, trace_with_forces
 from mlip.models import MODEL_REGISTRY
+from mlip.models.contract import reads_paired_edges
+from mlip.nn.geometry import half_edge_list
 from mlip.nn.neighbors import vesin_neighbor_list
 from mlip.testing.isolation import WITHOUT_MLIP
 from mlip.testing.systems import ethanol, make_model, predict, sicgeo_cell, triclinic_si
@@ -110,11 +112,20 @@ def test_every_model_exports_with_forces_through_torch_export(name):
     inputs = example_inputs(SPECIES, 4.0, torch.float64, torch.device("cpu"))
     graph = trace_with_forces(module, inputs)
     n_atoms, n_edges = torch.export.Dim("n_atoms", min=2), torch.export.Dim("n_edges", min=2)
-    program = torch.export.export(graph, inputs, strict=False,
-                                  dynamic_shapes=({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges}))
+    dynamic = ({0: n_atoms}, {0: n_atoms}, None, None, {1: n_edges}, {0: n_edges})
+    program = torch.export.export(graph, inputs, strict=False, dynamic_shapes=dynamic)
     for make in SYSTEMS:
         atoms = make()
         _assert_equal_to_eager(program.module()(*_engine_inputs(atoms)), predict(model, [atoms]))
+    if reads_paired_edges(model):  # the graph "paired" on each pair once: a crystal, a molecule, 4 species
+        half_inputs = inputs[:4] + half_edge_list(inputs[4], inputs[5])
+        paired = torch.export.export(trace_with_forces(EnginePotential(model, SPECIES, paired=True), half_inputs),
+                                     half_inputs, strict=False, dynamic_shapes=dynamic)
+        for make in SYSTEMS:
+            atoms = make()
+            full = _engine_inputs(atoms)
+            out = paired.module()(*full[:4], *half_edge_list(full[4], full[5]))
+            _assert_equal_to_eager(out, predict(model, [atoms]))
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
