@@ -115,7 +115,7 @@ class MLIPCalculator(Calculator):
         kw = dict(dtype=self.dtype, device=self.device)
         edges = (torch.from_numpy(edge_index).to(self.device), torch.from_numpy(shifts).to(**kw))
         compute = self.potential.compute
-        if getattr(self.potential, "reads_paired_edges", False) and hasattr(self.potential, "compute_paired"):
+        if getattr(self.potential, "paired_route", False):  # model.pt, .ckpt: the model reads pairs
             half = half_edge_list(*edges)  # vesin's list is a full one: each pair once, the model doubles it
             if half is not None:
                 compute, edges = self.potential.compute_paired, half

@@ -357,7 +357,7 @@ def test_model_pt_paired_methods_equal_the_full_list_methods(tmp_path):
 
     model = _model()
     scripted = export_torchscript(model, str(tmp_path / "model.pt"))
-    assert scripted.reads_paired_edges
+    assert scripted.paired_route
     atoms = sicgeo_cell()
     batch = batch_of([atoms], model)
     inputs = (batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.CELL][0], batch[keys.PBC][0])

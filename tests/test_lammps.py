@@ -355,6 +355,9 @@ def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tm
     path = export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False)
     out = lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=1, plugin=plugin)
     assert_matches_ase(out, atoms, path)
+    big = atoms.repeat((2, 2, 1))  # 32 Si: more atoms of one element than the tracing input
+    out = lammps_single_point(path, big, ["C", "O", "Si"], nprocs=1, plugin=plugin)
+    assert_matches_ase(out, big, path)
     with pytest.raises(RuntimeError, match=r"runs only on one MPI rank.*there are several ranks.*model\.pt"):
         lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
 

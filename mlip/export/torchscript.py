@@ -60,7 +60,7 @@ class ExportedPotential(torch.nn.Module):
         self.dispersion: Dict[str, str] = dispersion_settings(model)
         #: the model evaluates its radial network once per pair when told the edges are paired: an
         #: engine that folds its ghosts then calls ``compute_engine_paired`` with each pair once
-        self.reads_paired_edges: bool = reads_paired_edges(model)
+        self.paired_route: bool = reads_paired_edges(model)
 
     def _species_of(self, z: torch.Tensor) -> torch.Tensor:
         """Model species index of each atomic number; a clear error for unknown elements."""
@@ -142,7 +142,7 @@ class ExportedPotential(torch.nn.Module):
                        cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``compute`` on each pair of a full list once (``edge_index`` [2, G], ``cell_shifts`` [G, 3]:
         ``mlip.nn.geometry.half_edge_list``); the reverses are appended here and the model told
-        (``keys.PAIRED_EDGES``). Faster when ``reads_paired_edges`` (the ASE calculator uses it then)."""
+        (``keys.PAIRED_EDGES``). Faster when ``paired_route`` (the ASE calculator uses it then)."""
         edge_index, cell_shifts = doubled_edge_list(edge_index, cell_shifts)
         return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, False, True)
 
@@ -152,7 +152,7 @@ class ExportedPotential(torch.nn.Module):
                               cell_shifts: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``compute_engine`` on each pair of the folded list once (``edge_index`` [2, G],
         ``cell_shifts`` [G, 3]: ``mlip.nn.geometry.half_edge_list``); the reverses are appended here
-        and the model told (``keys.PAIRED_EDGES``). Faster when ``reads_paired_edges``."""
+        and the model told (``keys.PAIRED_EDGES``). Faster when ``paired_route``."""
         edge_index, cell_shifts = doubled_edge_list(edge_index, cell_shifts)
         return self._compute(positions, atomic_numbers, cell, pbc, edge_index, cell_shifts, True, True)
 

@@ -176,8 +176,8 @@ void PairMLIP::load_model(const std::string &path)
   if (model.find_method("receptive_field")) receptive_field = model.get_method("receptive_field")({}).toDouble();
   ghost_centres = receptive_field > model_cutoff * (1.0 + 1e-9);
   can_fold = model.find_method("compute_engine").has_value();
-  model_paired = model.find_method("compute_engine_paired").has_value() && model.hasattr("reads_paired_edges") &&
-      model.attr("reads_paired_edges").toBool();
+  model_paired = model.find_method("compute_engine_paired").has_value() && model.hasattr("paired_route") &&
+      model.attr("paired_route").toBool();
   can_exchange = model.find_method("exchange_widths").has_value();
   exchange_widths.clear();
   if (can_exchange)
