@@ -182,7 +182,7 @@ def example_inputs(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype,
     """A small periodic cell holding every species, with its neighbour list (tracing input). At
     least 20 atoms: traced on 7, Inductor (torch 2.13) bounded each species' atom count of a
     several-species equivariant model by 16 (``Expected u1 <= 16``), so the package refused larger
-    structures; from 20 atoms on the bound is gone."""
+    structures; 20 atoms lift the bound in some cases, not all (a known bug, issue 16)."""
     gen = torch.Generator().manual_seed(0)
     n = max(20, 2 * len(atomic_numbers) + 1)
     box = max(1.2 * cutoff, 7.5)  # Å: about 0.05 atoms/Å³ (no overlapping atoms)
