@@ -316,18 +316,17 @@ class EquivariantModel(torch.nn.Module):
             # (the spherical harmonics stay on every edge: Y(-r) = (-1)^l Y(r) as a concatenation made
             # the AOTInductor graph slower, Inductor recomputing them inside each consumer)
             weights = [torch.cat([w, w]) for w in self.radial_weights(r[: r.shape[0] // 2])]
-            h = self.embedding.index_select(0, data[keys.SPECIES]).unsqueeze(2)  # [N, C, 1]
-            return h, [sh, slot, sh_padded] + weights
-        pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        if keys.REVERSE_PAIR_GROUP in data:  # from compile_inputs
-            pairs = (data[keys.REVERSE_PAIR_FIRST], data[keys.REVERSE_PAIR_GROUP])
-        elif not torch.jit.is_scripting():
-            pairs = self._reverse_pairs(data)
-        if pairs is None:
-            weights = self.radial_weights(r)
-        else:  # once per pair i <-> j (the same distance), gathered to both directions
-            first, group = pairs
-            weights = [w.index_select(0, group) for w in self.radial_weights(r.index_select(0, first))]
+        else:
+            pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+            if keys.REVERSE_PAIR_GROUP in data:  # from compile_inputs
+                pairs = (data[keys.REVERSE_PAIR_FIRST], data[keys.REVERSE_PAIR_GROUP])
+            elif not torch.jit.is_scripting():
+                pairs = self._reverse_pairs(data)
+            if pairs is None:
+                weights = self.radial_weights(r)
+            else:  # once per pair i <-> j (the same distance), gathered to both directions
+                first, group = pairs
+                weights = [w.index_select(0, group) for w in self.radial_weights(r.index_select(0, first))]
         h = self.embedding.index_select(0, data[keys.SPECIES]).unsqueeze(2)  # [N, C, 1]
         return h, [sh, slot, sh_padded] + list(weights)
 
