@@ -1,9 +1,11 @@
-"""Time and profile one model on CPU: a training step (energy, forces, stress when the frames are
-periodic, backward) on the first batch of the training set (mlearn Si unless ``data=...``), and an
-inference call (energy + forces) on a rattled 216-atom Si cell (models with Si only).
+"""Time and profile one model on CPU (or a GPU with ``--device cuda``): a training step (energy,
+forces, stress when the frames are periodic, backward) on the first batch of the training set
+(mlearn Si unless ``data=...``), and an inference call (energy + forces) on a rattled 216-atom Si
+cell (models with Si only).
 
     OMP_NUM_THREADS=2 python scripts/profile_model.py model=equivariant model.size=small [--profile]
     OMP_NUM_THREADS=1 python scripts/profile_model.py --calls 30 model=equivariant model.size=medium data=rmd17_ethanol
+    python scripts/profile_model.py --device cuda --compile --calls 50 model=equivariant data.batch_size=64
 
 Arguments after the options are Hydra overrides of the training config (model, data). Times are
 medians over ``--calls`` calls. Like ``python train.py``, the script keeps freed memory in the
@@ -33,13 +35,19 @@ except ImportError:  # PYTHONPATH=<a tree before the setting>, e.g. the baseline
         return False
 
 
-def _time(fn, n):
-    """Median seconds per call of ``fn`` over ``n`` calls, after one warm-up call."""
-    fn()
+def _time(fn, n, device: torch.device):
+    """Median seconds per call of ``fn`` over ``n`` calls, after one warm-up call (on a GPU each
+    call waits for its kernels)."""
+    def call():
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    call()
     times = []
     for _ in range(n):
         t = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -51,6 +59,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="the training step through torch.compile (train.py's compile=true); the first "
                              "call's time (compiling) is printed apart")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args, overrides = parser.parse_known_args()
     print(f"kept freed memory: {keep_freed_memory()}")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -63,7 +72,8 @@ def main() -> None:
     model = build_model(**model_cfg, species=species, e0=[-5.0] * len(species), scale=0.7, shift=0.1,
                         avg_num_neighbors=25.0)
     print(f"parameters: {sum(p.numel() for p in model.parameters())}")
-    physics = ForcesAndStress(model)
+    device = torch.device(args.device)
+    physics = ForcesAndStress(model).to(device)
     forces = lambda b: physics(b, compute_forces=True, compute_stress=stress, create_graph=True)  # noqa: E731
     if args.compile:
         from mlip.training.compiled_step import CompiledForcesAndStress
@@ -72,6 +82,7 @@ def main() -> None:
         forces = lambda b: compiled(b, compute_forces=True, compute_stress=stress)  # noqa: E731
 
     batch = collate([frame_to_graph(f, cfg.model.cutoff, index) for f in frames], torch.float32)
+    batch = {k: v.to(device) for k, v in batch.items()}
     stress = all(bool(f.pbc.all()) for f in frames)
     print(f"training batch: {len(frames)} frames, {batch['positions'].shape[0]} atoms, "
           f"{batch['edge_index'].shape[1]} edges")
@@ -89,6 +100,7 @@ def main() -> None:
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((3, 3, 3))
     atoms.rattle(0.05, seed=0)
     single = collate([atoms_to_graph(atoms, cfg.model.cutoff, {14: index.get(14, 0)})], torch.float32)
+    single = {k: v.to(device) for k, v in single.items()}
 
     def infer():
         physics(single, compute_forces=True, compute_stress=False)
@@ -96,14 +108,17 @@ def main() -> None:
     if args.compile:
         start = time.perf_counter()
         train_step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         print(f"first (compiling) train step: {time.perf_counter() - start:.1f} s")
-    t_train = _time(train_step, args.calls)
+    t_train = _time(train_step, args.calls, device)
     line = f"train step: {t_train * 1e3:.1f} ms ({len(frames) / t_train:.1f} frames/s)"
     if 14 in index:
-        t_infer = _time(infer, args.calls)
+        t_infer = _time(infer, args.calls, device)
         line += (f"; inference: {t_infer * 1e6 / len(atoms):.1f} µs/atom ({len(atoms)} atoms, "
                  f"{single['edge_index'].shape[1]} edges)")
-    print(f"{line}, {torch.get_num_threads()} threads")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"{line}, {where}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

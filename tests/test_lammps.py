@@ -357,14 +357,8 @@ def test_aoti_package_in_lammps_matches_ase_and_refuses_several_ranks(plugin, tm
     assert_matches_ase(out, atoms, path)
     with pytest.raises(RuntimeError, match=r"runs only on one MPI rank.*there are several ranks.*model\.pt"):
         lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
-    big = atoms.repeat((2, 2, 1))  # 44 Si: more atoms of one element than the tracing input
-    try:
-        out = lammps_single_point(path, big, ["C", "O", "Si"], nprocs=1, plugin=plugin)
-    except RuntimeError as err:
-        if "Expected u" not in str(err):
-            raise
-        pytest.xfail("known bug (issue 16): Inductor bounds each element's atom count of a several-element "
-                     "equivariant model.pt2 by a size from the tracing input: " + str(err)[-200:])
+    big = atoms.repeat((3, 3, 2))  # 198 Si: many more atoms of one element than the tracing input has
+    out = lammps_single_point(path, big, ["C", "O", "Si"], nprocs=1, plugin=plugin)
     assert_matches_ase(out, big, path)
 
 

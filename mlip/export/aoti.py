@@ -47,6 +47,17 @@ from mlip.nn.neighbors import ExportableNeighborList, torch_neighbor_list
 from mlip.physics import ForcesAndStress
 
 OUTPUTS = ("energy", "atomic_energies", "forces", "stress", "virial")
+#: atoms of the tracing input. Inductor (torch 2.13) takes some decisions on the tracing input's sizes
+#: and keeps them as bounds: below 33 atoms, its decomposition of a small matrix product
+#: (``_inductor/decomposition.py: mm``, "numel <= 32") bounded N by the tracing input plus a few, and
+#: with it each species' atom count (unbacked sizes <= N), so a several-species equivariant package
+#: refused larger structures ("Expected u3 <= 24"). Above that threshold the same test becomes a
+#: lower bound that no compiled code relies on.
+TRACE_ATOMS = 48
+#: atoms of the structure on which ``export_aoti`` checks the compiled package after the tracing
+#: input: several times as many atoms of each species, so that a size bound taken from the tracing
+#: input fails the export instead of the user's run
+CHECK_ATOMS = 160
 
 
 class EnginePotential(torch.nn.Module):
@@ -178,14 +189,13 @@ def local_example_inputs(inputs: Tuple[torch.Tensor, ...], cutoff: float) -> Tup
 
 
 def example_inputs(atomic_numbers: List[int], cutoff: float, dtype: torch.dtype,
-                   device: torch.device) -> Tuple[torch.Tensor, ...]:
-    """A small periodic cell holding every species, with its neighbour list (tracing input). At
-    least 20 atoms: traced on 7, Inductor (torch 2.13) bounded each species' atom count of a
-    several-species equivariant model by 16 (``Expected u1 <= 16``), so the package refused larger
-    structures; 20 atoms lift the bound in some cases, not all (a known bug, issue 16)."""
+                   device: torch.device, n_atoms: int = TRACE_ATOMS) -> Tuple[torch.Tensor, ...]:
+    """A periodic cell of ``n_atoms`` random atoms (about 0.05 per Å³) holding every species, with
+    its neighbour list: the tracing input (``TRACE_ATOMS``) and the export's size check
+    (``CHECK_ATOMS``)."""
     gen = torch.Generator().manual_seed(0)
-    n = max(20, 2 * len(atomic_numbers) + 1)
-    box = max(1.2 * cutoff, 7.5)  # Å: about 0.05 atoms/Å³ (no overlapping atoms)
+    n = max(n_atoms, 2 * len(atomic_numbers) + 1)
+    box = max(1.2 * cutoff, (n / 0.05) ** (1.0 / 3.0))  # Å
     positions = torch.rand((n, 3), generator=gen, dtype=torch.float64) * box
     numbers = torch.tensor([atomic_numbers[k % len(atomic_numbers)] for k in range(n)], dtype=torch.long)
     cell = torch.eye(3, dtype=torch.float64) * box
@@ -239,9 +249,9 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     """Compile ``model`` (a ``ForcesAndStress`` around a registry model) into ``path`` (``*.pt2``)
     for ``device``; returns the path. ``neighbors`` adds the package's own neighbour-list graph
     (about 12 s more compiling; without it callers must always pass a list). With ``check``, the
-    package is loaded and compared with the eager model on the tracing input (tolerance 1e-10 in
-    float64, 1e-4 in float32, relative) before it replaces ``path`` (atomically; a failed write
-    leaves the previous file and raises ``WriteError``)."""
+    package is loaded and compared with the eager model on the tracing input and on a larger
+    structure (``CHECK_ATOMS``; tolerance 1e-10 in float64, 1e-4 in float32, relative) before it
+    replaces ``path`` (atomically; a failed write leaves the previous file and raises ``WriteError``)."""
     if d3_terms(model):
         raise ConfigError("this model has a D3 dispersion term (model.d3), which model.pt2 cannot carry yet: "
                           "export model.pt (mlip export --format torchscript), which includes it")
@@ -297,11 +307,15 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
         with open(tmp, "wb") as fh:  # a file object: a full disk raises OSError (see mlip.fileio)
             package_aoti(fh, files)
         if check:
-            _check_package(str(tmp), module, inputs, dtype, neighbors)
-            if local:
-                _check_graph(str(tmp), "local", local_module, local_inputs, dtype)
-            if paired:  # on the half list against the eager model on the full one
-                _check_graph(str(tmp), "paired", module, inputs, dtype, graph_inputs=paired_inputs)
+            larger = example_inputs(species, cutoff, dtype, device_t, n_atoms=CHECK_ATOMS)
+            for checked in (inputs, larger):
+                _check_package(str(tmp), module, checked, dtype, neighbors)
+                if local:
+                    _check_graph(str(tmp), "local", local_module, local_example_inputs(checked, cutoff), dtype)
+                if paired:  # on the half list against the eager model on the full one
+                    half = half_edge_list(checked[4], checked[5])
+                    assert half is not None, "the check input's neighbour list is a full one"
+                    _check_graph(str(tmp), "paired", module, checked, dtype, graph_inputs=checked[:4] + half)
     return path
 
 
@@ -315,17 +329,20 @@ def _compile(program: torch.export.ExportedProgram, configs: Dict[str, Any]) -> 
 
 def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], dtype: torch.dtype,
                    neighbors: bool) -> None:
-    """The package's graphs against eager on the tracing input (tolerance 1e-10 in float64, 1e-4 in
-    float32, relative); raises RuntimeError naming the output that differs."""
+    """The package's graphs against eager on ``inputs`` (tolerance 1e-10 in float64, 1e-4 in
+    float32, relative); raises RuntimeError naming the output that differs, or the graph that
+    refused the structure."""
     from torch._inductor.package import load_package
 
     compiled = load_package(path, "model")
-    runs = [("with the caller's neighbour list", compiled(*inputs))]
+    runs = [("with the caller's neighbour list", _run_graph(path, "model", compiled, inputs))]
     if neighbors:
-        edge_index, shifts, ok = load_package(path, "neighbors")(inputs[0], inputs[2], inputs[3])
+        edge_index, shifts, ok = _run_graph(path, "neighbors", load_package(path, "neighbors"),
+                                            (inputs[0], inputs[2], inputs[3]))
         if not bool(ok) or edge_index.shape != inputs[4].shape:
             raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
-        runs.append(("with its own neighbour list", compiled(*inputs[:4], edge_index, shifts)))
+        own = inputs[:4] + (edge_index, shifts)
+        runs.append(("with its own neighbour list", _run_graph(path, "model", compiled, own)))
     ref = {k: v.detach() for k, v in module(*inputs).items()}
     for how, got in runs:
         _compare(path, how, got, ref, dtype)
@@ -338,8 +355,20 @@ def _check_graph(path: str, name: str, module: torch.nn.Module, inputs: Tuple[to
     from torch._inductor.package import load_package
 
     ref = {k: v.detach() for k, v in module(*inputs).items()}
-    got = load_package(path, name)(*(graph_inputs if graph_inputs is not None else inputs))
+    got = _run_graph(path, name, load_package(path, name), graph_inputs if graph_inputs is not None else inputs)
     _compare(path, f"of the graph {name!r}", got, ref, dtype)
+
+
+def _run_graph(path: str, name: str, graph: Any, inputs: Tuple[torch.Tensor, ...]) -> Any:
+    """``graph(*inputs)``; a refusal (a size bound that Inductor compiled in) raised as a RuntimeError
+    that names the package, the graph and the structure's size."""
+    try:
+        return graph(*inputs)
+    except Exception as err:
+        raise RuntimeError(f"AOTInductor package {path}: its graph {name!r} refused a structure of "
+                           f"{inputs[0].shape[0]} atoms that the eager model computes ({err}); the package was not "
+                           "written. Export model.pt instead (mlip export --format torchscript), and report this "
+                           "with the model's config") from err
 
 
 def _compare(path: str, how: str, got: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor],
