@@ -52,8 +52,9 @@ OUTPUTS = ("energy", "atomic_energies", "forces", "stress", "virial")
 #: (``_inductor/decomposition.py: mm``, "numel <= 32") bounded N by the tracing input plus a few, and
 #: with it each species' atom count (unbacked sizes <= N), so a several-species equivariant package
 #: refused larger structures ("Expected u3 <= 24"). Above that threshold the same test becomes a
-#: lower bound that no compiled code relies on.
-TRACE_ATOMS = 48
+#: lower bound that no compiled code relies on. The graph ``local`` traces half of them as its local
+#: atoms (36), above the threshold too.
+TRACE_ATOMS = 72
 #: atoms of the structure on which ``export_aoti`` checks the compiled package after the tracing
 #: input: several times as many atoms of each species, so that a size bound taken from the tracing
 #: input fails the export instead of the user's run
