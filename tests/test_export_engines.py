@@ -165,7 +165,7 @@ def test_aoti_round_trip(aoti_package, make):
 def test_aoti_sizes_are_dynamic_and_unknown_elements_are_nan(aoti_package):
     model, path = aoti_package
     compiled, _ = load_aoti(str(path))
-    big = sicgeo_cell().repeat((2, 1, 2))  # 32 atoms, another number of edges than the tracing input
+    big = sicgeo_cell().repeat((3, 3, 3))  # 216 atoms: three times the tracing input, each species more often
     _assert_equal_to_eager(compiled.compute(*_engine_inputs(big)), predict(model, [big]))
     from ase import Atoms
 
@@ -183,6 +183,21 @@ def test_aoti_sizes_are_dynamic_and_unknown_elements_are_nan(aoti_package):
     assert torch.isnan(out["energy"]) and torch.isnan(out["forces"]).all()
     with pytest.raises(RuntimeError, match="atomic number 32 is not among the model's species"):
         compiled.compute(*_engine_inputs(atoms))
+
+
+def test_export_check_names_the_graph_that_refuses_a_structure():
+    """A compiled graph that refuses the export's check structure (as a size bound compiled in from
+    the tracing input would) stops the export with an error naming the package, the graph and the
+    structure's size, and pointing to model.pt."""
+    from mlip.export.aoti import _run_graph
+
+    def refusing(*inputs):
+        raise RuntimeError("Expected u3 <= 24 but received 44")
+
+    inputs = example_inputs(SPECIES, 4.0, torch.float64, torch.device("cpu"), n_atoms=160)
+    with pytest.raises(RuntimeError, match=r"model\.pt2: its graph 'paired' refused a structure of 160 atoms.*"
+                                           r"Expected u3 <= 24.*not written.*model\.pt"):
+        _run_graph("model.pt2", "paired", refusing, inputs)
 
 
 def test_aoti_package_builds_its_own_neighbour_list(aoti_package):
