@@ -35,19 +35,20 @@ except ImportError:  # PYTHONPATH=<a tree before the setting>, e.g. the baseline
         return False
 
 
-def _time(fn, n, device: torch.device):
-    """Median seconds per call of ``fn`` over ``n`` calls, after one warm-up call (on a GPU each
-    call waits for its kernels)."""
-    def call():
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+def _finished(fn, device: torch.device) -> None:
+    """``fn()``, returning once its work is done (on a GPU: once its kernels have run)."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    call()
+
+def _time(fn, n, device: torch.device):
+    """Median seconds per call of ``fn`` over ``n`` calls, after one warm-up call."""
+    _finished(fn, device)
     times = []
     for _ in range(n):
         t = time.perf_counter()
-        call()
+        _finished(fn, device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -107,9 +108,7 @@ def main() -> None:
 
     if args.compile:
         start = time.perf_counter()
-        train_step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _finished(train_step, device)
         print(f"first (compiling) train step: {time.perf_counter() - start:.1f} s")
     t_train = _time(train_step, args.calls, device)
     line = f"train step: {t_train * 1e3:.1f} ms ({len(frames) / t_train:.1f} frames/s)"

@@ -278,9 +278,7 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     paired = reads_paired_edges(model)
     if paired:  # an engine's half list (LAMMPS on one rank): the model's edge functions on half the edges
         paired_module = EnginePotential(model, species, paired=True).to(device_t)
-        half = half_edge_list(inputs[4], inputs[5])
-        assert half is not None, "the tracing input's neighbour list is a full one"
-        paired_inputs = inputs[:4] + half
+        paired_inputs = _half_list_inputs(inputs)
         programs["paired"] = torch.export.export(trace_with_forces(paired_module, paired_inputs), paired_inputs,
                                                  dynamic_shapes=dynamic, strict=False)
     local = has_local_graph(model)
@@ -307,16 +305,15 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
     with atomic_path(path) as tmp:  # checked before the rename: a bad package never replaces a good one
         with open(tmp, "wb") as fh:  # a file object: a full disk raises OSError (see mlip.fileio)
             package_aoti(fh, files)
-        if check:
+        if check:  # on the tracing input and on a larger structure
             larger = example_inputs(species, cutoff, dtype, device_t, n_atoms=CHECK_ATOMS)
-            for checked in (inputs, larger):
-                _check_package(str(tmp), module, checked, dtype, neighbors)
-                if local:
-                    _check_graph(str(tmp), "local", local_module, local_example_inputs(checked, cutoff), dtype)
-                if paired:  # on the half list against the eager model on the full one
-                    half = half_edge_list(checked[4], checked[5])
-                    assert half is not None, "the check input's neighbour list is a full one"
-                    _check_graph(str(tmp), "paired", module, checked, dtype, graph_inputs=checked[:4] + half)
+            _check_package(str(tmp), module, [inputs, larger], dtype, neighbors)
+            if local:
+                _check_graph(str(tmp), "local", local_module, [local_inputs, local_example_inputs(larger, cutoff)],
+                             dtype)
+            if paired:  # on the half list against the eager model on the full one
+                _check_graph(str(tmp), "paired", module, [inputs, larger], dtype,
+                             graph_inputs=[paired_inputs, _half_list_inputs(larger)])
     return path
 
 
@@ -328,36 +325,45 @@ def _compile(program: torch.export.ExportedProgram, configs: Dict[str, Any]) -> 
                                        options={**configs, "aot_inductor.package": True})
 
 
-def _check_package(path: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], dtype: torch.dtype,
-                   neighbors: bool) -> None:
-    """The package's graphs against eager on ``inputs`` (tolerance 1e-10 in float64, 1e-4 in
-    float32, relative); raises RuntimeError naming the output that differs, or the graph that
-    refused the structure."""
+def _half_list_inputs(inputs: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, ...]:
+    """``example_inputs`` with each pair of its full neighbour list once: the graph ``paired``'s input."""
+    half = half_edge_list(inputs[4], inputs[5])
+    assert half is not None, "example_inputs' neighbour list is a full one"
+    return inputs[:4] + half
+
+
+def _check_package(path: str, module: torch.nn.Module, structures: List[Tuple[torch.Tensor, ...]],
+                   dtype: torch.dtype, neighbors: bool) -> None:
+    """The package's graphs against eager on each of ``structures`` (``example_inputs``; tolerance
+    1e-10 in float64, 1e-4 in float32, relative); raises RuntimeError naming the output that
+    differs, or the graph that refused a structure."""
     from torch._inductor.package import load_package
 
     compiled = load_package(path, "model")
-    runs = [("with the caller's neighbour list", _run_graph(path, "model", compiled, inputs))]
-    if neighbors:
-        edge_index, shifts, ok = _run_graph(path, "neighbors", load_package(path, "neighbors"),
-                                            (inputs[0], inputs[2], inputs[3]))
-        if not bool(ok) or edge_index.shape != inputs[4].shape:
-            raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
-        own = inputs[:4] + (edge_index, shifts)
-        runs.append(("with its own neighbour list", _run_graph(path, "model", compiled, own)))
-    ref = {k: v.detach() for k, v in module(*inputs).items()}
-    for how, got in runs:
-        _compare(path, how, got, ref, dtype)
+    own_list = load_package(path, "neighbors") if neighbors else None
+    for inputs in structures:
+        runs = [("with the caller's neighbour list", _run_graph(path, "model", compiled, inputs))]
+        if own_list is not None:
+            edge_index, shifts, ok = _run_graph(path, "neighbors", own_list, (inputs[0], inputs[2], inputs[3]))
+            if not bool(ok) or edge_index.shape != inputs[4].shape:
+                raise RuntimeError(f"AOTInductor package {path}: its neighbour list differs from torch_neighbor_list")
+            own = inputs[:4] + (edge_index, shifts)
+            runs.append(("with its own neighbour list", _run_graph(path, "model", compiled, own)))
+        ref = {k: v.detach() for k, v in module(*inputs).items()}
+        for how, got in runs:
+            _compare(path, how, got, ref, dtype)
 
 
-def _check_graph(path: str, name: str, module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...],
-                 dtype: torch.dtype, graph_inputs: Optional[Tuple[torch.Tensor, ...]] = None) -> None:
-    """The package's graph ``name`` on ``graph_inputs`` (default ``inputs``) against ``module`` on
-    ``inputs`` (as ``_check_package``)."""
+def _check_graph(path: str, name: str, module: torch.nn.Module, structures: List[Tuple[torch.Tensor, ...]],
+                 dtype: torch.dtype, graph_inputs: Optional[List[Tuple[torch.Tensor, ...]]] = None) -> None:
+    """The package's graph ``name`` on each of ``graph_inputs`` (default ``structures``) against
+    ``module`` on the matching entry of ``structures`` (as ``_check_package``)."""
     from torch._inductor.package import load_package
 
-    ref = {k: v.detach() for k, v in module(*inputs).items()}
-    got = _run_graph(path, name, load_package(path, name), graph_inputs if graph_inputs is not None else inputs)
-    _compare(path, f"of the graph {name!r}", got, ref, dtype)
+    graph = load_package(path, name)
+    for inputs, given in zip(structures, graph_inputs if graph_inputs is not None else structures, strict=True):
+        ref = {k: v.detach() for k, v in module(*inputs).items()}
+        _compare(path, f"of the graph {name!r}", _run_graph(path, name, graph, given), ref, dtype)
 
 
 def _run_graph(path: str, name: str, graph: Any, inputs: Tuple[torch.Tensor, ...]) -> Any:
