@@ -133,7 +133,12 @@ def test_every_model_compiles_with_aoti(name, tmp_path):
     """A full compile per model family, on a single-species model (10-30 s each on a quiet core);
     the package's own neighbour list, the same for every family, is left to the fixture above."""
     model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
-    compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as a user's export on a multi-core machine (Inductor's parallel kernels)
+    try:
+        compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False))
+    finally:
+        torch.set_num_threads(threads)
     # the invariant model (no message passing, the exchange hooks) also gets the engines' graph "local",
     # the equivariant one (its radial network once per pair) the graph "paired", which takes a half list
     assert compiled.neighbors is None and list(meta["packaged_models"]) == (

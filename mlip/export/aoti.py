@@ -293,8 +293,14 @@ def export_aoti(model: ForcesAndStress, path: str, dtype: Optional[torch.dtype] 
         programs["neighbors"] = torch.export.export(
             ExportableNeighborList(cutoff).to(device_t), inputs[:1] + inputs[2:4], strict=False,
             dynamic_shapes=({0: torch.export.Dim("n_atoms", min=1)}, None, None))
+    # "cpp.threads": 1: with more than one thread Inductor (torch 2.13) fails to generate the parallel
+    # CPU kernel of the equivariant model's per-structure energy sum (an atomic-add scatter:
+    # "assert isinstance(index, CppCSEVariable) and index.is_vec"), so `mlip export --format aoti`
+    # crashed wherever torch had several threads. One-thread kernels are what an MD engine runs (one
+    # thread per MPI rank) and what every package exported with OMP_NUM_THREADS=1 already had.
     configs = {"aot_inductor.metadata": aoti_metadata(species, cutoff, dtype, device_t.type, neighbors,
-                                                      receptive_field(model), local, paired)}
+                                                      receptive_field(model), local, paired),
+               "cpp.threads": 1}
     configs.update(inductor_configs or {})
     path = str(path)
     if not path.endswith(".pt2"):
