@@ -6,6 +6,7 @@ machine): one four-species float64 package through ``mlip export --format aoti``
 round-trip tests, one float32 package of a trained run, and one small package per model family.
 """
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -46,6 +47,17 @@ def _export_cli(*args):
     from mlip.cli.main import main
 
     return main(["export", *map(str, args)])
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    """torch's intra-op thread count set to ``n`` inside the block (the suite runs with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _assert_equal_to_eager(out, ref, energy_tol=1e-8, force_tol=1e-8):
@@ -133,12 +145,8 @@ def test_every_model_compiles_with_aoti(name, tmp_path):
     """A full compile per model family, on a single-species model (10-30 s each on a quiet core);
     the package's own neighbour list, the same for every family, is left to the fixture above."""
     model = make_model(name, [14], cutoff=4.0, calibrate_on=[triclinic_si()])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # as a user's export on a multi-core machine (Inductor's parallel kernels)
-    try:
+    with _torch_threads(2):  # as a user's export on a multi-core machine (Inductor's parallel kernels)
         compiled, meta = load_aoti(export_aoti(model, str(tmp_path / "model.pt2"), neighbors=False))
-    finally:
-        torch.set_num_threads(threads)
     # the invariant model (no message passing, the exchange hooks) also gets the engines' graph "local",
     # the equivariant one (its radial network once per pair) the graph "paired", which takes a half list
     assert compiled.neighbors is None and list(meta["packaged_models"]) == (
@@ -376,10 +384,13 @@ def test_export_command_defaults_to_run_dir_and_checkpoint_dtype(tiny_run):
 
 def test_export_command_aoti_float32(tiny_run):
     """A trained float32 run through ``mlip export --format aoti``: the package keeps float32 and
-    agrees with the checkpoint (float32 tolerances)."""
+    agrees with the checkpoint (float32 tolerances). Exported with 2 threads, as on a user's
+    multi-core machine: Inductor's parallel float32 kernel of the per-structure energy sum (an
+    atomic-add scatter) failed to generate there until packages were compiled with one thread."""
     from mlip.calculator import MLIPCalculator
 
-    assert _export_cli(tiny_run / "checkpoints" / "best.ckpt", "--format", "aoti") == 0
+    with _torch_threads(2):
+        assert _export_cli(tiny_run / "checkpoints" / "best.ckpt", "--format", "aoti") == 0
     compiled, meta = load_aoti(str(tiny_run / "model.pt2"))
     assert meta["dtype"] == "float32" and meta["atomic_numbers"] == [14]
     atoms = _shipped_frame()
