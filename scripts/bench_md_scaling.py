@@ -6,6 +6,7 @@ docs/benchmarks.md.
     OMP_NUM_THREADS=1 python scripts/bench_md_scaling.py --model inv=outputs/a/model.pt eq=outputs/b/model.pt \\
         --classical "pair_style snap" "pair_coeff * * Si.snapcoeff Si.snapparam Si"
     OMP_NUM_THREADS=1 python scripts/bench_md_scaling.py --repeats 5,10 --no-write            # a quick look
+    ... --model "inv=model.pt2" "inv, one block=model.pt2;block 0"                          # pair_style args
 
 Each size runs NVE from 300 K: one warm-up step, then ``--steps`` timed steps, in a fresh LAMMPS
 process; peak resident memory is GNU time's maximum RSS of that process (torch and LAMMPS
@@ -30,7 +31,8 @@ from bench_md import lammps_md  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", required=True, metavar="NAME=PATH", help="exported model.pt files")
+    parser.add_argument("--model", nargs="+", required=True, metavar="NAME=PATH[;ARGS]",
+                        help="exported model.pt/.pt2 files; ARGS after ';' go on the pair_style line ('block 0')")
     parser.add_argument("--classical", nargs="+", metavar="LINE", help="pair_style/pair_coeff lines for Si")
     parser.add_argument("--repeats", default="5,10,15,23",
                         help="conventional cells per side (8 r^3 atoms: 1000, 8000, 27000, 97336)")
@@ -47,7 +49,9 @@ def main() -> None:
     styles = []
     for spec in args.model:
         name, path = spec.split("=", 1)
-        styles.append((f"mlip {name}", f"pair_style mlip\npair_coeff * * {Path(path).resolve()} Si", plugin))
+        path, _, style_args = path.partition(";")
+        styles.append((f"mlip {name}", f"pair_style mlip {style_args}\npair_coeff * * {Path(path).resolve()} Si",
+                       plugin))
     if args.classical:
         styles.append((args.classical[0].replace("pair_style ", ""), "\n".join(args.classical), None))
     results = {}

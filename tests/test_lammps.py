@@ -369,8 +369,10 @@ def test_aoti_package_of_a_local_model_runs_on_several_ranks_and_open_boxes(kind
     where ghosts do not fold: on 2 ranks in a periodic triclinic cell, and for a molecule on 1 and 2
     ranks (boundary f), with MLIPCalculator's energy, forces, per-atom energies and stress (the
     virial from the ghosts' forces). The invariant model's package has the graph ``local``
-    (descriptors of the local atoms only); a classical model's runs its graph ``model`` on the local
-    and ghost atoms, where the ghosts' own constant energies (E0) must be left out."""
+    (descriptors of the local atoms only), which the plugin runs on blocks of local atoms (``block
+    N``), also on one rank: blocks of 5 and 7 atoms (several per rank, the last one short) give the
+    same answers; a classical model's runs its graph ``model`` on the local and ghost atoms, where
+    the ghosts' own constant energies (E0) must be left out."""
     from ase.build import molecule
 
     from mlip.export.aoti import export_aoti
@@ -383,6 +385,12 @@ def test_aoti_package_of_a_local_model_runs_on_several_ranks_and_open_boxes(kind
     assert meta["receptive_field"] == CUTOFF and set(meta["packaged_models"]) == graphs
     out = lammps_single_point(path, atoms, ["C", "O", "Si"], nprocs=2, plugin=plugin)
     assert_matches_ase(out, atoms, path)
+    if kind == "invariant":
+        big = atoms.repeat((2, 1, 1))  # 32 atoms: 7 blocks of 5 on one rank, about 3 of 5 on each of two
+        for nprocs, block in ((1, 5), (2, 5), (1, 7)):
+            out = lammps_single_point(path, big, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin,
+                                      style_args=f"block {block}")
+            assert_matches_ase(out, big, path)
     mol = molecule("CH3CH2OH")
     mol.numbers[mol.numbers == 1] = 14  # the model's species: C, O, Si
     mol.rattle(0.05, seed=2)
@@ -390,7 +398,8 @@ def test_aoti_package_of_a_local_model_runs_on_several_ranks_and_open_boxes(kind
     mol.pbc = False
     mol.calc = MLIPCalculator(path)
     for nprocs in (1, 2):
-        out = lammps_single_point(path, mol, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin)
+        out = lammps_single_point(path, mol, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin,
+                                  style_args="block 4" if kind == "invariant" else "")
         assert abs(out["energy"] - mol.get_potential_energy()) < 1e-8
         np.testing.assert_allclose(out["forces"], mol.get_forces(), atol=1e-8, rtol=0)
         np.testing.assert_allclose(out["energies"], mol.get_potential_energies(), atol=1e-8, rtol=0)

@@ -109,16 +109,17 @@ def boundary_of(atoms) -> str:
     return " ".join("p" if periodic else "f" for periodic in atoms.get_pbc())
 
 
-def pair_lines(model: str, elements: Sequence[str]) -> str:
-    """The input lines that set ``pair_style mlip`` (after ``read_data``). A model with a D3 term
+def pair_lines(model: str, elements: Sequence[str], style_args: str = "") -> str:
+    """The input lines that set ``pair_style mlip`` (after ``read_data``), with ``style_args`` after
+    it (``"block 256"``, ``"ghosts exchange"``). A model with a D3 term
     (``model.d3``) runs under ``hybrid/overlay`` with LAMMPS' ``dispersion/d3`` at the model's
     functional and cutoffs: the plugin's ghost atoms cannot make D3's lattice sums, so LAMMPS adds it."""
     meta = model_metadata(model)
     d3: Dict[str, str] = dict(meta.get("dispersion") or {})  # type: ignore[call-overload]
     species = " ".join(elements)
     if not d3:
-        return f"pair_style mlip\npair_coeff * * {model} {species}\n"
-    return (f"pair_style hybrid/overlay mlip dispersion/d3 {d3['damping']} {d3['functional']} "
+        return f"pair_style mlip {style_args}\npair_coeff * * {model} {species}\n"
+    return (f"pair_style hybrid/overlay mlip {style_args} dispersion/d3 {d3['damping']} {d3['functional']} "
             f"{float(d3['cutoff']):.6f} {float(d3['cn_cutoff']):.6f}\n"
             f"pair_coeff * * mlip {model} {species}\npair_coeff * * dispersion/d3 {species}\n"
             # about 8,000 neighbours per atom within 31.75 Å in a solid: above LAMMPS' default of 2,000
@@ -126,7 +127,7 @@ def pair_lines(model: str, elements: Sequence[str]) -> str:
 
 
 def single_point(plugin: str, model: str, data: str, elements: Sequence[str],
-                 boundary: str = "p p p") -> Optional[Dict[str, list]]:
+                 boundary: str = "p p p", style_args: str = "") -> Optional[Dict[str, list]]:
     """Energy (eV), forces (eV/Å, by atom ID), per-atom energies (eV) and stress (eV/Å³, Voigt,
     ASE sign; only meaningful for ``boundary`` p p p) of the data file, in this process (on every
     MPI rank of it); rank 0 gets the results, other ranks None."""
@@ -139,7 +140,7 @@ atom_modify map array
 boundary {boundary}
 newton on
 read_data {data}
-{pair_lines(model, elements)}
+{pair_lines(model, elements, style_args)}
 compute mlip_pe_atom all pe/atom
 compute mlip_virial all pressure NULL virial
 thermo_style custom step pe c_mlip_virial[*]
@@ -164,8 +165,9 @@ run 0
 
 
 def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = None, nprocs: int = 1,
-                        plugin: Optional[str] = None, timeout: float = 600) -> Dict[str, np.ndarray]:
-    """Run LAMMPS (``pair_style mlip``) on ``atoms`` on ``nprocs`` MPI ranks in a subprocess and
+                        plugin: Optional[str] = None, timeout: float = 600,
+                        style_args: str = "") -> Dict[str, np.ndarray]:
+    """Run LAMMPS (``pair_style mlip <style_args>``) on ``atoms`` on ``nprocs`` MPI ranks in a subprocess and
     return energy, forces, energies and stress as ASE would (stress: fully periodic cells only; a
     molecule or slab needs a cell that holds it). Builds the plugin if needed."""
     elements = list(elements or model_elements(model))
@@ -175,7 +177,8 @@ def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = N
         out = Path(tmp) / "out.json"
         write_lammps_data(data, atoms, elements)
         args = json.dumps({"plugin": plugin, "model": str(Path(model).resolve()), "data": data,
-                           "elements": elements, "out": str(out), "boundary": boundary_of(atoms)})
+                           "elements": elements, "out": str(out), "boundary": boundary_of(atoms),
+                           "style_args": style_args})
         cmd = [sys.executable, "-m", "mlip.export.lammps_run", args]
         if nprocs > 1:
             launcher = mpiexec()
@@ -194,6 +197,6 @@ def lammps_single_point(model: str, atoms, elements: Optional[Sequence[str]] = N
 
 if __name__ == "__main__":
     a = json.loads(sys.argv[1])
-    res = single_point(a["plugin"], a["model"], a["data"], a["elements"], a["boundary"])
+    res = single_point(a["plugin"], a["model"], a["data"], a["elements"], a["boundary"], a["style_args"])
     if res is not None:
         Path(a["out"]).write_text(json.dumps(res))

@@ -43,7 +43,8 @@ class PairMLIP : public Pair {
   void load_model(const std::string &path);
   void load_package(const std::string &path);
   void compute_folded(int eflag, int vflag);
-  int64_t ghost_graph(int hops, torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index);
+  int64_t ghost_graph(int hops, int b0, int b1, torch::Tensor &positions64, torch::Tensor &numbers,
+                      torch::Tensor &edge_index);
   void idle_exchange(int t, bool forward);
   void clear_comm_buf(int width);
   void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
@@ -53,7 +54,7 @@ class PairMLIP : public Pair {
   void run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
                    torch::Tensor &atomic, torch::Tensor &virial_out,
                    torch::inductor::AOTIModelPackageLoader *graph = nullptr);
-  void tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model);
+  void tally(const double *fp, const torch::Tensor &energy, const torch::Tensor &atomic, int64_t n_model, int64_t n_own);
 
   torch::jit::Module model;                                        // model.pt
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;  // model.pt2 (its "model" graph)
@@ -67,6 +68,9 @@ class PairMLIP : public Pair {
   bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
   bool model_paired;                // model.pt: compute_engine_paired pays (the radial network once per pair)
   std::string ghost_mode;           // pair_style mlip ghosts fold (default) | exchange | shell
+  static constexpr int DEFAULT_BLOCK = 512;
+  int block_size;                   // pair_style mlip block N: local atoms per call of the graph "local"
+  bool blocked;                     // this run: the graph "local" on blocks of block_size local atoms
   bool can_exchange;                // the model has the exchange_* methods (layer by layer)
   bool package_local;               // model.pt2 of a model without message passing (runs on ghosts too)
   bool fold_ghosts;                 // this run: one rank, periodic box, atom map: ghosts -> owners
