@@ -335,11 +335,13 @@ def test_pair_style_ghosts_keyword_picks_the_path(ghosts, plugin, tmp_path):
     assert expected[ghosts] in log.read_text()
     atoms.calc = MLIPCalculator(model)
     assert abs(energy - atoms.get_potential_energy()) < 1e-5
-    lmp = lammps_instance()
-    with pytest.raises(Exception, match="optional 'ghosts fold' .default., 'ghosts exchange' or 'ghosts shell'"):
-        lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\n"
-                            f"read_data {tmp_path / 'data.lmp'}\npair_style mlip ghosts deep\n")
-    lmp.close()
+    for wrong in ("ghosts deep", "block", "block -1"):
+        lmp = lammps_instance()
+        with pytest.raises(Exception, match="optional 'ghosts fold' .default., 'ghosts exchange' or 'ghosts shell', "
+                                            "and 'block N'|block -1: must be 0 .no blocks. or a positive atom count"):
+            lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\n"
+                                f"read_data {tmp_path / 'data.lmp'}\npair_style mlip {wrong}\n")
+        lmp.close()
 
 
 @needs_lammps

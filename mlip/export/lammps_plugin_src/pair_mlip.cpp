@@ -143,7 +143,7 @@ void PairMLIP::settings(int narg, char **arg)
   // a package's graph "local" (0: all in one call)
   ghost_mode = "fold";
   block_size = DEFAULT_BLOCK;
-  const char *usage = "pair_style mlip takes only the optional keywords 'ghosts fold' (default), 'ghosts exchange' or "
+  const char *usage = "pair_style mlip takes only the optional 'ghosts fold' (default), 'ghosts exchange' or "
                       "'ghosts shell', and 'block N' (local atoms per call of a model.pt2's graph 'local'; default "
                       "512, 0 for all at once); the model file goes in pair_coeff";
   for (int k = 0; k < narg; k += 2) {
