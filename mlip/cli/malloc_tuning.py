@@ -7,8 +7,10 @@ the kernel above its trim threshold, so the next step page-faults on the same fe
 again: about 10,000 page faults per training step of the small equivariant model on 8 mlearn Si
 frames. ``keep_freed_memory`` raises the mmap threshold to 32 MiB (glibc's largest), serves blocks
 above it from the heap too (no ``mmap`` at all: MD of a few thousand atoms has per-edge tensors of
-50-100 MB, which would otherwise be mapped and unmapped on every call), keeps up to 2 GiB of freed
-memory and grows the heap 64 MiB at a time, so steady-state steps reuse memory the process already
+50-100 MB, which would otherwise be mapped and unmapped on every call), never gives freed memory
+back (trim threshold -1: with 2 GiB, MD steps of 100,000 atoms, whose intermediates take several
+GB, gave the excess back and faulted it in again each step, a quarter of the step's wall time)
+and grows the heap 64 MiB at a time, so steady-state steps reuse memory the process already
 holds: training steps 7-19 % faster on one CPU thread (small on Si, medium on ethanol), and the
 TorchScript equivariant model in LAMMPS 1.4x faster at 8,000 atoms (``docs/benchmarks.md``). Peak
 memory rises with the larger blocks kept in the heap (12-24 % in LAMMPS at 8,000-97,336 atoms);
@@ -30,7 +32,7 @@ _M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 
 #: the settings: (parameter, value); values fit a C int
-SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, (2 << 30) - 1),
+SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1),
             (_M_TOP_PAD, 64 << 20))
 
 

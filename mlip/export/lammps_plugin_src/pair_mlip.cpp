@@ -80,7 +80,8 @@ struct FeatureExchange : public torch::autograd::Function<FeatureExchange> {
 // by default every step's intermediates above the mmap threshold come from fresh pages and are
 // unmapped again, so each MD step page-faults the same memory back in. Same settings as there:
 // mmap threshold 32 MiB and no mmap at all (per-edge tensors of a few thousand atoms are 50-100 MB),
-// trim threshold 2 GiB, top pad 64 MiB; MLIP_MALLOC_TUNING=0 turns it off.
+// no trimming (trim threshold -1: a 2 GiB threshold let steps of 100,000 atoms give several GB back
+// and fault them in again), top pad 64 MiB; MLIP_MALLOC_TUNING=0 turns it off.
 void keep_freed_memory()
 {
 #if defined(__GLIBC__)
@@ -91,7 +92,7 @@ void keep_freed_memory()
   if (env && std::string(env) == "0") return;
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 2147483647);
+  mallopt(M_TRIM_THRESHOLD, -1);    // -1: never trim (mallopt(3))
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
 }
