@@ -475,6 +475,8 @@ class AOTIPotential:
         positions. The ghosts' forces go to the atoms they are images of; the virial is
         sum x (x) f over every block's atoms and ghosts, as for any potential of the edge vectors.
         On 8,000-27,000 Si atoms, blocks of 512 took half the time per atom of the whole graph."""
+        local = self.local
+        assert local is not None, "_compute_in_blocks needs the graph local"
         n = positions.shape[0]
         order = torch.argsort(edge_index[0], stable=True)  # edges grouped by their centre
         senders, receivers = edge_index[0, order], edge_index[1, order]
@@ -495,7 +497,7 @@ class AOTIPotential:
             ghost_positions = positions.index_select(0, ghost_atom) + images[:, 1:].to(positions.dtype) @ cell
             local_receivers = r - b0
             local_receivers[outside] = (b1 - b0) + which
-            out = self.local(positions[b0:b1], ghost_positions, numbers[b0:b1], numbers.index_select(0, ghost_atom),
+            out = local(positions[b0:b1], ghost_positions, numbers[b0:b1], numbers.index_select(0, ghost_atom),
                              torch.stack([s - b0, local_receivers]))
             f = out["forces"]
             energy = energy + out["energy"]
