@@ -478,12 +478,18 @@ class AOTIPotential:
         local = self.local
         assert local is not None, "_compute_in_blocks needs the graph local"
         n = positions.shape[0]
-        order = torch.argsort(edge_index[0], stable=True)  # edges grouped by their centre
-        senders, receivers = edge_index[0, order], edge_index[1, order]
-        shifts = cell_shifts[order].round().long()
+        senders, receivers, shifts = edge_index[0], edge_index[1], cell_shifts.round().long()
+        if senders.numel() > 1 and not bool((senders[1:] >= senders[:-1]).all()):
+            order = torch.argsort(senders, stable=True)  # edges grouped by their centre
+            senders, receivers, shifts = senders[order], receivers[order], shifts[order]
+        # one integer per (receiver, lattice shift): the key of a ghost (an image of an atom)
+        reach = int(shifts.abs().max()) if shifts.numel() else 0
+        width = 2 * reach + 1
+        image_keys = ((receivers * width + shifts[:, 0] + reach) * width + shifts[:, 1] + reach) * width \
+            + shifts[:, 2] + reach
         starts = list(range(0, n, self.block)) + [n]
         edge_bounds = torch.searchsorted(senders, torch.tensor(starts, device=senders.device)).tolist()
-        energy = positions.new_zeros(())
+        energy = torch.zeros((), dtype=torch.float64, device=positions.device)  # float32 sums of blocks drift
         atomic = positions.new_zeros(n)
         forces = torch.zeros_like(positions)
         virial = positions.new_zeros((3, 3))
@@ -491,16 +497,18 @@ class AOTIPotential:
             b0, b1, e0, e1 = starts[k], starts[k + 1], edge_bounds[k], edge_bounds[k + 1]
             s, r, shift = senders[e0:e1], receivers[e0:e1], shifts[e0:e1]
             outside = (r < b0) | (r >= b1) | (shift != 0).any(dim=1)
-            images, which = torch.unique(torch.cat([r[outside, None], shift[outside]], dim=1), dim=0,
-                                         return_inverse=True)  # each (atom, lattice shift) once
-            ghost_atom = images[:, 0]
-            ghost_positions = positions.index_select(0, ghost_atom) + images[:, 1:].to(positions.dtype) @ cell
+            first_edge = outside.nonzero().squeeze(1)
+            images, which = torch.unique(image_keys[e0:e1][first_edge], return_inverse=True)  # each image once
+            first_edge = first_edge.new_zeros(images.shape[0]).scatter_(0, which, first_edge)  # an edge to each
+            ghost_atom = r.index_select(0, first_edge)
+            ghost_positions = positions.index_select(0, ghost_atom) + \
+                shift.index_select(0, first_edge).to(positions.dtype) @ cell
             local_receivers = r - b0
             local_receivers[outside] = (b1 - b0) + which
             out = local(positions[b0:b1], ghost_positions, numbers[b0:b1], numbers.index_select(0, ghost_atom),
                              torch.stack([s - b0, local_receivers]))
             f = out["forces"]
-            energy = energy + out["energy"]
+            energy = energy + out["energy"].double()
             atomic[b0:b1] = out["atomic_energies"]
             forces[b0:b1] += f[:b1 - b0]
             forces.index_add_(0, ghost_atom, f[b1 - b0:])
@@ -509,7 +517,8 @@ class AOTIPotential:
         if not bool(pbc.all()) or float(volume) <= 0.0:
             virial = torch.zeros_like(virial)  # as the graph model: no stress without a periodic cell
             volume = torch.ones_like(volume)
-        return {"energy": energy, "atomic_energies": atomic, "forces": forces, "stress": -virial / volume,
+        return {"energy": energy.to(positions.dtype), "atomic_energies": atomic, "forces": forces,
+                "stress": -virial / volume,
                 "virial": virial}
 
     def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
