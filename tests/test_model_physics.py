@@ -147,3 +147,26 @@ def test_isolated_atom_energy_is_e0(mixed_model):
     # an atom without neighbours sees the same constant features regardless of element position
     moved = Atoms("C", positions=[[3, -1, 2]])
     assert abs(energy_of(mixed_model, moved) - float(e0.e0[k]) - y0) < 1e-12
+
+
+def test_float32_total_energy_of_a_large_structure_is_summed_in_float64():
+    """The per-frame total of float32 per-atom energies: adding 64,000 of about -5.4 eV one after the
+    other in float32 drifts by eV (the total of a 64,000-atom Si cell was 3.7 eV off); the total is
+    summed in float64 and is the float32 value nearest the exact sum. Two frames in one batch."""
+    from mlip import keys
+    from mlip.models.energy import AtomicEnergies
+
+    torch.manual_seed(0)
+    n = (64_000, 1_000)
+    head = AtomicEnergies([-5.4], scale=0.1).float()
+    y = torch.randn(sum(n), dtype=torch.float32)
+    data = {keys.SPECIES: torch.zeros(sum(n), dtype=torch.long),
+            keys.BATCH: torch.repeat_interleave(torch.arange(2), torch.tensor(n)),
+            keys.N_ATOMS: torch.tensor(n)}
+    out = head(y, data)
+    atomic = out[keys.ATOMIC_ENERGY]
+    assert atomic.dtype == out[keys.TOTAL_ENERGY].dtype == torch.float32
+    exact = [float(atomic[:n[0]].double().sum()), float(atomic[n[0]:].double().sum())]
+    assert out[keys.TOTAL_ENERGY].tolist() == [float(torch.tensor(e, dtype=torch.float32)) for e in exact]
+    sequential = torch.zeros(1).index_add_(0, torch.zeros(n[0], dtype=torch.long), atomic[:n[0]])
+    assert abs(float(sequential) - exact[0]) > 0.1  # eV: what a float32 sum gives here

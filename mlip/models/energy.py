@@ -53,7 +53,10 @@ class AtomicEnergies(torch.nn.Module):
             atomic = atomic + d3(data).to(atomic.dtype)
         out = dict(data)
         out[keys.ATOMIC_ENERGY] = atomic
-        out[keys.TOTAL_ENERGY] = scatter_sum(atomic, data[keys.BATCH], data[keys.N_ATOMS].shape[0])
+        # summed in float64: index_add_ adds atom after atom, and in float32 the total of a large
+        # structure drifted (3.7 eV, 1e-5 relative, on 64,000 Si atoms)
+        out[keys.TOTAL_ENERGY] = scatter_sum(atomic.double(), data[keys.BATCH],
+                                             data[keys.N_ATOMS].shape[0]).to(atomic.dtype)
         return out
 
     def of_centres(self, y: torch.Tensor, data: Dict[str, torch.Tensor]) -> torch.Tensor:
