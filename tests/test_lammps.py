@@ -215,6 +215,28 @@ def test_lammps_matches_ase(kind, nprocs, plugin, tmp_path):
 
 
 @needs_lammps
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_invariant_model_pt_on_blocks_of_local_atoms_matches_ase(nprocs, plugin, tmp_path):
+    """``model.pt`` of a model without message passing runs its one layer on blocks of local atoms
+    (``pair_style mlip block N``; the log says so), each block's other neighbours as ghosts: blocks of
+    5 on 32 atoms (7 on one rank, the last one short) give MLIPCalculator's energy, forces, per-atom
+    energies and stress."""
+    from mlip.export.lammps_run import lammps_instance, lammps_single_point, write_lammps_data
+
+    model = export("invariant", tmp_path / "model.pt")
+    atoms = test_cell().repeat((2, 1, 1))
+    out = lammps_single_point(model, atoms, ["C", "O", "Si"], nprocs=nprocs, plugin=plugin, style_args="block 5")
+    assert_matches_ase(out, atoms, model)
+    write_lammps_data(str(tmp_path / "data.lmp"), atoms, ["C", "O", "Si"])
+    log = tmp_path / "log.lammps"
+    lmp = lammps_instance(["-screen", "none", "-log", str(log)])
+    lmp.commands_string(f"plugin load {plugin}\nunits metal\natom_style atomic\nread_data {tmp_path / 'data.lmp'}\n"
+                        f"pair_style mlip block 5\npair_coeff * * {model} C O Si\nrun 0\n")
+    lmp.close()
+    assert "the model on blocks of 5 local atoms" in log.read_text()
+
+
+@needs_lammps
 def test_molecule_and_slab_on_two_ranks_match_ase(plugin, tmp_path):
     """Non-periodic directions (LAMMPS ``boundary f``): a molecule and a slab on 2 ranks, where the
     equivariant model exchanges node features between the ranks' domains, give the ASE

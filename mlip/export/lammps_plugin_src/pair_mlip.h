@@ -48,7 +48,7 @@ class PairMLIP : public Pair {
   void idle_exchange(int t, bool forward);
   void clear_comm_buf(int width);
   void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
-                    torch::Tensor &forces, torch::Tensor &energy, torch::Tensor &atomic);
+                    int64_t nlocal, torch::Tensor &forces, torch::Tensor &energy, torch::Tensor &atomic);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
                  torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
   void run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
@@ -69,8 +69,8 @@ class PairMLIP : public Pair {
   bool model_paired;                // model.pt: compute_engine_paired pays (the radial network once per pair)
   std::string ghost_mode;           // pair_style mlip ghosts fold (default) | exchange | shell
   static constexpr int DEFAULT_BLOCK = 512;
-  int block_size;                   // pair_style mlip block N: local atoms per call of the graph "local"
-  bool blocked;                     // this run: the graph "local" on blocks of block_size local atoms
+  int block_size;                   // pair_style mlip block N: local atoms per call of a local model
+  bool blocked;                     // this run: a local model on blocks of block_size local atoms
   bool can_exchange;                // the model has the exchange_* methods (layer by layer)
   bool package_local;               // model.pt2 of a model without message passing (runs on ghosts too)
   bool fold_ghosts;                 // this run: one rank, periodic box, atom map: ghosts -> owners
