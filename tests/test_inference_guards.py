@@ -146,7 +146,7 @@ def test_aoti_loader_checks_overlaps_and_converts_dtype():
     potential = AOTIPotential.__new__(AOTIPotential)  # the Python side only (compiling takes minutes)
     potential.compiled, potential.device, potential.dtype = _FakeCompiled(), torch.device("cpu"), torch.float32
     potential.atomic_numbers, potential.min_distance, potential.path = [14], 0.1, "model.pt2"
-    potential.paired = None
+    potential.paired = potential.local = None
     potential.compute(*_with_list(triclinic_si(), torch.float64))
     assert potential.compiled.dtype == torch.float32
     with pytest.raises(RuntimeError, match=OVERLAP):
