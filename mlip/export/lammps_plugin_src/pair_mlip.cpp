@@ -392,10 +392,20 @@ void PairMLIP::compute(int eflag, int vflag)
       ? std::max(0, (int) std::ceil(receptive_field / model_cutoff - 1e-9) - 1) : 0;
   const int nlocal = atom->nlocal;
   const int block = blocked ? block_size : nlocal;
-  for (int b0 = 0; b0 < nlocal; b0 += block) {
-    const int b1 = std::min(nlocal, b0 + block);
+  const int nblocks = (nlocal + block - 1) / block;
+  // each block's centres (its atoms in the neighbour list), in list order, by one counting sort:
+  // block k's are centre_order[centre_start[k] .. centre_start[k + 1])
+  centre_start.assign(nblocks + 1, 0);
+  for (int ii = 0; ii < list->inum; ++ii) ++centre_start[list->ilist[ii] / block + 1];
+  for (int k = 0; k < nblocks; ++k) centre_start[k + 1] += centre_start[k];
+  centre_order.resize(list->inum);
+  centre_fill.assign(centre_start.begin(), centre_start.end() - 1);
+  for (int ii = 0; ii < list->inum; ++ii) centre_order[centre_fill[list->ilist[ii] / block]++] = list->ilist[ii];
+  for (int k = 0; k < nblocks; ++k) {
+    const int b0 = k * block, b1 = std::min(nlocal, b0 + block);
     torch::Tensor positions64, numbers, edge_index;
-    const int64_t n_model = ghost_graph(hops, b0, b1, positions64, numbers, edge_index);
+    const int64_t n_model = ghost_graph(hops, b0, b1, centre_order.data() + centre_start[k],
+                                        centre_order.data() + centre_start[k + 1], positions64, numbers, edge_index);
     torch::Tensor positions = positions64.to(model_dtype);
     torch::Tensor forces, energy, atomic, unused_virial;
     const int64_t n_own = b1 - b0;    // the model's first atoms: local atoms b0..b1-1
@@ -443,12 +453,13 @@ void PairMLIP::compute(int eflag, int vflag)
 }
 
 // The model's atoms: the local atoms b0..b1-1 (model indices 0..b1-b0-1; all of them, in LAMMPS'
-// order, when b0 = 0 and b1 = nlocal), then the atoms it needs: neighbours of those local atoms
-// (other local atoms of a block, or ghosts) and, with hops > 0, ghosts up to hops edges away as
+// order, when b0 = 0 and b1 = nlocal), then the atoms it needs: neighbours of the centres (those
+// local atoms' entries of the neighbour list, centres_begin..centres_end: other local atoms of a
+// block, or ghosts) and, with hops > 0, ghosts up to hops edges away as
 // centres with their own edges. Edges i -> j with |x_j - x_i| < cutoff (ghost positions are image
 // positions: no shifts). Fills model_index / lammps_index; returns the atom count.
-int64_t PairMLIP::ghost_graph(int hops, int b0, int b1, torch::Tensor &positions64, torch::Tensor &numbers,
-                              torch::Tensor &edge_index)
+int64_t PairMLIP::ghost_graph(int hops, int b0, int b1, const int *centres_begin, const int *centres_end,
+                              torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index)
 {
   double **x = atom->x;
   int *type = atom->type;
@@ -466,9 +477,7 @@ int64_t PairMLIP::ghost_graph(int hops, int b0, int b1, torch::Tensor &positions
     model_index[i] = i - b0;
     lammps_index.push_back(i);
   }
-  std::vector<int> centres;
-  for (int ii = 0; ii < list->inum; ++ii)
-    if (list->ilist[ii] >= b0 && list->ilist[ii] < b1) centres.push_back(list->ilist[ii]);
+  std::vector<int> centres(centres_begin, centres_end);
   senders.clear();
   receivers.clear();
   size_t begin = 0;

@@ -43,8 +43,8 @@ class PairMLIP : public Pair {
   void load_model(const std::string &path);
   void load_package(const std::string &path);
   void compute_folded(int eflag, int vflag);
-  int64_t ghost_graph(int hops, int b0, int b1, torch::Tensor &positions64, torch::Tensor &numbers,
-                      torch::Tensor &edge_index);
+  int64_t ghost_graph(int hops, int b0, int b1, const int *centres_begin, const int *centres_end,
+                      torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index);
   void idle_exchange(int t, bool forward);
   void clear_comm_buf(int width);
   void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
@@ -88,6 +88,7 @@ class PairMLIP : public Pair {
   std::vector<int64_t> senders, receivers;
   std::vector<double> shifts;            // compute_folded: lattice shift of each edge's receiver
   std::vector<int> owner_of_tag;         // compute_folded: atom ID -> local index
+  std::vector<int> centre_order, centre_start, centre_fill;  // compute: the neighbour list's centres by block
 };
 
 }    // namespace LAMMPS_NS
