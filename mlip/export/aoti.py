@@ -406,8 +406,8 @@ class AOTIPotential:
 
     def __init__(self, path: str, device: str = "cpu"):
         device_t = torch.device(device)
-        self.compiled = torch._inductor.aoti_load_package(
-            str(path), device_index=device_t.index if device_t.index is not None else -1)
+        device_index = device_t.index if device_t.index is not None else -1
+        self.compiled = torch._inductor.aoti_load_package(str(path), device_index=device_index)
         self.meta = json.loads(self.compiled.get_metadata()["mlip_metadata"])
         if self.meta["device"] != device_t.type:
             raise ValueError(f"{path} was compiled for {self.meta['device']}, not {device_t.type}: export it "
@@ -416,28 +416,23 @@ class AOTIPotential:
         self.atomic_numbers: List[int] = self.meta["atomic_numbers"]
         self.cutoff = float(self.meta["cutoff"])
         self.dtype = getattr(torch, self.meta["dtype"])
-        self.neighbors = None
-        if "neighbors" in self.meta.get("packaged_models", {}):
+        packaged = self.meta.get("packaged_models", {})
+
+        def graph(name: str) -> Optional[Any]:
+            """The package's graph ``name``, or None if it has none."""
             from torch._inductor.package import load_package
 
-            self.neighbors = load_package(str(path), "neighbors",
-                                          device_index=device_t.index if device_t.index is not None else -1)
+            return load_package(str(path), name, device_index=device_index) if name in packaged else None
+
+        self.neighbors = graph("neighbors")
         #: the graph ``paired`` (each pair of the list once), if the package has it: ``compute`` takes it
         #: when the caller's list is a full one, as it is from ASE, vesin or LAMMPS on one rank
-        self.paired: Optional[Any] = None
-        if "paired" in self.meta.get("packaged_models", {}):
-            from torch._inductor.package import load_package
-
-            self.paired = load_package(str(path), "paired",
-                                       device_index=device_t.index if device_t.index is not None else -1)
-        #: the graph ``local`` (a model without message passing): ``compute`` runs it on blocks of
-        #: ``block`` atoms when a structure has more (0: never; the graph ``model`` on the whole)
-        self.local: Optional[Any] = None
+        self.paired: Optional[Any] = graph("paired")
+        #: the graph ``local`` (a model without message passing), on the CPU: ``compute`` runs it on
+        #: blocks of ``block`` atoms when a structure has more (0: never; the graph ``model`` on the
+        #: whole), for the CPU's cache; on a GPU the whole graph runs
+        self.local: Optional[Any] = graph("local") if device_t.type == "cpu" else None
         self.block = LOCAL_BLOCK
-        if "local" in self.meta.get("packaged_models", {}) and device_t.type == "cpu":
-            from torch._inductor.package import load_package
-
-            self.local = load_package(str(path), "local", device_index=-1)
         self.path = str(path)
         #: Å; atoms closer than this are refused as overlapping (0 turns the check off)
         self.min_distance = MIN_DISTANCE
@@ -506,7 +501,7 @@ class AOTIPotential:
             local_receivers = r - b0
             local_receivers[outside] = (b1 - b0) + which
             out = local(positions[b0:b1], ghost_positions, numbers[b0:b1], numbers.index_select(0, ghost_atom),
-                             torch.stack([s - b0, local_receivers]))
+                        torch.stack([s - b0, local_receivers]))
             f = out["forces"]
             energy = energy + out["energy"].double()
             atomic[b0:b1] = out["atomic_energies"]
@@ -518,8 +513,7 @@ class AOTIPotential:
             virial = torch.zeros_like(virial)  # as the graph model: no stress without a periodic cell
             volume = torch.ones_like(volume)
         return {"energy": energy.to(positions.dtype), "atomic_energies": atomic, "forces": forces,
-                "stress": -virial / volume,
-                "virial": virial}
+                "stress": -virial / volume, "virial": virial}
 
     def __call__(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, cell: torch.Tensor,
                  pbc: torch.Tensor) -> Dict[str, torch.Tensor]:
