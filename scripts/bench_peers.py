@@ -34,7 +34,7 @@ from bench_peers_lib.envs import PEER_REQUIREMENTS, ensure_env  # noqa: E402
 from bench_peers_lib.runners import LIB, REPO, thread_env, train_mace, train_mlip, train_nequip  # noqa: E402
 
 MODELS = ("mlip", "nequip", "mace")
-DATASET_LABELS = {"si": "mlearn Si", "ethanol": "rMD17 ethanol"}
+DATASET_LABELS = {"si": "mlearn Si", "ge": "mlearn Ge", "li": "mlearn Li", "ethanol": "rMD17 ethanol"}
 
 
 class Log:

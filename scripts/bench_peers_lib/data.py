@@ -28,6 +28,8 @@ from ase.stress import full_3x3_to_voigt_6_stress
 #: name -> (training file, test file, isolated-atom file or None, batch size), under --data-root
 DATASETS = {
     "si": ("mlearn/Si_training.extxyz", "mlearn/Si_test.extxyz", None, 8),
+    "ge": ("mlearn/Ge_training.extxyz", "mlearn/Ge_test.extxyz", None, 8),
+    "li": ("mlearn/Li_training.extxyz", "mlearn/Li_test.extxyz", None, 8),
     "ethanol": ("rmd17_ethanol/train.xyz", "rmd17_ethanol/test_MD.xyz", "rmd17_ethanol/isolated_atoms.xyz", 16),
 }
 
