@@ -19,14 +19,14 @@ from bench_peers_lib.data import prepare, read_references  # noqa: E402
 E0_SI = -4.5  # eV/atom used to make the synthetic energies
 
 
-def _si_frames(n, rng):
+def _si_frames(n, rng, symbol="Si", e0=E0_SI):
     frames = []
     for i in range(n):
         n_atoms = int(rng.integers(2, 6))
-        atoms = Atoms("Si" * n_atoms, positions=rng.uniform(0, 5, (n_atoms, 3)), cell=np.eye(3) * 6, pbc=True)
+        atoms = Atoms(symbol * n_atoms, positions=rng.uniform(0, 5, (n_atoms, 3)), cell=np.eye(3) * 6, pbc=True)
         atoms.info["config_type"] = "synthetic"
         stress = rng.normal(scale=0.01, size=6)
-        atoms.calc = SinglePointCalculator(atoms, energy=E0_SI * n_atoms + 0.01 * i,
+        atoms.calc = SinglePointCalculator(atoms, energy=e0 * n_atoms + 0.01 * i,
                                            forces=rng.normal(size=(n_atoms, 3)), stress=stress)
         frames.append(atoms)
     return frames
@@ -61,6 +61,22 @@ def test_prepare_split_labels_and_e0(data_root, tmp_path):
     # energies are E0 * n + a small ramp: least squares recovers E0 to within the ramp
     assert d.e0_source.startswith("least squares") and d.e0["Si"] == pytest.approx(E0_SI, abs=0.1)
     assert d.has_stress and d.periodic
+
+
+@pytest.mark.parametrize("name, symbol, e0", [("ge", "Ge", -4.6), ("li", "Li", -1.9)])
+def test_prepare_reads_each_mlearn_element(tmp_path, name, symbol, e0):
+    """--datasets ge / li read mlearn's own files of that element (not Si's), split them the same
+    way and fit that element's E0."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "root"
+    (root / "mlearn").mkdir(parents=True)
+    write(str(root / "mlearn" / f"{symbol}_training.extxyz"), _si_frames(20, rng, symbol, e0))
+    write(str(root / "mlearn" / f"{symbol}_test.extxyz"), _si_frames(4, rng, symbol, e0))
+    d = prepare(name, root, tmp_path / "out", seed=0, val_fraction=0.1)
+    assert (d.n_train, d.n_val, d.n_test) == (18, 2, 4)
+    assert d.species == [symbol] and d.e0[symbol] == pytest.approx(e0, abs=0.1)
+    assert d.has_stress and d.periodic and d.batch_size == 8
+    assert {s for a in read(d.test, index=":") for s in a.get_chemical_symbols()} == {symbol}
 
 
 def test_score_hand_computed():
