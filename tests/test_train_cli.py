@@ -85,6 +85,9 @@ def test_validation_metrics_logged_equal_final_evaluation(quick_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert float(best["val/forces_mae"]) == pytest.approx(metrics["val"]["forces_mae"], rel=1e-4)
     assert float(best["val/energy_mae"]) == pytest.approx(metrics["val"]["energy_mae"], rel=1e-3, abs=1e-3)
+    # the epoch reported as the model's is that of the lowest logged val/loss (1-based, as the log lines)
+    assert metrics["best_epoch"] == int(best["epoch"]) + 1
+    assert f"The model is epoch {metrics['best_epoch']}'s (lowest val/loss)." in (run_dir / "summary.md").read_text()
 
 
 def test_resume_from_last_checkpoint_continues_epochs(quick_run, tmp_path):
@@ -196,3 +199,19 @@ def test_export_says_when_it_replaces_a_file(quick_run, tmp_path, capsys):
     assert "replaced" not in capsys.readouterr().out
     assert mlip_main(["export", str(run_dir), "--output", str(out)]) == 0
     assert "replaced the existing m.pt" in capsys.readouterr().out
+
+
+def test_an_early_best_epoch_is_reported(caplog):
+    """A run whose val/loss stopped improving well before its end says so (a small set's floor);
+    one whose best came late, or a short run, says nothing."""
+    from mlip.cli.train import _say_when_best_came_early
+
+    with caplog.at_level("INFO", logger="mlip"):
+        _say_when_best_came_early(187, 358)
+    assert "lowest at epoch 187 of 358" in caplog.text and "last 171 epochs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mlip"):
+        _say_when_best_came_early(300, 358)
+        _say_when_best_came_early(2, 10)
+        _say_when_best_came_early(None, 358)
+    assert "lowest at epoch" not in caplog.text

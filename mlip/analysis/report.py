@@ -78,12 +78,18 @@ def summary_table(results: Dict[str, Any], config_types: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _best_epoch_note(results: Dict[str, Any]) -> str:
+    """The sentence naming the epoch that was evaluated and exported, when the run recorded it."""
+    best = results.get("best_epoch")
+    return f" The model is epoch {best}'s (lowest val/loss)." if best else ""
+
+
 def summary_markdown(results: Dict[str, Any], config_types: Sequence[str], run_dir: str) -> str:
     """``summary.md``: the table, E0, learned sigmas and the files of the run."""
     data = results["data"]
     parts = [f"# mlip run {run_dir}", "",
              f"{results.get('epochs')} epochs, {results.get('fit_time_s', 0):.0f} s of training, "
-             f"{results.get('n_parameters', 0):,} parameters.", "",
+             f"{results.get('n_parameters', 0):,} parameters." + _best_epoch_note(results), "",
              summary_table(results, config_types), "",
              "E0 (eV): " + ", ".join(f"{k} {v:.6g}" for k, v in data["e0_eV"].items()) + f" ({data['e0_source']}).",
              "MAE and RMSE of the energy per atom, of each force component and of each stress component."]

@@ -36,6 +36,24 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 INIT_BATCHES = 8
 
 
+#: a best epoch before this fraction of the run (of at least EARLY_BEST_MIN_EPOCHS) is reported
+EARLY_BEST_FRACTION = 0.6
+EARLY_BEST_MIN_EPOCHS = 20
+
+
+def _say_when_best_came_early(best_epoch: Optional[int], epochs: int) -> None:
+    """Log when val/loss stopped improving long before the run ended: the later epochs fitted the
+    training frames without helping the validation frames (small sets do this: mlearn Si's ~200
+    frames reach their lowest validation error about halfway through a 15-minute run)."""
+    if best_epoch is None or epochs < EARLY_BEST_MIN_EPOCHS or best_epoch > EARLY_BEST_FRACTION * epochs:
+        return
+    log.info("val/loss was lowest at epoch %d of %d, and that epoch is the model evaluated and exported: the last "
+             "%d epochs fitted the training frames without improving on the validation frames. A longer run will "
+             "not lower the error; more training frames will (mlip learn grows a set where the model is "
+             "uncertain), or a shorter run gives the same model sooner (trainer.max_time, trainer.max_epochs).",
+             best_epoch, epochs, epochs - best_epoch)
+
+
 def _resolve_ckpt(ckpt_path, run_dir: Path):
     """The checkpoint to resume from (``"last"``: the run directory's, if any), or None."""
     if ckpt_path in (None, ""):
@@ -282,12 +300,16 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
 
     # final evaluation on rank 0 only, with the best (EMA) weights, outside Lightning's loop
     best = Path(callbacks[0].best_model_path) if callbacks[0].best_model_path else ckpt_dir / "best.ckpt"
+    best_epoch = None
     if best.exists():
-        module.load_state_dict(load_checkpoint(best)["state_dict"])
+        best_state = load_checkpoint(best)
+        module.load_state_dict(best_state["state_dict"])
+        best_epoch = int(best_state["epoch"]) + 1  # Lightning counts from 0, the epoch log lines from 1
     device = module.device  # evaluate where training ran (rank 0's device)
-    results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch,
+    results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
                                "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
                                "n_parameters": sum(p.numel() for p in module.model.parameters())}
+    _say_when_best_came_early(best_epoch, trainer.current_epoch)
     if module.loss_fn.learned_kinds:
         results["learned_sigma"] = module.loss_fn.learned_sigma()
     if dm.split == "kfold":
