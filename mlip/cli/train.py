@@ -44,14 +44,15 @@ EARLY_BEST_MIN_EPOCHS = 20
 def _say_when_best_came_early(best_epoch: Optional[int], epochs: int) -> None:
     """Log when val/loss stopped improving long before the run ended: the later epochs fitted the
     training frames without helping the validation frames (small sets do this: mlearn Si's 193
-    training frames reach their lowest validation error halfway through a 15-minute run, epoch 187
-    of 358)."""
+    training frames reach their lowest validation loss halfway through a 15-minute run, epoch 188
+    of 359)."""
     if best_epoch is None or epochs < EARLY_BEST_MIN_EPOCHS or best_epoch > EARLY_BEST_FRACTION * epochs:
         return
     log.info("val/loss was lowest at epoch %d of %d, and that epoch is the model evaluated and exported: the last "
              "%d epochs fitted the training frames without improving on the validation frames. A longer run will "
              "not lower the error; more training frames will (mlip learn grows a set where the model is "
-             "uncertain), or a shorter run gives the same model sooner (trainer.max_time, trainer.max_epochs).",
+             "uncertain), and a shorter run (trainer.max_time, trainer.max_epochs) reaches about the same error "
+             "sooner.",
              best_epoch, epochs, epochs - best_epoch)
 
 
