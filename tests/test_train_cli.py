@@ -207,8 +207,9 @@ def test_an_early_best_epoch_is_reported(caplog):
     from mlip.cli.train import _say_when_best_came_early
 
     with caplog.at_level("INFO", logger="mlip"):
-        _say_when_best_came_early(187, 358)
-    assert "lowest at epoch 187 of 358" in caplog.text and "last 171 epochs" in caplog.text
+        _say_when_best_came_early(188, 359, 0.51234, 0.53)
+    assert "lowest at epoch 188 of 359 (0.5123 there, 0.53 at the end)" in caplog.text
+    assert "last 171 epochs" in caplog.text
     caplog.clear()
     with caplog.at_level("INFO", logger="mlip"):
         _say_when_best_came_early(300, 358)

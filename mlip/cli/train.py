@@ -41,19 +41,22 @@ EARLY_BEST_FRACTION = 0.6
 EARLY_BEST_MIN_EPOCHS = 20
 
 
-def _say_when_best_came_early(best_epoch: Optional[int], epochs: int) -> None:
+def _say_when_best_came_early(best_epoch: Optional[int], epochs: int, best_loss: Optional[float] = None,
+                              last_loss: Optional[float] = None) -> None:
     """Log when val/loss stopped improving long before the run ended: the later epochs fitted the
     training frames without helping the validation frames (small sets do this: mlearn Si's 193
     training frames reach their lowest validation loss halfway through a 15-minute run, epoch 188
-    of 359)."""
+    of 359). ``best_loss`` / ``last_loss``: val/loss at the best and the last epoch, when known."""
     if best_epoch is None or epochs < EARLY_BEST_MIN_EPOCHS or best_epoch > EARLY_BEST_FRACTION * epochs:
         return
-    log.info("val/loss was lowest at epoch %d of %d, and that epoch is the model evaluated and exported: the last "
-             "%d epochs fitted the training frames without improving on the validation frames. A longer run will "
-             "not lower the error; more training frames will (mlip learn grows a set where the model is "
+    losses = f" ({best_loss:.4g} there, {last_loss:.4g} at the end)" if best_loss is not None and \
+        last_loss is not None else ""
+    log.info("val/loss was lowest at epoch %d of %d%s, and that epoch is the model evaluated and exported: the "
+             "last %d epochs fitted the training frames without improving on the validation frames. A longer run "
+             "will not lower the error; more training frames will (mlip learn grows a set where the model is "
              "uncertain), and a shorter run (trainer.max_time, trainer.max_epochs) reaches about the same error "
              "sooner.",
-             best_epoch, epochs, epochs - best_epoch)
+             best_epoch, epochs, losses, epochs - best_epoch)
 
 
 def _resolve_ckpt(ckpt_path, run_dir: Path):
@@ -311,7 +314,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     results: Dict[str, Any] = {"data": dm.summary(), "epochs": trainer.current_epoch, "best_epoch": best_epoch,
                                "best_checkpoint": str(best), "fit_time_s": fit_time, "wall_time_s": None,
                                "n_parameters": sum(p.numel() for p in module.model.parameters())}
-    _say_when_best_came_early(best_epoch, trainer.current_epoch)
+    best_score, last_score = callbacks[0].best_model_score, trainer.callback_metrics.get("val/loss")
+    _say_when_best_came_early(best_epoch, trainer.current_epoch, None if best_score is None else float(best_score),
+                              None if last_score is None else float(last_score))
     if module.loss_fn.learned_kinds:
         results["learned_sigma"] = module.loss_fn.learned_sigma()
     if dm.split == "kfold":
