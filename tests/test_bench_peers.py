@@ -19,7 +19,7 @@ from bench_peers_lib.data import prepare, read_references  # noqa: E402
 E0_SI = -4.5  # eV/atom used to make the synthetic energies
 
 
-def _si_frames(n, rng, symbol="Si", e0=E0_SI):
+def _frames(n, rng, symbol="Si", e0=E0_SI):
     frames = []
     for i in range(n):
         n_atoms = int(rng.integers(2, 6))
@@ -36,8 +36,8 @@ def _si_frames(n, rng, symbol="Si", e0=E0_SI):
 def data_root(tmp_path):
     rng = np.random.default_rng(1)
     (tmp_path / "mlearn").mkdir()
-    write(str(tmp_path / "mlearn" / "Si_training.extxyz"), _si_frames(30, rng))
-    write(str(tmp_path / "mlearn" / "Si_test.extxyz"), _si_frames(5, rng))
+    write(str(tmp_path / "mlearn" / "Si_training.extxyz"), _frames(30, rng))
+    write(str(tmp_path / "mlearn" / "Si_test.extxyz"), _frames(5, rng))
     return tmp_path
 
 
@@ -70,8 +70,8 @@ def test_prepare_reads_each_mlearn_element(tmp_path, name, symbol, e0):
     rng = np.random.default_rng(2)
     root = tmp_path / "root"
     (root / "mlearn").mkdir(parents=True)
-    write(str(root / "mlearn" / f"{symbol}_training.extxyz"), _si_frames(20, rng, symbol, e0))
-    write(str(root / "mlearn" / f"{symbol}_test.extxyz"), _si_frames(4, rng, symbol, e0))
+    write(str(root / "mlearn" / f"{symbol}_training.extxyz"), _frames(20, rng, symbol, e0))
+    write(str(root / "mlearn" / f"{symbol}_test.extxyz"), _frames(4, rng, symbol, e0))
     d = prepare(name, root, tmp_path / "out", seed=0, val_fraction=0.1)
     assert (d.n_train, d.n_val, d.n_test) == (18, 2, 4)
     assert d.species == [symbol] and d.e0[symbol] == pytest.approx(e0, abs=0.1)
