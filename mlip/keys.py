@@ -50,6 +50,11 @@ REVERSE_PAIR_GROUP = "reverse_pair_group"
 #: ``paired`` (``mlip.nn.geometry.half_edge_list``). A model may evaluate functions of the distance
 #: on the first half only (the same on both); one that ignores it computes the same numbers.
 PAIRED_EDGES = "paired_edges"
+#: a 0-dim int64 tensor G: the batch's first 2G edges come in reverse halves (edge g + G is edge g
+#: reversed, g < G) and the others have no reverse among the edges (an engine's edges from its local
+#: atoms to ghost atoms, on MPI ranks: ``exchange_begin_paired`` of ``model.pt``). A model may evaluate
+#: functions of the distance once per pair; one that ignores it computes the same numbers.
+PAIRED_PREFIX = "paired_prefix"
 
 ENERGY = "energy"
 FORCES = "forces"

@@ -127,12 +127,15 @@ def test_compute_local_with_ghosts_equals_periodic_compute(kind, tmp_path):
     assert np.abs(atoms.get_forces()).max() > 0.1  # the comparison is not between zeros
 
 
-def exchange_energy(module, pos, numbers, edges, owner, n, exchange: bool = True):
+def exchange_energy(module, pos, numbers, edges, owner, n, exchange: bool = True, n_pairs: int = -1):
     """What the plugin does on MPI ranks, in Python: the layers one by one on local centres, the
     new features copied to the ghosts from their owners after each layer but the last (autograd's
-    backward of the copy is the reverse exchange). Returns (energy, atomic [n], forces [N, 3])."""
+    backward of the copy is the reverse exchange). ``n_pairs`` >= 0: ``edges`` from
+    ``local_pairs_first`` (``exchange_begin_paired``). Returns (energy, atomic [n], forces [N, 3])."""
     positions = torch.tensor(pos).requires_grad_(True)
-    data, h, shared = module.exchange_begin(positions, torch.tensor(numbers), torch.tensor(edges), n)
+    begin_args = (positions, torch.tensor(numbers), torch.tensor(edges), n)
+    data, h, shared = (module.exchange_begin_paired(*begin_args, n_pairs) if n_pairs >= 0
+                       else module.exchange_begin(*begin_args))
     owners = torch.tensor(owner[n:])
     y = torch.zeros(n, dtype=torch.float64)
     layers = len(module.exchange_widths())
@@ -182,6 +185,55 @@ def test_feature_exchange_with_one_cutoff_of_ghosts_equals_periodic_compute(kind
     if len(widths) > 1:  # the exchange matters: with zeros on the ghosts instead the energy is off
         unexchanged, _, _ = exchange_energy(module, pos, atoms.numbers[owner], edges, owner, n, exchange=False)
         assert abs(unexchanged - energy) > 1e-3
+
+
+def local_pairs_first(edges: np.ndarray, n: int):
+    """The plugin's order for ``exchange_begin_paired`` (``PairMLIP::pair_local_edges``): edges
+    i -> j between local atoms with i < j, then their reverses in the same order, then the edges to
+    ghosts. Returns (edges [2, E], number of pairs)."""
+    i, j = edges
+    up = (j < n) & (i < j)
+    ghost = j >= n
+    assert 2 * up.sum() == (j < n).sum()
+    return np.hstack([edges[:, up], edges[::-1][:, up], edges[:, ghost]]), int(up.sum())
+
+
+def test_exchange_with_pairs_of_local_atoms_in_reverse_halves_equals_the_plain_order(tmp_path, monkeypatch):
+    """``exchange_begin_paired`` (LAMMPS on MPI ranks: pairs of local atoms first, in reverse halves)
+    gives the same energies, per-atom energies and forces on local and ghost atoms as
+    ``exchange_begin`` on the same edges in their plain order (float64), and the model evaluates its
+    radial network on the pairs once and on the edges to ghosts: E - G distances."""
+    from mlip.models.equivariant import EquivariantModel
+
+    atoms = test_cell()
+    model = make_model("equivariant", [6, 8, 14], cutoff=CUTOFF, calibrate_on=[atoms])
+    export_torchscript(model, str(tmp_path / "model.pt"))
+    module = torch.jit.load(str(tmp_path / "model.pt"))
+    n = len(atoms) // 2  # half the cell local (an MPI domain); the other half and the images ghosts
+    pos, owner, edges = ghost_images(atoms, CUTOFF)
+    edges = edges[:, edges[0] < n]
+    paired, n_pairs = local_pairs_first(edges, n)
+    n_ghost_edges = int((edges[1] >= n).sum())
+    assert n_pairs > 0 and n_ghost_edges > 0  # both kinds of edge are tested
+    numbers = atoms.numbers[owner]
+    stand_in = owner % n  # the other half's features are another rank's: any local atom's stand in
+    plain = exchange_energy(module, pos, numbers, edges, stand_in, n)
+    reordered = exchange_energy(module, pos, numbers, paired, stand_in, n, n_pairs=n_pairs)
+    assert reordered[0] == pytest.approx(plain[0], abs=1e-10)
+    np.testing.assert_allclose(reordered[1], plain[1], atol=1e-10)
+    np.testing.assert_allclose(reordered[2], plain[2], atol=1e-10)
+    assert np.abs(plain[2]).max() > 0.1
+    seen = []
+    radial = EquivariantModel.radial_weights
+    monkeypatch.setattr(EquivariantModel, "radial_weights", lambda self, r: seen.append(r.shape[0]) or radial(self, r))
+    core = model.energy_model
+    core.radial_per_pair = False
+    batch = {keys.POSITIONS: torch.tensor(pos), keys.EDGE_INDEX: torch.tensor(paired.copy()),
+             keys.CELL: torch.zeros(1, 3, 3, dtype=torch.float64), keys.BATCH: torch.zeros(len(pos), dtype=torch.long),
+             keys.CELL_SHIFTS: torch.zeros(paired.shape[1], 3, dtype=torch.float64),
+             keys.SPECIES: torch.zeros(len(pos), dtype=torch.long), keys.PAIRED_PREFIX: torch.tensor(n_pairs)}
+    core.exchange_begin(batch, n)
+    assert seen == [n_pairs + n_ghost_edges]
 
 
 def assert_matches_ase(out, atoms, model: str) -> None:

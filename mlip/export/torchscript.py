@@ -203,12 +203,17 @@ class ExportedPotential(torch.nn.Module):
 
     def _ghost_graph(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                      edge_index: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The checked batch of an engine's local and ghost atoms: no cell (ghosts sit at their image
-        positions, so edges need no shifts), long-range terms left to the engine."""
-        dtype = self.dtype_probe.dtype
-        return self._checked_graph(positions, atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=positions.device),
-                                   torch.zeros(3, dtype=torch.bool, device=positions.device), edge_index,
-                                   torch.zeros((edge_index.shape[1], 3), dtype=dtype, device=positions.device), True)
+        """The checked batch of an engine's local and ghost atoms: no cell and no cell shifts (ghosts
+        sit at their image positions: ``edge_vectors`` takes r_j - r_i), long-range terms left to the
+        engine."""
+        dtype, device = self.dtype_probe.dtype, positions.device
+        data = self._graph(positions.to(dtype), atomic_numbers, torch.zeros((3, 3), dtype=dtype, device=device),
+                           torch.zeros(3, dtype=torch.bool, device=device), edge_index,
+                           torch.zeros((0, 3), dtype=dtype, device=device))
+        data.pop(keys.CELL_SHIFTS)
+        self._check_distances(data)
+        data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
+        return data
 
     def _local_energies(self, data: Dict[str, torch.Tensor], n_local: int) -> torch.Tensor:
         """Per-atom energies [n_local] (eV) of the local atoms, for ``compute_local``."""
@@ -228,6 +233,7 @@ class ExportedExchangePotential(ExportedPotential):
     autograd graph it builds across the calls:
 
         data, h, edges = m.exchange_begin(positions, atomic_numbers, edge_index, n_local)
+        # (or m.exchange_begin_paired(..., n_local, n_pairs): the edges of local pairs in reverse halves first)
         y = 0
         for t in range(len(m.exchange_widths())):   # floats per atom of each layer's output
             h_local, y_t = m.exchange_layer(t, h, data, edges); y = y + y_t
@@ -247,6 +253,19 @@ class ExportedExchangePotential(ExportedPotential):
     def exchange_begin(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                        n_local: int) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, List[torch.Tensor]]:
         data = self._ghost_graph(positions, atomic_numbers, edge_index)
+        h, edges = self.model.energy_model.exchange_begin(data, n_local)  # type: ignore[operator]
+        return data, h, edges
+
+    @torch.jit.export
+    def exchange_begin_paired(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                              n_local: int, n_pairs: int
+                              ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, List[torch.Tensor]]:
+        """``exchange_begin`` on edges whose first 2 ``n_pairs`` come in reverse halves (edge g +
+        n_pairs is edge g reversed: pairs of local atoms) and whose others have no reverse (local to
+        ghost atoms): a model with ``paired_route`` evaluates its radial network once per pair
+        (``keys.PAIRED_PREFIX``). The same outputs as ``exchange_begin`` on the same edges."""
+        data = self._ghost_graph(positions, atomic_numbers, edge_index)
+        data[keys.PAIRED_PREFIX] = torch.tensor(n_pairs, dtype=torch.long)
         h, edges = self.model.energy_model.exchange_begin(data, n_local)  # type: ignore[operator]
         return data, h, edges
 

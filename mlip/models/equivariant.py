@@ -316,6 +316,10 @@ class EquivariantModel(torch.nn.Module):
             # (the spherical harmonics stay on every edge: Y(-r) = (-1)^l Y(r) as a concatenation made
             # the AOTInductor graph slower, Inductor recomputing them inside each consumer)
             weights = [torch.cat([w, w]) for w in self.radial_weights(r[: r.shape[0] // 2])]
+        elif keys.PAIRED_PREFIX in data:  # edges g and g + G (g < G) are reverses; the rest have none
+            g = int(data[keys.PAIRED_PREFIX])
+            once = self.radial_weights(torch.cat([r[:g], r[2 * g:]]))
+            weights = [torch.cat([w[:g], w]) for w in once]  # [w_pairs, w_pairs, w_unpaired]
         else:
             pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
             if keys.REVERSE_PAIR_GROUP in data:  # from compile_inputs

@@ -8,10 +8,14 @@ from mlip import keys
 
 
 def edge_vectors(data: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """r_ij = r_j - r_i + S_ij @ cell, [E, 3] in Å, differentiable in positions and cell."""
+    """r_ij = r_j - r_i + S_ij @ cell, [E, 3] in Å, differentiable in positions and cell. A batch
+    without ``keys.CELL_SHIFTS`` has its periodic images as atoms of their own (an engine's ghost
+    atoms): r_ij = r_j - r_i."""
     pos = data[keys.POSITIONS]
     i = data[keys.EDGE_INDEX][0]
     j = data[keys.EDGE_INDEX][1]
+    if keys.CELL_SHIFTS not in data:
+        return pos.index_select(0, j) - pos.index_select(0, i)
     # index_select, not x[idx]: its backward is a fast index_add_ rather than index_put_
     cell = data[keys.CELL].index_select(0, data[keys.BATCH].index_select(0, i))  # [E, 3, 3]
     shift = torch.bmm(data[keys.CELL_SHIFTS].unsqueeze(1), cell).squeeze(1)

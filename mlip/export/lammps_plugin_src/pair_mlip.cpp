@@ -101,9 +101,9 @@ void keep_freed_memory()
 
 PairMLIP::PairMLIP(LAMMPS *lmp) :
     Pair(lmp), model_loaded(false), model_cutoff(0.0), receptive_field(0.0), ghost_centres(false), can_fold(false),
-    model_paired(false), ghost_mode("fold"), block_size(DEFAULT_BLOCK), blocked(false),
+    model_paired(false), exchange_paired(false), ghost_mode("fold"), block_size(DEFAULT_BLOCK), blocked(false),
     can_exchange(false), package_local(false), fold_ghosts(false), exchange_features(false), comm_width(0), reverse_calls(0),
-    model_dtype(torch::kFloat64)
+    model_dtype(torch::kFloat64), local_pairs(-1)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -192,6 +192,7 @@ void PairMLIP::load_model(const std::string &path)
   model_paired = model.find_method("compute_engine_paired").has_value() && model.hasattr("paired_route") &&
       model.attr("paired_route").toBool();
   can_exchange = model.find_method("exchange_widths").has_value();
+  exchange_paired = model_paired && can_exchange && model.find_method("exchange_begin_paired").has_value();
   exchange_widths.clear();
   if (can_exchange)
     for (const auto &w : model.get_method("exchange_widths")({}).toList()) exchange_widths.push_back(w.get().toInt());
@@ -405,12 +406,13 @@ void PairMLIP::compute(int eflag, int vflag)
     const int b0 = k * block, b1 = std::min(nlocal, b0 + block);
     torch::Tensor positions64, numbers, edge_index;
     const int64_t n_model = ghost_graph(hops, b0, b1, centre_order.data() + centre_start[k],
-                                        centre_order.data() + centre_start[k + 1], positions64, numbers, edge_index);
+                                        centre_order.data() + centre_start[k + 1], positions64, numbers, edge_index,
+                                        exchange_features && exchange_paired);
     torch::Tensor positions = positions64.to(model_dtype);
     torch::Tensor forces, energy, atomic, unused_virial;
     const int64_t n_own = b1 - b0;    // the model's first atoms: local atoms b0..b1-1
     if (exchange_features) {
-      run_exchange(positions, numbers, edge_index, n_own, forces, energy, atomic);
+      run_exchange(positions, numbers, edge_index, n_own, local_pairs, forces, energy, atomic);
     } else if (local_graph) {
       // the package's graph "local": the block's energies and the forces on all its model atoms
       run_package({positions.narrow(0, 0, n_own), positions.narrow(0, n_own, n_model - n_own),
@@ -459,7 +461,8 @@ void PairMLIP::compute(int eflag, int vflag)
 // centres with their own edges. Edges i -> j with |x_j - x_i| < cutoff (ghost positions are image
 // positions: no shifts). Fills model_index / lammps_index; returns the atom count.
 int64_t PairMLIP::ghost_graph(int hops, int b0, int b1, const int *centres_begin, const int *centres_end,
-                              torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index)
+                              torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index,
+                              bool pair_local)
 {
   double **x = atom->x;
   int *type = atom->type;
@@ -502,6 +505,7 @@ int64_t PairMLIP::ghost_graph(int hops, int b0, int b1, const int *centres_begin
     }
     begin = end;
   }
+  local_pairs = pair_local ? pair_local_edges(b1 - b0) : -1;
   const int64_t n_model = (int64_t) lammps_index.size();
   const int64_t n_edges = (int64_t) senders.size();
   auto long_opts = torch::TensorOptions().dtype(torch::kInt64);
@@ -524,19 +528,65 @@ int64_t PairMLIP::ghost_graph(int hops, int b0, int b1, const int *centres_begin
   return n_model;
 }
 
+// The edges between local atoms (model indices below n_own) in reverse halves, i -> j with i < j
+// then j -> i in the same order, then the edges to ghosts (which have no reverse among the edges):
+// model.pt's exchange_begin_paired evaluates its radial network once per pair of local atoms
+// (about 70 % of the edges on two ranks). Returns the number of pairs; -1, with the order unchanged,
+// when the edges between local atoms are not reverse pairs (counts and checksums of both directions
+// differ), as in a list that is not a full one.
+int64_t PairMLIP::pair_local_edges(int64_t n_own)
+{
+  const size_t n = senders.size();
+  int64_t up = 0, down = 0;
+  uint64_t sum_up = 0, sum_down = 0, sq_up = 0, sq_down = 0;  // checksums of the pairs, wrapping
+  for (size_t e = 0; e < n; ++e) {
+    const int64_t i = senders[e], j = receivers[e];
+    if (j >= n_own) continue;
+    if (i < j) {
+      const uint64_t key = (uint64_t) i * (uint64_t) n_own + (uint64_t) j;
+      ++up, sum_up += key, sq_up += key * key;
+    } else {
+      const uint64_t key = (uint64_t) j * (uint64_t) n_own + (uint64_t) i;
+      ++down, sum_down += key, sq_down += key * key;
+    }
+  }
+  if (up != down || sum_up != sum_down || sq_up != sq_down) return -1;
+  paired_senders.resize(n);
+  paired_receivers.resize(n);
+  int64_t k = 0, u = 2 * up;
+  for (size_t e = 0; e < n; ++e) {
+    const int64_t i = senders[e], j = receivers[e];
+    if (j >= n_own) {
+      paired_senders[u] = i;
+      paired_receivers[u++] = j;
+    } else if (i < j) {
+      paired_senders[k] = i;
+      paired_receivers[k] = j;
+      paired_senders[k + up] = j;
+      paired_receivers[k + up] = i;
+      ++k;
+    }
+  }
+  senders.swap(paired_senders);
+  receivers.swap(paired_receivers);
+  return up;
+}
+
 // The model layer by layer (its exchange_* methods, mlip.export.torchscript.ExportedExchangePotential)
 // on the local atoms as centres, the new features of the ghosts exchanged from their owners after
 // each layer but the last; forces -dE/dx on the model's local and ghost atoms by one backward pass
 // through the layers and the exchanges.
 void PairMLIP::run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers,
-                            const torch::Tensor &edge_index, int64_t nlocal, torch::Tensor &forces,
+                            const torch::Tensor &edge_index, int64_t nlocal, int64_t n_pairs, torch::Tensor &forces,
                             torch::Tensor &energy, torch::Tensor &atomic)
 {
   try {
     torch::jit::GraphOptimizerEnabledGuard no_jit_optimisation(false);
     torch::AutoGradMode grad_mode(true);
     torch::Tensor pos = positions.detach().requires_grad_(true);
-    auto begin = model.get_method("exchange_begin")({pos, numbers, edge_index, nlocal}).toTuple();
+    // n_pairs >= 0: the first 2 n_pairs edges are pairs of local atoms in reverse halves (pair_local_edges)
+    auto begin = (n_pairs >= 0 ? model.get_method("exchange_begin_paired")({pos, numbers, edge_index, nlocal, n_pairs})
+                               : model.get_method("exchange_begin")({pos, numbers, edge_index, nlocal})).toTuple();
     torch::jit::IValue data = begin->elements()[0], edges = begin->elements()[2];
     torch::Tensor h = begin->elements()[1].toTensor();
     torch::Tensor y;

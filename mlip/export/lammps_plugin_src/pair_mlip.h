@@ -44,11 +44,14 @@ class PairMLIP : public Pair {
   void load_package(const std::string &path);
   void compute_folded(int eflag, int vflag);
   int64_t ghost_graph(int hops, int b0, int b1, const int *centres_begin, const int *centres_end,
-                      torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index);
+                      torch::Tensor &positions64, torch::Tensor &numbers, torch::Tensor &edge_index,
+                      bool pair_local = false);
+  int64_t pair_local_edges(int64_t n_own);
   void idle_exchange(int t, bool forward);
   void clear_comm_buf(int width);
   void run_exchange(const torch::Tensor &positions, const torch::Tensor &numbers, const torch::Tensor &edge_index,
-                    int64_t nlocal, torch::Tensor &forces, torch::Tensor &energy, torch::Tensor &atomic);
+                    int64_t nlocal, int64_t n_pairs, torch::Tensor &forces, torch::Tensor &energy,
+                    torch::Tensor &atomic);
   void run_model(const char *method, std::vector<torch::jit::IValue> inputs, torch::Tensor &forces,
                  torch::Tensor &energy, torch::Tensor &atomic, torch::Tensor &virial_out);
   void run_package(std::vector<torch::Tensor> inputs, torch::Tensor &forces, torch::Tensor &energy,
@@ -67,6 +70,7 @@ class PairMLIP : public Pair {
   bool ghost_centres;               // message passing: edges centred on ghosts are needed too
   bool can_fold;                    // the model has compute_engine (periodic graph with cell shifts)
   bool model_paired;                // model.pt: compute_engine_paired pays (the radial network once per pair)
+  bool exchange_paired;             // model.pt: so does exchange_begin_paired (pairs of local atoms)
   std::string ghost_mode;           // pair_style mlip ghosts fold (default) | exchange | shell
   static constexpr int DEFAULT_BLOCK = 512;
   int block_size;                   // pair_style mlip block N: local atoms per call of a local model
@@ -86,6 +90,8 @@ class PairMLIP : public Pair {
   std::vector<int> model_index;          // LAMMPS atom index -> model atom index, -1 if not passed
   std::vector<int> lammps_index;         // model atom index -> LAMMPS atom index
   std::vector<int64_t> senders, receivers;
+  std::vector<int64_t> paired_senders, paired_receivers;  // pair_local_edges: the edges reordered
+  int64_t local_pairs;                   // pair_local_edges of this step's graph (-1: not paired)
   std::vector<double> shifts;            // compute_folded: lattice shift of each edge's receiver
   std::vector<int> owner_of_tag;         // compute_folded: atom ID -> local index
   std::vector<int> centre_order, centre_start, centre_fill;  // compute: the neighbour list's centres by block
