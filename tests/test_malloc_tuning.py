@@ -78,3 +78,39 @@ def test_blocks_above_the_largest_mmap_threshold_are_kept_too():
     _, untuned = _faults_per_step("0", LARGE_PROBE)
     assert untuned > 10_000, untuned
     assert tuned < 0.25 * untuned, (tuned, untuned)
+
+
+HUGE_PAGES_PROBE = textwrap.dedent("""
+    print("started")  # printed twice: once before the restart, once after
+    from mlip.cli.malloc_tuning import keep_freed_memory, restart_with_huge_pages
+    restart_with_huge_pages()
+    keep_freed_memory()
+    import os, sys, torch
+    x = torch.ones(64 << 20)  # 256 MiB, written
+    rollup = open("/proc/self/smaps_rollup").read().splitlines()
+    huge_kb = [int(line.split()[1]) for line in rollup if line.startswith("AnonHugePages:")][0]
+    print(os.environ.get("GLIBC_TUNABLES"), huge_kb, " ".join(sys.argv[1:]))
+""")
+
+
+def test_entry_points_restart_with_huge_pages_for_malloc():
+    """``restart_with_huge_pages`` (the entry points' first call) restarts the process once with
+    ``glibc.malloc.hugetlb=1`` after the user's own tunables, the same arguments, and the restarted
+    process's tensors lie in transparent huge pages; ``MLIP_MALLOC_TUNING=0`` leaves it alone."""
+    from mlip.cli.malloc_tuning import huge_pages_possible
+
+    if not huge_pages_possible():
+        pytest.skip("no glibc >= 2.35 with transparent huge pages here")
+    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.tcache_count=10", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES_PROBE, "a", "b c"], capture_output=True, text=True,
+                         env=env, check=True).stdout.splitlines()
+    assert out[:2] == ["started", "started"]
+    tunables, huge_kb, args = out[2].split(" ", 2)
+    assert tunables == "glibc.malloc.tcache_count=10:glibc.malloc.hugetlb=1"
+    assert args == "a b c"
+    assert int(huge_kb) >= 64 * 1024  # at least a quarter of the tensor in 2 MiB pages
+    env = dict(os.environ, MLIP_MALLOC_TUNING="0", OMP_NUM_THREADS="1")
+    env.pop("GLIBC_TUNABLES", None)
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES_PROBE], capture_output=True, text=True, env=env,
+                         check=True).stdout.splitlines()
+    assert out[0] == "started" and out[1].startswith("None ")  # no restart

@@ -21,7 +21,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-from mlip.cli.malloc_tuning import keep_freed_memory
+from mlip.cli.malloc_tuning import keep_freed_memory, restart_with_huge_pages
 
 #: command -> (module, one-line help)
 COMMANDS = {
@@ -69,5 +69,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     return int(modules[args.command].main(args) or 0)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The installed ``mlip`` command: ``main`` in a process restarted with huge pages for malloc
+    (``restart_with_huge_pages``; ``main`` itself, which tests call in-process, never restarts)."""
+    restart_with_huge_pages()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlip.cli.check_config import check_config
 from mlip.cli.config_path import CONFIG_DIR, config_dict
-from mlip.cli.malloc_tuning import keep_freed_memory
+from mlip.cli.malloc_tuning import keep_freed_memory, restart_with_huge_pages
 from mlip.errors import USER_ERRORS, ConfigError, DataError, RunInterrupted
 from mlip.fileio import atomic_open, remove_temporaries, run_dir_lock, write_json, write_text
 from mlip.training.distributed import PeerFailure
@@ -444,5 +444,12 @@ def main() -> None:
     _hydra_main()
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The installed ``mlip-train`` command: ``main`` in a process restarted with huge pages for
+    malloc (``restart_with_huge_pages``)."""
+    restart_with_huge_pages()
     main()
+
+
+if __name__ == "__main__":
+    entry()
