@@ -223,6 +223,8 @@ def test_exchange_with_pairs_of_local_atoms_in_reverse_halves_equals_the_plain_o
     np.testing.assert_allclose(reordered[1], plain[1], atol=1e-10)
     np.testing.assert_allclose(reordered[2], plain[2], atol=1e-10)
     assert np.abs(plain[2]).max() > 0.1
+    with pytest.raises((RuntimeError, torch.jit.Error), match="are not the reverses"):  # refused, not computed
+        exchange_energy(module, pos, numbers, paired, stand_in, n, n_pairs=n_pairs + 1)
     seen = []
     radial = EquivariantModel.radial_weights
     monkeypatch.setattr(EquivariantModel, "radial_weights", lambda self, r: seen.append(r.shape[0]) or radial(self, r))

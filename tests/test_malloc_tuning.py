@@ -96,7 +96,8 @@ HUGE_PAGES_PROBE = textwrap.dedent("""
 def test_entry_points_restart_with_huge_pages_for_malloc():
     """``restart_with_huge_pages`` (the entry points' first call) restarts the process once with
     ``glibc.malloc.hugetlb=1`` after the user's own tunables, the same arguments, and the restarted
-    process's tensors lie in transparent huge pages; ``MLIP_MALLOC_TUNING=0`` leaves it alone."""
+    process's tensors lie in transparent huge pages; ``MLIP_MALLOC_TUNING=0`` leaves it alone, and
+    so does a script read from standard input (it could not be read again)."""
     from mlip.cli.malloc_tuning import huge_pages_possible
 
     if not huge_pages_possible():
@@ -114,3 +115,7 @@ def test_entry_points_restart_with_huge_pages_for_malloc():
     out = subprocess.run([sys.executable, "-c", HUGE_PAGES_PROBE], capture_output=True, text=True, env=env,
                          check=True).stdout.splitlines()
     assert out[0] == "started" and out[1].startswith("None ")  # no restart
+    env.pop("MLIP_MALLOC_TUNING")
+    out = subprocess.run([sys.executable, "-"], input=HUGE_PAGES_PROBE, capture_output=True, text=True, env=env,
+                         check=True).stdout.splitlines()
+    assert out[0] == "started" and out[1].startswith("None ")  # a script from stdin (read once) is not restarted

@@ -23,10 +23,10 @@ once with glibc's tunable ``glibc.malloc.hugetlb=1``: malloc then advises transp
 (2 MiB) for the memory it takes from the kernel, so the per-edge tensors that every step streams
 through cost a TLB entry per 2 MiB instead of per 4 KiB. Measured on one CPU thread
 (``docs/benchmarks.md``): equivariant training steps 1.08-1.12x faster (ethanol ``medium``, Si
-``small``) and MD with ``model.pt2`` 1.05-1.13x at 1,000-27,000 atoms, for 1 % more peak memory in
-training. A tunable is read when the process starts, hence the restart; engines started otherwise
-(LAMMPS, a Python script) take the setting from the environment:
-``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 lmp -in in.lammps``.
+``small``; whole epochs 1.03x and 1.08x) and MD with ``model.pt2`` 1.05-1.13x at 1,000-27,000
+atoms, for 1 % more peak memory in training. A tunable is read when the process starts, hence
+the restart; engines started otherwise (LAMMPS, a Python script) take the setting from the
+environment: ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 lmp -in in.lammps``.
 
 Linux with glibc only (elsewhere nothing happens); ``MLIP_MALLOC_TUNING=0`` turns both off.
 """
@@ -101,6 +101,8 @@ def restart_with_huge_pages() -> None:
     point, before any output, threads or child processes; never from library code. Nothing
     happens with ``MLIP_MALLOC_TUNING=0``, or if the restart fails (the run goes on as it is)."""
     if os.environ.get("MLIP_MALLOC_TUNING", "1").strip() == "0":
+        return
+    if not sys.argv or sys.argv[0] in ("", "-"):  # interactive, or a script read from stdin (consumed)
         return
     current = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in current or not huge_pages_possible():

@@ -212,7 +212,7 @@ class ExportedPotential(torch.nn.Module):
                            torch.zeros((0, 3), dtype=dtype, device=device))
         data.pop(keys.CELL_SHIFTS)
         self._check_distances(data)
-        data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=positions.device)
+        data[keys.ENGINE_ADDS_LONG_RANGE] = torch.zeros(0, device=device)
         return data
 
     def _local_energies(self, data: Dict[str, torch.Tensor], n_local: int) -> torch.Tensor:
@@ -264,8 +264,14 @@ class ExportedExchangePotential(ExportedPotential):
         n_pairs is edge g reversed: pairs of local atoms) and whose others have no reverse (local to
         ghost atoms): a model with ``paired_route`` evaluates its radial network once per pair
         (``keys.PAIRED_PREFIX``). The same outputs as ``exchange_begin`` on the same edges."""
+        g = n_pairs
+        if g < 0 or 2 * g > edge_index.shape[1] or not bool(
+                torch.equal(edge_index[:, g:2 * g], edge_index[:, :g].flip(0))):
+            raise RuntimeError("exchange_begin_paired: edges " + str(g) + ".." + str(2 * g - 1)
+                               + " are not the reverses of edges 0.." + str(g - 1) + " (n_pairs=" + str(g) + ", "
+                               + str(edge_index.shape[1]) + " edges); use exchange_begin for edges in any order")
         data = self._ghost_graph(positions, atomic_numbers, edge_index)
-        data[keys.PAIRED_PREFIX] = torch.tensor(n_pairs, dtype=torch.long)
+        data[keys.PAIRED_PREFIX] = torch.tensor(g, dtype=torch.long, device=positions.device)
         h, edges = self.model.energy_model.exchange_begin(data, n_local)  # type: ignore[operator]
         return data, h, edges
 
