@@ -35,7 +35,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -94,6 +94,16 @@ def huge_pages_possible() -> bool:
         return False
 
 
+def with_huge_pages(env: Mapping[str, str]) -> Dict[str, str]:
+    """A copy of the environment ``env`` with ``HUGE_PAGES_TUNABLE`` appended to its
+    ``GLIBC_TUNABLES`` (after the user's own), where it can take effect and is not set already."""
+    out = dict(env)
+    current = out.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" not in current and huge_pages_possible():
+        out["GLIBC_TUNABLES"] = f"{current}:{HUGE_PAGES_TUNABLE}" if current else HUGE_PAGES_TUNABLE
+    return out
+
+
 def restart_with_huge_pages() -> None:
     """Re-execute this process once, with the same interpreter and arguments, with
     ``HUGE_PAGES_TUNABLE`` added to ``GLIBC_TUNABLES``, where it can take effect and is not set
@@ -104,10 +114,9 @@ def restart_with_huge_pages() -> None:
         return
     if not sys.argv or sys.argv[0] in ("", "-"):  # interactive, or a script read from stdin (consumed)
         return
-    current = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in current or not huge_pages_possible():
+    env = with_huge_pages(os.environ)
+    if env.get("GLIBC_TUNABLES") == os.environ.get("GLIBC_TUNABLES"):  # set already, or no effect here
         return
-    env = dict(os.environ, GLIBC_TUNABLES=f"{current}:{HUGE_PAGES_TUNABLE}" if current else HUGE_PAGES_TUNABLE)
     argv = [sys.executable] + list(getattr(sys, "orig_argv", [sys.executable] + sys.argv)[1:])
     try:
         sys.stdout.flush()

@@ -40,14 +40,11 @@ def thread_env(threads: int, extra_pythonpath: List[str] = ()) -> dict:
     """The environment of every tool's process: ``threads`` threads, and glibc's huge pages for malloc
     where they can take effect (what mlip's commands restart with; the peers get it too, so the
     tools run side by side in the same environment)."""
-    from mlip.cli.malloc_tuning import HUGE_PAGES_TUNABLE, huge_pages_possible
+    from mlip.cli.malloc_tuning import with_huge_pages
 
-    env = dict(os.environ)
+    env = with_huge_pages(os.environ)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env[k] = str(threads)
-    tunables = env.get("GLIBC_TUNABLES", "")
-    if huge_pages_possible() and "glibc.malloc.hugetlb" not in tunables:
-        env["GLIBC_TUNABLES"] = f"{tunables}:{HUGE_PAGES_TUNABLE}" if tunables else HUGE_PAGES_TUNABLE
     env.pop("PYTHONPATH", None)
     if extra_pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in extra_pythonpath)
